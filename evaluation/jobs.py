@@ -1,0 +1,210 @@
+"""``loupe eval``: score a run, re-rank a candidate run, or retrieve from an index."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from evaluation.compare import Comparison, compare, plot_differences
+from evaluation.metrics import MetricsResult, evaluate, format_table
+from evaluation.report import write_report
+from index.readers.corpus import read_corpus
+from index.readers.queries import read_queries
+from index.readers.trec import Run, ranked, read_qrels, read_run, write_run
+from index.searcher import Searcher
+from models.reranker import Reranker
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``loupe eval`` does; exactly one of ``run``, ``candidates`` and ``index``."""
+
+    queries: Path
+    qrels: Path
+    out: Path
+    run: Path | None = None
+    candidates: Path | None = None
+    corpus: Path | None = None
+    index: Path | None = None
+    reranker: str | None = None
+    depth: int = 100
+    rerank_depth: int = 100
+    query_split: str | None = None
+    measures: tuple[str, ...] | None = None
+    compare: Path | None = None
+    name: str | None = None
+    device: str | None = None
+    show_progress: bool = True
+
+    def validate(self) -> None:
+        modes = [x for x in (self.run, self.candidates, self.index) if x is not None]
+        if len(modes) != 1:
+            raise ValueError("give exactly one of --run, --candidates (with --corpus) and --index")
+        if self.candidates is not None and self.corpus is None:
+            raise ValueError("--candidates needs --corpus to read the passages' texts")
+        if self.depth < 1 or self.rerank_depth < 1:
+            raise ValueError("depths must be at least 1")
+
+
+@dataclass
+class EvalResult:
+    name: str
+    metrics: MetricsResult
+    run: Run
+    timings: dict[str, float] = field(default_factory=dict)
+    comparison: Comparison | None = None
+
+
+def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult:
+    config.validate()
+    queries = read_queries(config.queries, config.query_split)
+    qrels = read_qrels(config.qrels)
+    evaluated = {q: t for q, t in queries.items() if q in qrels}
+    if not evaluated:
+        raise ValueError(f"no query of {config.queries} has judgments in {config.qrels}")
+    timings: dict[str, float] = {}
+    if config.run is not None:
+        run = read_run(config.run)
+        name = config.name or config.run.stem
+    elif config.candidates is not None:
+        assert config.corpus is not None
+        if reranker is None:
+            raise ValueError("re-ranking candidates needs a re-ranker")
+        candidates = read_run(config.candidates)
+        run, timings = rerank_run(
+            reranker,
+            evaluated,
+            candidates,
+            config.corpus,
+            config.rerank_depth,
+            config.show_progress,
+        )
+        name = config.name or f"{config.candidates.stem}>>{reranker.name}"
+    else:
+        assert config.index is not None
+        run, timings = retrieve_run(config.index, evaluated, config.depth, config.device)
+        name = config.name or f"index:{config.index.name}"
+        if reranker is not None:
+            reranked, rerank_timings = rerank_run(
+                reranker,
+                evaluated,
+                run,
+                None,
+                config.rerank_depth,
+                config.show_progress,
+                index=config.index,
+            )
+            run = reranked
+            timings.update(rerank_timings)
+            name = f"{name}>>{reranker.name}"
+    metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
+    result = EvalResult(name=name, metrics=metrics, run=run, timings=timings)
+    if config.compare is not None:
+        baseline = evaluate(qrels, read_run(config.compare), list(metrics.aggregate), evaluated)
+        result.comparison = compare(
+            metrics,
+            baseline,
+            next(iter(metrics.aggregate)),
+            system_name=name,
+            baseline_name=config.compare.stem,
+        )
+    save_outputs(config, result)
+    return result
+
+
+def rerank_run(
+    reranker: Reranker,
+    queries: dict[str, str],
+    candidates: Run,
+    corpus: Path | None,
+    depth: int,
+    show_progress: bool,
+    *,
+    index: Path | None = None,
+) -> tuple[Run, dict[str, float]]:
+    """Re-score each query's top-``depth`` candidates; returns the run and timings."""
+    top = {q: [d for d, _ in ranked(candidates.get(q, {}), depth)] for q in queries}
+    needed = {d for docs in top.values() for d in docs}
+    texts = _load_texts(needed, corpus, index)
+    missing = needed - texts.keys()
+    if missing:
+        example = next(iter(missing))
+        raise ValueError(
+            f"{len(missing)} candidate documents are not in the corpus, e.g. {example!r}"
+        )
+    run: Run = {}
+    started = time.perf_counter()
+    for qid in tqdm(list(queries), desc="re-ranking", unit="query", disable=not show_progress):
+        docs = top[qid]
+        scores = reranker.score(queries[qid], [texts[d] for d in docs]) if docs else []
+        run[qid] = {d: float(s) for d, s in zip(docs, scores, strict=True)}
+    elapsed = time.perf_counter() - started
+    return run, {
+        "rerank_seconds": elapsed,
+        "rerank_ms_per_query": 1000 * elapsed / max(len(queries), 1),
+        "rerank_depth": float(depth),
+    }
+
+
+def retrieve_run(
+    index: Path, queries: dict[str, str], depth: int, device: str | None
+) -> tuple[Run, dict[str, float]]:
+    searcher = Searcher.open(index, device=device)
+    started = time.perf_counter()
+    try:
+        ids = list(queries)
+        hits = searcher.search([queries[q] for q in ids], depth)
+    finally:
+        searcher.reader.close()
+    elapsed = time.perf_counter() - started
+    run = {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
+    return run, {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}
+
+
+def _load_texts(ids: set[str], corpus: Path | None, index: Path | None) -> dict[str, str]:
+    if corpus is not None:
+        return {d.id: d.full_text for d in read_corpus(corpus) if d.id in ids}
+    from index.searcher import IndexReader
+
+    assert index is not None
+    reader = IndexReader.open(index, verify=False)
+    try:
+        keys = reader.docstore.keys_for_ids(ids)
+        docs = reader.docstore.get_by_keys(keys.values())
+        return {doc.id: doc.full_text for doc in docs.values()}
+    finally:
+        reader.close()
+
+
+def save_outputs(config: EvalConfig, result: EvalResult) -> None:
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_run(result.run, out / "run.trec", tag=_tag(result.name))
+    plot = None
+    if result.comparison is not None:
+        plot = plot_differences(result.comparison, out / "per_query_differences.png")
+    payload = {
+        "name": result.name,
+        "num_queries": result.metrics.num_queries,
+        "metrics": result.metrics.aggregate,
+        "per_query": result.metrics.per_query,
+        "timings": result.timings,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+    }
+    if result.comparison is not None:
+        comparison = asdict(result.comparison)
+        payload["comparison"] = comparison
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2))
+    write_report(out / "report.md", result, config, plot)
+
+
+def summary_table(result: EvalResult) -> str:
+    return format_table({result.name: result.metrics.aggregate}, list(result.metrics.aggregate))
+
+
+def _tag(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60] or "loupe"

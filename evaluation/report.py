@@ -1,0 +1,49 @@
+"""Markdown report of one evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evaluation.metrics import format_table
+
+if TYPE_CHECKING:
+    from evaluation.jobs import EvalConfig, EvalResult
+
+
+def write_report(path: Path, result: EvalResult, config: EvalConfig, plot: Path | None) -> None:
+    measures = list(result.metrics.aggregate)
+    lines = [
+        f"# Evaluation: {result.name}",
+        "",
+        f"- queries: `{config.queries}` ({result.metrics.num_queries} judged queries evaluated)",
+        f"- qrels: `{config.qrels}`",
+    ]
+    for label, value in (
+        ("run", config.run),
+        ("candidates", config.candidates),
+        ("corpus", config.corpus),
+        ("index", config.index),
+        ("reranker", config.reranker),
+    ):
+        if value is not None:
+            lines.append(f"- {label}: `{value}`")
+    lines += ["", format_table({result.name: result.metrics.aggregate}, measures), ""]
+    if result.timings:
+        lines.append("## Timings")
+        lines += [f"- {k}: {v:.2f}" for k, v in result.timings.items()]
+        lines.append("")
+    comparison = result.comparison
+    if comparison is not None:
+        lines += [
+            f"## Against {comparison.baseline} ({comparison.measure})",
+            "",
+            f"- mean difference: {comparison.mean_difference:+.4f}",
+            f"- wins / losses / ties: {comparison.wins} / {comparison.losses} / {comparison.ties}",
+            f"- paired t-test: t = {comparison.t_statistic:.3f}, p = {comparison.p_value:.4g}",
+            f"- Wilcoxon signed-rank: p = {comparison.wilcoxon_p_value:.4g}",
+            "",
+        ]
+        if plot is not None:
+            lines += [f"![per-query differences]({plot.name})", ""]
+    path.write_text("\n".join(lines))

@@ -1,0 +1,199 @@
+"""SQLite docstore: the source of truth for every acknowledged document.
+
+Each document has a stable integer ``key`` (SQLite rowid, never reused) that the first-stage
+index and the token store use as their id, and its first-stage vector as a float32 blob.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.records import Document
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    vector BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    key: int
+    document: Document
+
+
+class DocStore:
+    """A thread-safe SQLite (WAL) table of documents keyed by id and by integer key."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        self.path = Path(path)
+        if read_only and not self.path.is_file():
+            raise FileNotFoundError(f"no docstore at {self.path}")
+        uri = f"file:{self.path}?mode=ro" if read_only else f"file:{self.path}"
+        self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._lock = threading.RLock()
+        if not read_only:
+            with self._lock:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._conn.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> DocStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
+    def upsert(
+        self, documents: Sequence[Document], vectors: np.ndarray | None = None
+    ) -> tuple[list[int], list[int]]:
+        """Add documents, replacing any with the same id, in one transaction.
+
+        Returns ``(new_keys, replaced_keys)``: a replaced document gets a new key, so the
+        caller can drop the old key from derived indexes.
+        """
+        if vectors is not None and len(vectors) != len(documents):
+            raise ValueError("one vector per document is required")
+        new_keys: list[int] = []
+        replaced: list[int] = []
+        with self._lock, self._conn:
+            for i, doc in enumerate(documents):
+                row = self._conn.execute(
+                    "SELECT key FROM documents WHERE doc_id = ?", (doc.id,)
+                ).fetchone()
+                if row is not None:
+                    replaced.append(int(row[0]))
+                    self._conn.execute("DELETE FROM documents WHERE key = ?", (row[0],))
+                blob = None if vectors is None else _to_blob(vectors[i])
+                cursor = self._conn.execute(
+                    "INSERT INTO documents (doc_id, title, text, metadata, vector)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata), blob),
+                )
+                new_keys.append(int(cursor.lastrowid or 0))
+        return new_keys, replaced
+
+    def delete(self, doc_id: str) -> int | None:
+        """Delete a document by id; returns its key, or None if there was none."""
+        with self._lock, self._conn:
+            row = self._conn.execute(
+                "SELECT key FROM documents WHERE doc_id = ?", (doc_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            self._conn.execute("DELETE FROM documents WHERE key = ?", (row[0],))
+            return int(row[0])
+
+    def get_by_keys(self, keys: Iterable[int]) -> dict[int, Document]:
+        """Documents for the keys that exist (missing keys are simply absent)."""
+        keys = [int(k) for k in keys]
+        found: dict[int, Document] = {}
+        with self._lock:
+            for start in range(0, len(keys), 900):
+                chunk = keys[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    "SELECT key, doc_id, title, text, metadata FROM documents"
+                    f" WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for key, doc_id, title, text, metadata in rows:
+                    found[int(key)] = Document(doc_id, text, title, json.loads(metadata))
+        return found
+
+    def get(self, doc_id: str) -> StoredDocument | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key, doc_id, title, text, metadata FROM documents WHERE doc_id = ?",
+                (doc_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        key, doc_id, title, text, metadata = row
+        return StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
+
+    def keys_for_ids(self, doc_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(doc_ids)
+        out: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT doc_id, key FROM documents WHERE doc_id IN ({marks})", chunk
+                ).fetchall()
+                out.update({str(d): int(k) for d, k in rows})
+        return out
+
+    def iter_vectors(
+        self, after_key: int = 0, batch: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(keys (n,), vectors (n, dim))`` chunks for rows with key > ``after_key``."""
+        last = after_key
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT key, vector FROM documents WHERE key > ? AND vector IS NOT NULL"
+                    " ORDER BY key LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            keys = np.array([r[0] for r in rows], dtype=np.int64)
+            vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            yield keys, vectors
+            last = int(keys[-1])
+
+    def all_keys(self) -> np.ndarray:
+        with self._lock:
+            rows = self._conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def max_key(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(key) FROM documents").fetchone()
+        return int(row[0] or 0)
+
+    def set_meta(self, name: str, value: Any) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, json.dumps(value))
+            )
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (before the file is copied or checksummed)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()

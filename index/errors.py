@@ -1,0 +1,19 @@
+"""Errors raised by file readers and index loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MalformedInputError(ValueError):
+    """A line of an input file cannot be read; the message names the file and the line."""
+
+    def __init__(self, path: str | Path, line: int, reason: str):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{self.path}:{line}: {reason}")
+
+
+class IndexCorruptError(RuntimeError):
+    """An index folder fails its manifest checks (missing file, checksum, count)."""

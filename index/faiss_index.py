@@ -1,0 +1,150 @@
+"""FAISS backend of :class:`VectorIndex`, built from a factory string (Flat, HNSW32, IVF..,PQ..)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+def gpu_count() -> int:
+    """GPUs faiss can use (0 with faiss-cpu)."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get else 0
+
+
+def ivf_lists(factory: str) -> int:
+    """Number of inverted lists an IVF factory string asks for (0 if not IVF).
+
+    >>> ivf_lists("IVF1024,PQ32"), ivf_lists("HNSW32")
+    (1024, 0)
+    """
+    match = re.match(r"^(?:OPQ\d+(?:_\d+)?,)?IVF(\d+)", factory)
+    return int(match.group(1)) if match else 0
+
+
+class FaissIndex(VectorIndex):
+    """Inner-product FAISS index with docstore keys as its ids."""
+
+    def __init__(self, index: faiss.Index, *, use_gpu: bool | None = None):
+        self._cpu_index = index
+        self._search_index = index
+        self._use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
+        self._to_gpu()
+
+    @classmethod
+    def create(
+        cls, dimension: int, factory: str = "Flat", *, use_gpu: bool | None = None
+    ) -> FaissIndex:
+        try:
+            base = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ValueError(f"invalid FAISS factory string {factory!r}: {exc}") from exc
+        # IVF indexes carry ids themselves; the others need an id map around them.
+        index = base if ivf_lists(factory) else faiss.IndexIDMap2(base)
+        return cls(index, use_gpu=use_gpu)
+
+    @classmethod
+    def load(cls, path: Path, *, use_gpu: bool | None = None) -> FaissIndex:
+        return cls(faiss.read_index(str(path)), use_gpu=use_gpu)
+
+    def _to_gpu(self) -> None:
+        if not self._use_gpu or gpu_count() == 0:
+            self._search_index = self._cpu_index
+            return
+        try:
+            self._search_index = faiss.index_cpu_to_all_gpus(self._cpu_index)
+        except RuntimeError as exc:  # e.g. HNSW has no GPU version
+            log.info("FAISS index stays on the CPU: %s", exc)
+            self._search_index = self._cpu_index
+
+    @property
+    def dimension(self) -> int:
+        return int(self._cpu_index.d)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._search_index is not self._cpu_index
+
+    def __len__(self) -> int:
+        return int(self._cpu_index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._cpu_index.is_trained)
+
+    def train(self, vectors: np.ndarray, *, seed: int = 0) -> None:
+        """Train an IVF/PQ index on a sample of vectors (a no-op for Flat and HNSW)."""
+        if self.is_trained:
+            return
+        vectors = _as_f32(vectors, self.dimension)
+        lists = ivf_lists_of(self._cpu_index)
+        if lists and len(vectors) < lists:
+            raise ValueError(
+                f"IVF with {lists} lists needs at least {lists} training vectors,"
+                f" got {len(vectors)}"
+            )
+        sample = vectors
+        limit = max(256 * max(lists, 1), 10_000)
+        if len(vectors) > limit:
+            rng = np.random.default_rng(seed)
+            sample = vectors[rng.choice(len(vectors), limit, replace=False)]
+        self._cpu_index.train(sample)
+        self._to_gpu()
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        if not self.is_trained:
+            raise RuntimeError("train the index before adding vectors")
+        self._cpu_index.add_with_ids(
+            _as_f32(vectors, self.dimension), np.asarray(keys, dtype=np.int64)
+        )
+        self._to_gpu()
+
+    def remove(self, keys: np.ndarray) -> None:
+        selector = faiss.IDSelectorBatch(np.asarray(keys, dtype=np.int64))
+        self._cpu_index.remove_ids(selector)
+        self._to_gpu()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        queries = _as_f32(np.atleast_2d(queries), self.dimension)
+        if len(self) == 0:
+            q = len(queries)
+            return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
+        scores, keys = self._search_index.search(queries, k)
+        return scores, keys
+
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        inner = faiss.downcast_index(self._cpu_index)
+        if isinstance(inner, faiss.IndexIDMap):
+            inner = faiss.downcast_index(inner.index)
+        if nprobe is not None and hasattr(inner, "nprobe"):
+            inner.nprobe = nprobe
+        if ef_search is not None and hasattr(inner, "hnsw"):
+            inner.hnsw.efSearch = ef_search
+        self._to_gpu()
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self._cpu_index, str(path))
+
+
+def ivf_lists_of(index: faiss.Index) -> int:
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIDMap):
+        inner = faiss.downcast_index(inner.index)
+    return int(getattr(inner, "nlist", 0))
+
+
+def _as_f32(vectors: np.ndarray, dimension: int) -> np.ndarray:
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dimension:
+        raise ValueError(f"expected vectors of shape (n, {dimension}), got {array.shape}")
+    return array

@@ -1,0 +1,93 @@
+"""The index manifest: what an index folder holds, written last and atomically.
+
+An index folder holds generation-stamped files (``vectors-<gen>.faiss``,
+``docstore-<gen>.sqlite``) and ``manifest.json`` naming the current ones. A build writes new
+files first and replaces the manifest last (``os.replace``), so a crash at any point leaves
+the previous manifest, and so the last good index, readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from index.errors import IndexCorruptError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    model: str
+    dimension: int
+    count: int
+    factory: str
+    vectors_file: str
+    vectors_sha256: str
+    docstore_file: str
+    max_key: int
+    generation: str
+    token_store_file: str | None = None
+    token_store: dict[str, object] = field(default_factory=dict)
+    bm25_dir: str | None = None
+    format_version: int = FORMAT_VERSION
+    created_at: float = field(default_factory=time.time)
+
+    def save(self, folder: Path) -> None:
+        write_atomic(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2).encode())
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a Loupe index (no {MANIFEST_NAME})")
+        try:
+            data = json.loads(path.read_text())
+            manifest = cls(**data)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
+        if manifest.format_version != FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{path} has format {manifest.format_version}; this Loupe reads {FORMAT_VERSION}"
+            )
+        return manifest
+
+
+def new_generation() -> str:
+    """A sortable, unique stamp for a build's files."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, flush to disk, rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,113 @@
+"""Opening an index folder and searching it with the dual encoder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.docstore import DocStore
+from index.errors import IndexCorruptError
+from index.faiss_index import FaissIndex
+from index.manifest import Manifest, sha256_file
+from index.records import Document
+from models.encoder import EncoderConfig, TextEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: int
+    score: float
+    document: Document
+
+
+class IndexReader:
+    """A loaded index folder: manifest, docstore and vector index, checked against each other."""
+
+    def __init__(self, folder: Path, manifest: Manifest, docstore: DocStore, vectors: FaissIndex):
+        self.folder = folder
+        self.manifest = manifest
+        self.docstore = docstore
+        self.vectors = vectors
+
+    @classmethod
+    def open(
+        cls, folder: str | Path, *, verify: bool = True, use_gpu: bool | None = None
+    ) -> IndexReader:
+        folder = Path(folder)
+        manifest = Manifest.load(folder)
+        vectors_path = folder / manifest.vectors_file
+        docstore_path = folder / manifest.docstore_file
+        for path in (vectors_path, docstore_path):
+            if not path.is_file():
+                raise IndexCorruptError(f"{folder}: manifest names {path.name}, which is missing")
+        if verify and sha256_file(vectors_path) != manifest.vectors_sha256:
+            raise IndexCorruptError(f"{vectors_path} does not match the manifest's checksum")
+        vectors = FaissIndex.load(vectors_path, use_gpu=use_gpu)
+        if len(vectors) != manifest.count or vectors.dimension != manifest.dimension:
+            raise IndexCorruptError(
+                f"{vectors_path} holds {len(vectors)} vectors of dimension {vectors.dimension}; "
+                f"the manifest says {manifest.count} of {manifest.dimension}"
+            )
+        docstore = DocStore(docstore_path)
+        reader = cls(folder, manifest, docstore, vectors)
+        reader.catch_up()
+        return reader
+
+    def catch_up(self) -> int:
+        """Add vectors of documents stored after the FAISS snapshot (docstore is the truth)."""
+        added = 0
+        for keys, vectors in self.docstore.iter_vectors(after_key=self.manifest.max_key):
+            self.vectors.add(keys, vectors)
+            added += len(keys)
+        if added:
+            log.info("added %d documents stored after the index snapshot", added)
+        return added
+
+    def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """Top-k hits for ``query_vectors (q, dim)``; documents deleted since are skipped."""
+        scores, keys = self.vectors.search(query_vectors, k)
+        wanted = {int(x) for x in keys.ravel() if x >= 0}
+        documents = self.docstore.get_by_keys(wanted)
+        results: list[list[Hit]] = []
+        for row_scores, row_keys in zip(scores, keys, strict=True):
+            results.append(
+                [
+                    Hit(int(key), float(score), documents[int(key)])
+                    for score, key in zip(row_scores, row_keys, strict=True)
+                    if key >= 0 and int(key) in documents
+                ]
+            )
+        return results
+
+    def close(self) -> None:
+        self.docstore.close()
+
+
+class Searcher:
+    """Dual-encoder search over an index folder."""
+
+    def __init__(self, reader: IndexReader, encoder: TextEncoder):
+        self.reader = reader
+        self.encoder = encoder
+
+    @classmethod
+    def open(
+        cls, folder: str | Path, *, model: str | None = None, device: str | None = None
+    ) -> Searcher:
+        reader = IndexReader.open(folder)
+        encoder = TextEncoder(EncoderConfig(model=model or reader.manifest.model, device=device))
+        if encoder.dim != reader.manifest.dimension:
+            raise ValueError(
+                f"model {encoder.model_name} gives {encoder.dim}-d vectors; "
+                f"the index holds {reader.manifest.dimension}-d"
+            )
+        return cls(reader, encoder)
+
+    def search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        return self.reader.search_vectors(self.encoder.encode(list(queries)), k)

@@ -1,0 +1,216 @@
+"""The ``loupe`` command line. It parses options and calls the jobs; it holds no logic.
+
+Every option also reads from an environment variable ``LOUPE_<OPTION>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from loupe.settings import CommonSettings
+
+app = typer.Typer(
+    name="loupe",
+    help="Loupe: dual-encoder retrieval, FAISS index, learned late-interaction re-ranking.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def env(name: str) -> str:
+    return f"LOUPE_{name.upper()}"
+
+
+def user_errors(func: F) -> F:
+    """Turn expected failures (bad input, missing files) into a one-line error and exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from index.errors import IndexCorruptError, MalformedInputError
+
+        try:
+            return func(*args, **kwargs)
+        except (MalformedInputError, IndexCorruptError, FileNotFoundError, ValueError) as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+Device = Annotated[
+    str | None,
+    typer.Option(help="torch device (cuda, cpu); default: CUDA if present", envvar=env("device")),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars", envvar=env("quiet"))]
+
+
+@index_app.command("build")
+@user_errors
+def index_build(
+    corpus: Annotated[
+        Path, typer.Option(help="corpus file (tsv, jsonl) or BEIR folder", envvar=env("corpus"))
+    ],
+    out: Annotated[Path, typer.Option(help="index folder to write", envvar=env("out"))],
+    model: Annotated[
+        str, typer.Option(help="encoder: 'default', folder or HF name", envvar=env("model"))
+    ] = "default",
+    factory: Annotated[
+        str,
+        typer.Option(help="FAISS factory: Flat, HNSW32, IVF1024,PQ32 ...", envvar=env("factory")),
+    ] = "Flat",
+    batch_size: Annotated[int, typer.Option(min=1, envvar=env("batch_size"))] = 32,
+    max_length: Annotated[
+        int | None, typer.Option(min=8, help="tokens per passage", envvar=env("max_length"))
+    ] = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Encode a corpus with the dual encoder and write a FAISS index, docstore and manifest."""
+    from index.builder import IndexBuildConfig, build_index
+
+    stats = build_index(
+        IndexBuildConfig(
+            corpus=corpus,
+            out=out,
+            model=model,
+            factory=factory,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            show_progress=not quiet,
+        )
+    )
+    m = stats.manifest
+    typer.echo(
+        f"indexed {m.count} documents ({m.dimension}-d, {m.factory}) into {out} "
+        f"in {stats.seconds:.1f}s ({stats.passages_per_second:.1f} passages/s)"
+    )
+
+
+@app.command("search")
+@user_errors
+def search(
+    query: Annotated[str, typer.Argument(help="the query text")],
+    index: Annotated[Path, typer.Option(help="index folder", envvar=env("index"))],
+    k: Annotated[
+        int, typer.Option("-k", "--top-k", min=1, help="hits to show", envvar=env("top_k"))
+    ] = 10,
+    device: Device = None,
+) -> None:
+    """Search an index with the dual encoder and print ranked hits."""
+    from index.searcher import Searcher
+
+    searcher = Searcher.open(index, device=device)
+    for rank, hit in enumerate(searcher.search([query], k)[0], start=1):
+        text = hit.document.full_text.replace("\n", " ")
+        typer.echo(f"{rank:>3}  {hit.score:.4f}  {hit.document.id}  {text[:100]}")
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    queries: Annotated[
+        Path, typer.Option(help="queries (tsv or BEIR jsonl)", envvar=env("queries"))
+    ],
+    qrels: Annotated[Path, typer.Option(help="judgments (TREC or BEIR tsv)", envvar=env("qrels"))],
+    out: Annotated[
+        Path, typer.Option(help="folder for run.trec, metrics.json, report.md", envvar=env("out"))
+    ],
+    run: Annotated[
+        Path | None, typer.Option(help="score this TREC run as it is", envvar=env("run"))
+    ] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(help="TREC run to re-rank (needs --corpus)", envvar=env("candidates")),
+    ] = None,
+    corpus: Annotated[
+        Path | None, typer.Option(help="corpus holding the candidates' texts", envvar=env("corpus"))
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="retrieve from this index folder", envvar=env("index"))
+    ] = None,
+    reranker: Annotated[
+        str | None,
+        typer.Option(help="re-ranker: 'default', folder or HF name", envvar=env("reranker")),
+    ] = None,
+    depth: Annotated[
+        int, typer.Option(min=1, help="first-stage depth with --index", envvar=env("depth"))
+    ] = 100,
+    rerank_depth: Annotated[
+        int, typer.Option(min=1, help="candidates re-ranked per query", envvar=env("rerank_depth"))
+    ] = 100,
+    split: Annotated[
+        str | None, typer.Option(help="BEIR query split (train, test)", envvar=env("split"))
+    ] = None,
+    measure: Annotated[
+        list[str] | None,
+        typer.Option(help="ir_measures name; repeat for several", envvar=env("measure")),
+    ] = None,
+    compare: Annotated[
+        Path | None, typer.Option(help="baseline TREC run to compare with", envvar=env("compare"))
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="system name in reports", envvar=env("name"))
+    ] = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Score a run, re-rank candidates, or retrieve from an index; write run, metrics, report."""
+    from evaluation.jobs import EvalConfig, run_eval, summary_table
+    from models.registry import load_reranker
+
+    config = EvalConfig(
+        queries=queries,
+        qrels=qrels,
+        out=out,
+        run=run,
+        candidates=candidates,
+        corpus=corpus,
+        index=index,
+        reranker=reranker,
+        depth=depth,
+        rerank_depth=rerank_depth,
+        query_split=split,
+        measures=tuple(measure) if measure else None,
+        compare=compare,
+        name=name,
+        device=device,
+        show_progress=not quiet,
+    )
+    config.validate()
+    needs_reranker = candidates is not None or reranker is not None
+    loaded = load_reranker(reranker or "default", device=device) if needs_reranker else None
+    result = run_eval(config, loaded)
+    typer.echo(summary_table(result))
+    for key, value in result.timings.items():
+        typer.echo(f"{key}: {value:.2f}")
+    if result.comparison is not None:
+        c = result.comparison
+        typer.echo(
+            f"vs {c.baseline} on {c.measure}: {c.mean_difference:+.4f} "
+            f"({c.wins} wins / {c.losses} losses / {c.ties} ties, paired t p={c.p_value:.4g})"
+        )
+    typer.echo(f"wrote {out}/run.trec, metrics.json, report.md")
+
+
+def main() -> None:
+    settings = CommonSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

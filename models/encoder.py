@@ -1,0 +1,179 @@
+"""Text encoder: token embeddings and pooled, normalised sentence vectors, batched."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from models.backbone import DEFAULT_MODEL, Backbone, PoolingMode, load_backbone
+from models.device import pick_device
+from models.pooling import cls_pool, l2_normalize, mean_pool
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How to load and run an encoder.
+
+    ``max_length=None`` takes the model folder's own limit (sentence-transformers'
+    ``max_seq_length``, else the tokenizer's), capped at 512.
+    """
+
+    model: str = DEFAULT_MODEL
+    max_length: int | None = None
+    batch_size: int = 32
+    device: str | None = None
+    pooling: PoolingMode | None = None
+    normalize: bool = True
+
+
+@dataclass
+class TokenBatch:
+    """Token embeddings of a batch of texts.
+
+    Attributes:
+        embeddings: ``(batch, tokens, dim)`` float tensor; padded positions hold zeros.
+        mask: ``(batch, tokens)`` bool tensor, True for real tokens.
+    """
+
+    embeddings: torch.Tensor
+    mask: torch.Tensor
+
+
+def _folder_max_length(model_path: str) -> int | None:
+    config = Path(model_path) / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        return int(value) if value else None
+    return None
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to waste little padding.
+
+    >>> list(length_sorted_batches([3, 10, 1, 7], 2))
+    [[1, 3], [0, 2]]
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+class TextEncoder:
+    """Runs a transformer encoder over texts.
+
+    ``encode`` gives one unit vector per text (for the first stage); ``encode_tokens`` gives
+    per-token embeddings with a padding mask (for late interaction).
+    """
+
+    def __init__(self, config: EncoderConfig | None = None, backbone: Backbone | None = None):
+        self.config = config or EncoderConfig()
+        self.device = pick_device(self.config.device)
+        self.backbone = backbone or load_backbone(
+            self.config.model, device=self.device, pooling=self.config.pooling
+        )
+        self.backbone.model.to(self.device)
+        tokenizer_limit = getattr(self.backbone.tokenizer, "model_max_length", 512) or 512
+        limit = self.config.max_length or _folder_max_length(self.backbone.path) or tokenizer_limit
+        self.max_length = int(min(limit, tokenizer_limit, 512))
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.hidden_size
+
+    @property
+    def model_name(self) -> str:
+        """The model as a user names it: ``default``, a hub name, or an absolute folder."""
+        if self.config.model in ("", DEFAULT_MODEL):
+            return DEFAULT_MODEL
+        return self.backbone.path
+
+    def tokenize(
+        self, texts: Sequence[str], max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenise with padding to the longest text and truncation, on the encoder's device."""
+        batch = self.backbone.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.max_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens of each text after truncation (special tokens included)."""
+        ids = self.backbone.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
+        return [len(x) for x in ids]
+
+    def forward_tokens(self, batch: dict[str, torch.Tensor]) -> TokenBatch:
+        """Run the backbone on a tokenised batch; gradients flow if enabled by the caller."""
+        output = self.backbone.model(**batch)
+        mask = batch["attention_mask"].bool()
+        hidden = output.last_hidden_state * mask.unsqueeze(-1)
+        return TokenBatch(embeddings=hidden, mask=mask)
+
+    def pool(self, tokens: TokenBatch) -> torch.Tensor:
+        """``(batch, tokens, dim) -> (batch, dim)``, normalised if configured."""
+        pool_fn = cls_pool if self.backbone.pooling == "cls" else mean_pool
+        vectors = pool_fn(tokens.embeddings, tokens.mask)
+        return l2_normalize(vectors) if self.config.normalize else vectors
+
+    @torch.inference_mode()
+    def encode_tokens(self, texts: Sequence[str], max_length: int | None = None) -> TokenBatch:
+        """Token embeddings of one batch of texts: ``(batch, tokens, dim)`` and mask."""
+        return self.forward_tokens(self.tokenize(texts, max_length))
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+        desc: str = "encoding",
+    ) -> np.ndarray:
+        """Sentence vectors ``(len(texts), dim)`` float32, in input order.
+
+        Texts are batched by similar length so little time goes to padding.
+        """
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        size = batch_size or self.config.batch_size
+        lengths = [len(t) for t in texts]
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar:
+            for batch_ids in length_sorted_batches(lengths, size):
+                tokens = self.encode_tokens([texts[i] for i in batch_ids])
+                out[batch_ids] = self.pool(tokens).float().cpu().numpy()
+                bar.update(len(batch_ids))
+        return out
+
+    def iter_token_matrices(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+        desc: str = "encoding tokens",
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(index, (tokens_i, dim))`` for each text, unpadded, in length-sorted order."""
+        size = batch_size or self.config.batch_size
+        lengths = [len(t) for t in texts]
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar:
+            for batch_ids in length_sorted_batches(lengths, size):
+                tokens = self.encode_tokens([texts[i] for i in batch_ids])
+                for row, index in enumerate(batch_ids):
+                    n = int(tokens.mask[row].sum())
+                    yield index, tokens.embeddings[row, :n]
+                bar.update(len(batch_ids))

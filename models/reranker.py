@@ -1,0 +1,58 @@
+"""The re-ranker interface, and the dual encoder's cosine as the simplest re-ranker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from models.encoder import TextEncoder
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Scores documents for a query; higher is more relevant."""
+
+    @property
+    def name(self) -> str: ...
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """Relevance of each document to the query: ``(len(documents),)`` float32."""
+        ...
+
+    def score_many(
+        self, queries: Sequence[str], documents: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """``score`` for several requests at once, sharing forward passes (micro-batching)."""
+        ...
+
+
+class DualEncoderReranker:
+    """Re-ranks by the inner product of normalised sentence vectors (cosine)."""
+
+    def __init__(self, encoder: TextEncoder):
+        self.encoder = encoder
+
+    @property
+    def name(self) -> str:
+        return f"dual-encoder:{self.encoder.model_name}"
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        return self.score_many([query], [documents])[0]
+
+    def score_many(
+        self, queries: Sequence[str], documents: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        if len(queries) != len(documents):
+            raise ValueError("one document list per query is required")
+        query_vectors = self.encoder.encode(list(queries))
+        flat = [text for docs in documents for text in docs]
+        doc_vectors = self.encoder.encode(flat)
+        scores: list[np.ndarray] = []
+        start = 0
+        for query_vector, docs in zip(query_vectors, documents, strict=True):
+            block = doc_vectors[start : start + len(docs)]
+            scores.append((block @ query_vector).astype(np.float32))
+            start += len(docs)
+        return scores
