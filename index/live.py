@@ -1,0 +1,156 @@
+"""A writable index for the service: documents added or deleted while serving.
+
+The docstore is written first (it is the source of truth); the FAISS index in memory follows.
+``snapshot`` persists the FAISS index and a new manifest atomically. After a crash, opening
+the folder replays documents stored after the last snapshot (see ``IndexReader.catch_up``)
+and skips deleted ones, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from index.builder import remove_stale_generations
+from index.docstore import DocStore
+from index.faiss_index import FaissIndex
+from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
+from index.records import Document
+from index.searcher import Hit, IndexReader
+
+
+def create_empty_index(folder: Path, model: str, dimension: int, factory: str = "Flat") -> Manifest:
+    """Write an index folder holding no documents (for a service that starts empty)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / MANIFEST_NAME).exists():
+        raise FileExistsError(f"{folder} already holds an index")
+    generation = new_generation()
+    docstore_name = f"docstore-{generation}.sqlite"
+    with DocStore(folder / docstore_name) as store:
+        store.set_meta("model", model)
+    index = FaissIndex.create(dimension, factory, use_gpu=False)
+    if not index.is_trained:
+        raise ValueError(f"a {factory} index needs training data; start empty with Flat or HNSW")
+    return _write_snapshot(folder, index, model, factory, docstore_name, 0, generation)
+
+
+class LiveIndex:
+    """Thread-safe add / delete / search over an index folder."""
+
+    def __init__(self, reader: IndexReader):
+        self.reader = reader
+        self._lock = threading.RLock()
+        self._tombstones: set[int] = set()
+
+    @classmethod
+    def open(cls, folder: str | Path, *, use_gpu: bool | None = None) -> LiveIndex:
+        return cls(IndexReader.open(folder, use_gpu=use_gpu))
+
+    @classmethod
+    def open_or_create(
+        cls, folder: str | Path, *, model: str, dimension: int, factory: str = "Flat"
+    ) -> LiveIndex:
+        folder = Path(folder)
+        if not (folder / MANIFEST_NAME).exists():
+            create_empty_index(folder, model, dimension, factory)
+        return cls.open(folder)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.reader.manifest
+
+    @property
+    def docstore(self) -> DocStore:
+        return self.reader.docstore
+
+    def __len__(self) -> int:
+        return len(self.reader.docstore)
+
+    def add(self, documents: Sequence[Document], vectors: np.ndarray) -> list[int]:
+        """Add or replace documents by id; returns their new keys."""
+        if len(documents) != len(vectors):
+            raise ValueError("one vector per document is required")
+        with self._lock:
+            keys, replaced = self.reader.docstore.upsert(documents, vectors)
+            if replaced:
+                self._remove_keys(replaced)
+            self.reader.vectors.add(np.asarray(keys, dtype=np.int64), vectors)
+            return keys
+
+    def delete(self, doc_id: str) -> bool:
+        """Delete a document by id; False if there was none."""
+        with self._lock:
+            key = self.reader.docstore.delete(doc_id)
+            if key is None:
+                return False
+            self._remove_keys([key])
+            return True
+
+    def _remove_keys(self, keys: list[int]) -> None:
+        try:
+            self.reader.vectors.remove(np.asarray(keys, dtype=np.int64))
+        except RuntimeError:  # HNSW cannot remove: hide the keys until the next rebuild
+            self._tombstones.update(keys)
+
+    def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        with self._lock:
+            extra = min(len(self._tombstones), 10 * k + 100)
+            hits = self.reader.search_vectors(query_vectors, k + extra)
+        return [row[:k] for row in hits]
+
+    def snapshot(self) -> Manifest:
+        """Persist the in-memory FAISS index and a new manifest (atomic replace)."""
+        with self._lock:
+            old = self.reader.manifest
+            self.reader.docstore.checkpoint()
+            manifest = _write_snapshot(
+                self.reader.folder,
+                self.reader.vectors,
+                old.model,
+                old.factory,
+                old.docstore_file,
+                self.reader.docstore.max_key(),
+                new_generation(),
+                token_store_file=old.token_store_file,
+                token_store=old.token_store,
+                bm25_dir=old.bm25_dir,
+            )
+            self.reader.manifest = manifest
+            return manifest
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _write_snapshot(
+    folder: Path,
+    index: FaissIndex,
+    model: str,
+    factory: str,
+    docstore_file: str,
+    max_key: int,
+    generation: str,
+    **extra: object,
+) -> Manifest:
+    vectors_name = f"vectors-{generation}.faiss"
+    tmp = folder / f".{vectors_name}.tmp"
+    index.save(tmp)
+    tmp.replace(folder / vectors_name)
+    manifest = Manifest(
+        model=model,
+        dimension=index.dimension,
+        count=len(index),
+        factory=factory,
+        vectors_file=vectors_name,
+        vectors_sha256=sha256_file(folder / vectors_name),
+        docstore_file=docstore_file,
+        max_key=max_key,
+        generation=generation,
+        **extra,  # type: ignore[arg-type]
+    )
+    manifest.save(folder)
+    remove_stale_generations(folder, manifest)
+    return manifest
