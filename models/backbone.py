@@ -91,7 +91,7 @@ def load_backbone(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load model {model!r} from {path}: {exc}") from exc
     encoder.eval()
     if device is not None:

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index.docstore import DocStore
+from index.records import Document
+
+
+def test_upsert_replace_delete_and_persist(tmp_path: Path) -> None:
+    path = tmp_path / "docs.sqlite"
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    with DocStore(path) as store:
+        keys, replaced = store.upsert(
+            [Document("a", "alpha"), Document("b", "beta", "B", {"x": 1}), Document("c", "c")],
+            vectors,
+        )
+        assert keys == [1, 2, 3] and replaced == []
+        new_keys, replaced = store.upsert([Document("a", "alpha 2")], vectors[:1])
+        assert replaced == [1] and new_keys == [4]
+        assert store.delete("c") == 3
+        assert store.delete("c") is None
+    with DocStore(path) as store:
+        assert len(store) == 2
+        assert store.get("a").document.text == "alpha 2"
+        assert store.get_by_keys([2, 3, 99]) == {2: Document("b", "beta", "B", {"x": 1})}
+        assert store.keys_for_ids(["a", "b", "zz"]) == {"a": 4, "b": 2}
+        chunks = list(store.iter_vectors(after_key=2))
+        assert chunks[0][0].tolist() == [4]
+        np.testing.assert_array_equal(chunks[0][1], vectors[:1])
+        assert store.max_key() == 4
+
+
+def test_keys_are_never_reused(tmp_path: Path) -> None:
+    with DocStore(tmp_path / "d.sqlite") as store:
+        store.upsert([Document("a", "x")])
+        store.delete("a")
+        keys, _ = store.upsert([Document("b", "y")])
+        assert keys == [2]

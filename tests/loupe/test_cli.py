@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from loupe.cli import app
+
+runner = CliRunner()
+
+
+def test_index_search_and_eval_end_to_end(
+    tmp_path: Path, tiny_corpus: Path, tiny_model_dir
+) -> None:
+    index = tmp_path / "index"
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--corpus",
+            str(tiny_corpus),
+            "--out",
+            str(index),
+            "--model",
+            str(tiny_model_dir),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "indexed 4 documents" in result.output
+
+    result = runner.invoke(
+        app,
+        ["search", "Dogs are loyal companions and good pets.", "--index", str(index), "-k", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split()[2] == "d3"
+
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\tDogs are loyal companions and good pets.\n")
+    qrels = tmp_path / "qrels.trec"
+    qrels.write_text("q1 0 d3 1\n")
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(qrels),
+            "--index",
+            str(index),
+            "--out",
+            str(out),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["RR@10"] == 1.0
+    assert (out / "run.trec").read_text().startswith("q1 Q0 d3 1 ")
+
+    rerank_out = tmp_path / "rerank"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(qrels),
+            "--candidates",
+            str(out / "run.trec"),
+            "--corpus",
+            str(tiny_corpus),
+            "--reranker",
+            str(tiny_model_dir),
+            "--compare",
+            str(out / "run.trec"),
+            "--out",
+            str(rerank_out),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (rerank_out / "per_query_differences.png").is_file()
+    assert "wins" in (rerank_out / "report.md").read_text()
+
+
+def test_bad_input_exits_2_naming_file_and_line(tmp_path: Path, tiny_model_dir) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "1", "text": "ok"}\n{"_id": "2"}\n')
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(tmp_path / "i"),
+            "--model",
+            str(tiny_model_dir),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "c.jsonl:2" in result.output
+
+
+def test_eval_needs_exactly_one_source(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--queries", "q", "--qrels", "r", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "exactly one of" in result.output
+
+
+def test_options_read_environment_variables(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "hello"], env={"LOUPE_INDEX": str(tmp_path / "missing")})
+    assert result.exit_code == 2
+    assert "not a Loupe index" in result.output
