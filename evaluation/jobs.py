@@ -86,20 +86,17 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
         name = config.name or f"{config.candidates.stem}>>{reranker.name}"
     else:
         assert config.index is not None
-        run, timings = retrieve_run(config.index, evaluated, config.depth, config.device)
+        run, timings = retrieve_run(
+            config.index,
+            evaluated,
+            config.depth,
+            config.device,
+            reranker,
+            config.rerank_depth,
+            config.show_progress,
+        )
         name = config.name or f"index:{config.index.name}"
         if reranker is not None:
-            reranked, rerank_timings = rerank_run(
-                reranker,
-                evaluated,
-                run,
-                None,
-                config.rerank_depth,
-                config.show_progress,
-                index=config.index,
-            )
-            run = reranked
-            timings.update(rerank_timings)
             name = f"{name}>>{reranker.name}"
     metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
     result = EvalResult(name=name, metrics=metrics, run=run, timings=timings)
@@ -120,16 +117,14 @@ def rerank_run(
     reranker: Reranker,
     queries: dict[str, str],
     candidates: Run,
-    corpus: Path | None,
+    corpus: Path,
     depth: int,
     show_progress: bool,
-    *,
-    index: Path | None = None,
 ) -> tuple[Run, dict[str, float]]:
     """Re-score each query's top-``depth`` candidates; returns the run and timings."""
     top = {q: [d for d, _ in ranked(candidates.get(q, {}), depth)] for q in queries}
     needed = {d for docs in top.values() for d in docs}
-    texts = _load_texts(needed, corpus, index)
+    texts = {d.id: d.full_text for d in read_corpus(corpus) if d.id in needed}
     missing = needed - texts.keys()
     if missing:
         example = next(iter(missing))
@@ -151,33 +146,50 @@ def rerank_run(
 
 
 def retrieve_run(
-    index: Path, queries: dict[str, str], depth: int, device: str | None
+    index: Path,
+    queries: dict[str, str],
+    depth: int,
+    device: str | None,
+    reranker: Reranker | None = None,
+    rerank_depth: int = 100,
+    show_progress: bool = False,
 ) -> tuple[Run, dict[str, float]]:
+    """First-stage retrieval, then (optionally) re-ranking of the top ``rerank_depth`` hits
+    from the index's token store (documents are encoded only if the store lacks them)."""
+    from index.rerank import rerank_hits_many, stored_fraction
+
     searcher = Searcher.open(index, device=device)
-    started = time.perf_counter()
     try:
         ids = list(queries)
+        started = time.perf_counter()
         hits = searcher.search([queries[q] for q in ids], depth)
+        elapsed = time.perf_counter() - started
+        run = {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
+        timings = {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}
+        if reranker is None:
+            return run, timings
+        stored = []
+        started = time.perf_counter()
+        for qid, row in tqdm(
+            list(zip(ids, hits, strict=True)),
+            desc="re-ranking",
+            unit="query",
+            disable=not show_progress,
+        ):
+            top = row[:rerank_depth]
+            stored.append(stored_fraction(reranker, searcher.reader, top))
+            scores = rerank_hits_many(reranker, searcher.reader, [queries[qid]], [top])[0]
+            run[qid] = {h.document.id: float(s) for h, s in zip(top, scores, strict=True)}
+        elapsed = time.perf_counter() - started
+        timings |= {
+            "rerank_seconds": elapsed,
+            "rerank_ms_per_query": 1000 * elapsed / len(ids),
+            "rerank_depth": float(rerank_depth),
+            "token_store_hit_rate": sum(stored) / max(1, len(stored)),
+        }
+        return run, timings
     finally:
         searcher.reader.close()
-    elapsed = time.perf_counter() - started
-    run = {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
-    return run, {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}
-
-
-def _load_texts(ids: set[str], corpus: Path | None, index: Path | None) -> dict[str, str]:
-    if corpus is not None:
-        return {d.id: d.full_text for d in read_corpus(corpus) if d.id in ids}
-    from index.searcher import IndexReader
-
-    assert index is not None
-    reader = IndexReader.open(index, verify=False)
-    try:
-        keys = reader.docstore.keys_for_ids(ids)
-        docs = reader.docstore.get_by_keys(keys.values())
-        return {doc.id: doc.full_text for doc in docs.values()}
-    finally:
-        reader.close()
 
 
 def save_outputs(config: EvalConfig, result: EvalResult) -> None:

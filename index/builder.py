@@ -16,8 +16,10 @@ from index.docstore import DocStore
 from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.readers.corpus import CorpusFormat, read_corpus
+from index.token_store import TokenStoreWriter
 from models.backbone import DEFAULT_MODEL
 from models.encoder import EncoderConfig, TextEncoder
+from models.late_interaction import LateInteractionModel
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ class IndexBuildConfig:
     chunk_size: int = 8192
     device: str | None = None
     show_progress: bool = True
+    token_store: bool = False
+    """Also store each document's projected token matrix for the re-ranker."""
+    reranker: str = DEFAULT_MODEL
+    """The late-interaction model whose token matrices the store holds."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,13 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     vectors_name = f"vectors-{generation}.faiss"
     all_keys: list[np.ndarray] = []
     all_vectors: list[np.ndarray] = []
+    tokens_name = f"tokens-{generation}"
+    token_encoder = _token_encoder(config) if config.token_store else None
+    token_writer = (
+        TokenStoreWriter(out / tokens_name, token_encoder.dim, token_encoder_meta(token_encoder))
+        if token_encoder is not None
+        else None
+    )
     documents = read_corpus(config.corpus, config.corpus_format)
     with (
         DocStore(out / docstore_name) as store,
@@ -74,11 +87,17 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         while chunk := list(islice(documents, config.chunk_size)):
             vectors = encoder.encode([d.full_text for d in chunk])
             keys, _ = store.upsert(chunk, vectors)
+            if token_encoder is not None and token_writer is not None:
+                matrices = token_encoder.document_matrices([d.full_text for d in chunk])
+                for key, matrix in zip(keys, matrices, strict=True):
+                    token_writer.add(key, matrix)
             all_keys.append(np.asarray(keys, dtype=np.int64))
             all_vectors.append(vectors)
             bar.update(len(chunk))
         if not all_keys:
             raise ValueError(f"corpus {config.corpus} holds no documents")
+        if token_writer is not None:
+            token_writer.close()
         store.set_meta("model", encoder.model_name)
         store.checkpoint()
         max_key = store.max_key()
@@ -100,10 +119,30 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         docstore_file=docstore_name,
         max_key=max_key,
         generation=generation,
+        token_store_file=tokens_name if token_writer is not None else None,
+        token_store=dict(token_writer.meta) if token_writer is not None else {},
     )
     manifest.save(out)
     remove_stale_generations(out, manifest)
     return BuildStats(manifest=manifest, seconds=time.perf_counter() - started)
+
+
+def _token_encoder(config: IndexBuildConfig) -> LateInteractionModel:
+    """The re-ranker whose token matrices go into the store."""
+    from models.registry import resolve_late_interaction
+
+    folder = resolve_late_interaction(config.reranker)
+    model = LateInteractionModel.load(folder, device=config.device)
+    return model.eval()
+
+
+def token_encoder_meta(model: LateInteractionModel) -> dict[str, object]:
+    return {
+        "reranker_fingerprint": model.fingerprint,
+        "reranker_backbone": model.config.backbone,
+        "dim": model.dim,
+        "d_len": model.config.d_len,
+    }
 
 
 def remove_stale_generations(folder: Path, manifest: Manifest) -> None:

@@ -14,6 +14,7 @@ from index.errors import IndexCorruptError
 from index.faiss_index import FaissIndex
 from index.manifest import Manifest, sha256_file
 from index.records import Document
+from index.token_store import TokenStore
 from models.encoder import EncoderConfig, TextEncoder
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,19 @@ class Hit:
 class IndexReader:
     """A loaded index folder: manifest, docstore and vector index, checked against each other."""
 
-    def __init__(self, folder: Path, manifest: Manifest, docstore: DocStore, vectors: FaissIndex):
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        docstore: DocStore,
+        vectors: FaissIndex,
+        tokens: TokenStore | None = None,
+    ):
         self.folder = folder
         self.manifest = manifest
         self.docstore = docstore
         self.vectors = vectors
+        self.tokens = tokens
 
     @classmethod
     def open(
@@ -54,8 +63,17 @@ class IndexReader:
                 f"{vectors_path} holds {len(vectors)} vectors of dimension {vectors.dimension}; "
                 f"the manifest says {manifest.count} of {manifest.dimension}"
             )
+        tokens = None
+        if manifest.token_store_file:
+            token_path = folder / manifest.token_store_file
+            if not token_path.is_dir():
+                raise IndexCorruptError(f"{folder}: token store {token_path.name} is missing")
+            try:
+                tokens = TokenStore(token_path)
+            except (OSError, ValueError, KeyError) as exc:
+                raise IndexCorruptError(f"{token_path}: unreadable token store: {exc}") from exc
         docstore = DocStore(docstore_path)
-        reader = cls(folder, manifest, docstore, vectors)
+        reader = cls(folder, manifest, docstore, vectors, tokens)
         reader.catch_up()
         return reader
 
@@ -84,6 +102,18 @@ class IndexReader:
                 ]
             )
         return results
+
+    def token_matrices(
+        self, keys: Sequence[int], fingerprint: str | None
+    ) -> list[np.ndarray | None]:
+        """Stored token matrices of the keys, if the store was written by the model with this
+        fingerprint; None for keys stored after the build or by another model."""
+        store = self.tokens
+        if store is None or fingerprint is None:
+            return [None] * len(keys)
+        if store.meta.get("reranker_fingerprint") != fingerprint:
+            return [None] * len(keys)
+        return store.get(keys)
 
     def close(self) -> None:
         self.docstore.close()

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from models.backbone import DEFAULT_MODEL
 from models.encoder import EncoderConfig, TextEncoder
+from models.late_interaction import LateInteractionModel, is_late_interaction_folder
+from models.late_reranker import LateInteractionReranker
 from models.reranker import DualEncoderReranker, Reranker
+
+SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "lite-default"
+"""The trained default LITE re-ranker shipped in the repository (config + small weights)."""
+
+
+def default_reranker_path() -> Path | None:
+    return SHIPPED_RERANKER if is_late_interaction_folder(SHIPPED_RERANKER) else None
+
+
+def resolve_late_interaction(spec: str) -> Path:
+    """The folder of a late-interaction model: ``default`` is the shipped one."""
+    if spec in ("", DEFAULT_MODEL):
+        shipped = default_reranker_path()
+        if shipped is None:
+            raise ValueError(
+                "no trained default re-ranker ships with this install; "
+                "pass a late-interaction model folder"
+            )
+        return shipped
+    if not is_late_interaction_folder(spec):
+        raise ValueError(f"{spec} is not a Loupe late-interaction model folder")
+    return Path(spec)
 
 
 def load_reranker(spec: str = DEFAULT_MODEL, *, device: str | None = None) -> Reranker:
-    """A re-ranker for ``spec``; a plain encoder re-ranks by its dual-encoder cosine."""
+    """A re-ranker for ``spec``.
+
+    - ``default``: the shipped LITE re-ranker (the packaged MiniLM's cosine if none ships);
+    - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
+    - a Loupe late-interaction folder: that LITE / MaxSim model;
+    - any other folder or hub name: that encoder's dual-encoder cosine.
+    """
+    if spec in ("", DEFAULT_MODEL):
+        shipped = default_reranker_path()
+        if shipped is not None:
+            return LateInteractionReranker(
+                LateInteractionModel.load(shipped, device=device), name="lite-default"
+            )
+        spec = "cosine"
+    if spec == "cosine" or spec.startswith("cosine:"):
+        model = spec.partition(":")[2] or DEFAULT_MODEL
+        return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
+    if is_late_interaction_folder(spec):
+        model = LateInteractionModel.load(spec, device=device)
+        return LateInteractionReranker(model, name=f"lite:{Path(spec).name}")
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))

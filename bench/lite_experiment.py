@@ -1,0 +1,178 @@
+"""LITE vs MaxSim vs cosine on one frozen backbone, same data and budget (reports/lite.md).
+
+Trains each scorer with ``training.lite_job.train_lite`` on SciFact train (dense hard
+negatives) plus the MS MARCO triples sample, never on the evaluation queries, then re-ranks
+  - TREC DL19: the BM25 top-100 (43 queries, graded NIST judgments),
+  - SciFact test: the dual encoder's top-100 (300 queries),
+from cached backbone token states (the same numbers the token store gives), and prints a
+table. Usage:
+
+    python bench/lite_experiment.py --out runs/lite-exp [--steps 1000] [--seed 0]
+
+It needs ../shared/data (or LOUPE_DATA_DIR) and a SciFact index built with
+``loupe index build --corpus $DATA/beir-scifact --out runs/scifact-index``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from evaluation.datasets import data_root
+from evaluation.metrics import evaluate, format_table
+from index.readers import read_corpus, read_qrels, read_queries, read_run
+from index.readers.trec import ranked
+from index.searcher import Searcher
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.lite import ScorerConfig
+from training.lite_config import LiteTrainConfig, QrelsSource, ScorerOptions, TriplesSource
+from training.lite_job import train_lite
+from training.token_cache import TokenCache
+
+MEASURES = ["nDCG@10", "RR@10", "RR(rel=2)@10", "R@100"]
+
+
+def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, dict]:
+    """Queries, qrels, candidate runs and passage texts of the two evaluation sets."""
+    dl19 = data / "trec-dl-2019-passage"
+    sets = {
+        "dl19-bm25": {
+            "queries": read_queries(dl19 / "queries.tsv"),
+            "qrels": read_qrels(dl19 / "qrels.trec"),
+            "run": read_run(dl19 / "run.BM25.top100.trec"),
+            "corpus": dl19 / "corpus.jsonl",
+        }
+    }
+    sci = data / "beir-scifact"
+    queries = read_queries(sci / "queries.jsonl", "test")
+    searcher = Searcher.open(scifact_index)
+    ids = list(queries)
+    hits = searcher.search([queries[q] for q in ids], depth)
+    sets["scifact-test-dense"] = {
+        "queries": queries,
+        "qrels": read_qrels(sci / "qrels" / "test.tsv"),
+        "run": {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)},
+        "corpus": sci,
+    }
+    for spec in sets.values():
+        spec["top"] = {
+            q: [d for d, _ in ranked(spec["run"].get(q, {}), depth)] for q in spec["queries"]
+        }
+        needed = {d for docs in spec["top"].values() for d in docs}
+        spec["texts"] = {d.id: d.full_text for d in read_corpus(spec["corpus"]) if d.id in needed}
+    return sets
+
+
+@torch.no_grad()
+def rerank_from_cache(
+    model: LateInteractionModel, cache: TokenCache, spec: dict
+) -> tuple[dict[str, dict[str, float]], float]:
+    """Re-rank each query's candidates from cached states; returns run and ms per query."""
+    model.eval()
+    c = model.config
+    run: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    for qid, text in spec["queries"].items():
+        docs = spec["top"][qid]
+        if not docs:
+            continue
+        q_raw, q_mask = cache.batch([text], c.q_len)
+        d_raw, d_mask = cache.batch([spec["texts"][d] for d in docs], c.d_len)
+        q = model.project(q_raw, q_mask)
+        d = model.project(d_raw, d_mask)
+        scores = model(q, q_mask, d[None], d_mask[None])[0].tolist()
+        run[qid] = dict(zip(docs, scores, strict=True))
+    ms = 1000 * (time.perf_counter() - started) / max(1, len(spec["queries"]))
+    return run, ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/lite-exp"))
+    parser.add_argument("--scifact-index", type=Path, default=Path("runs/scifact-index"))
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--kinds", default="maxsim,sorted,separable,flattened")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    data = data_root()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_path = args.out / "token-cache.npz"
+    sci = data / "beir-scifact"
+    negatives = args.out / "scifact-train-dense50.trec"
+    if not negatives.is_file():
+        from evaluation.jobs import retrieve_run
+        from index.readers.trec import write_run
+
+        queries = read_queries(sci / "queries.jsonl", "train")
+        run, _ = retrieve_run(args.scifact_index, queries, 50, None)
+        write_run(run, negatives, tag="minilm-dense")
+    sources = [
+        QrelsSource(
+            queries=sci / "queries.jsonl",
+            qrels=sci / "qrels" / "train.tsv",
+            corpus=sci,
+            negatives_run=negatives,
+            split="train",
+        ),
+        TriplesSource(path=data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"),
+    ]
+    sets = eval_sets(data, args.scifact_index)
+
+    # Untrained MaxSim over raw 384-d MiniLM tokens also warms the shared cache.
+    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    cache = TokenCache.load(cache_path) if cache_path.is_file() else TokenCache()
+    for spec in sets.values():
+        cache.ensure(base, spec["queries"].values(), base.config.q_len, desc="eval queries")
+        cache.ensure(base, spec["texts"].values(), base.config.d_len, desc="eval passages")
+    cache.save(cache_path)
+
+    rows: dict[str, dict[str, float]] = {}
+    timings: dict[str, float] = {}
+    systems: dict[str, LateInteractionModel] = {"maxsim-untrained-384d": base}
+    for kind in args.kinds.split(","):
+        config = LiteTrainConfig(
+            out=args.out / f"{kind}-d{args.dim}-s{args.seed}",
+            data=sources,
+            dim=args.dim,
+            scorer=ScorerOptions(kind=kind),
+            max_steps=args.steps,
+            seed=args.seed,
+            cache=cache_path,
+            eval_every=100,
+            patience=4,
+        )
+        train_lite(config)
+        systems[f"{kind}-trained-d{args.dim}"] = LateInteractionModel.load(config.out / "best")
+    cache = TokenCache.load(cache_path)
+    for name, model in systems.items():
+        for set_name, spec in sets.items():
+            run, ms = rerank_from_cache(model, cache, spec)
+            result = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+            rows[f"{set_name} | {name}"] = result.aggregate
+            timings[f"{set_name} | {name}"] = ms
+    for set_name, spec in sets.items():
+        result = evaluate(spec["qrels"], spec["run"], MEASURES, query_ids=spec["queries"])
+        rows[f"{set_name} | first stage"] = result.aggregate
+    print(format_table(rows, MEASURES))
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "metrics": rows,
+                "ms_per_query_from_cache": timings,
+                "steps": args.steps,
+                "seed": args.seed,
+                "dim": args.dim,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The late-interaction re-ranker: backbone token embeddings, a projection, and a scorer.
+
+Saved as a plain folder: ``config.json`` (``"loupe_type": "late-interaction"``) and
+``model.safetensors`` holding what was trained (projection and scorer; the backbone too when
+it was fine-tuned, under ``backbone/``). A frozen backbone is named, not copied, so a trained
+re-ranker on the packaged MiniLM is a few hundred kilobytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models.backbone import DEFAULT_MODEL
+from models.encoder import EncoderConfig, TextEncoder, length_sorted_batches
+from models.lite import ScorerConfig, build_scorer
+from models.pooling import l2_normalize
+from models.scoring import shared_similarity_matrix, similarity_matrix
+
+LOUPE_TYPE = "late-interaction"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class LateInteractionConfig:
+    """Architecture of a late-interaction re-ranker.
+
+    ``dim=None`` keeps the backbone's width (no projection); ``q_len`` and ``d_len`` are the
+    token limits of queries and documents (and LITE's fixed matrix size).
+    """
+
+    backbone: str = DEFAULT_MODEL
+    dim: int | None = 128
+    q_len: int = 32
+    d_len: int = 128
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    backbone_trained: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["loupe_type"] = LOUPE_TYPE
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LateInteractionConfig:
+        data = {k: v for k, v in data.items() if k != "loupe_type"}
+        scorer = ScorerConfig(**data.pop("scorer", {}))
+        return cls(scorer=scorer, **data)
+
+
+def is_late_interaction_folder(path: str | Path) -> bool:
+    config = Path(path) / CONFIG_NAME
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("loupe_type") == LOUPE_TYPE
+    except json.JSONDecodeError:
+        return False
+
+
+@dataclass
+class TokenMatrices:
+    """Projected token embeddings: ``tokens (n, length, dim)``, ``mask (n, length)`` bool."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+
+class LateInteractionModel(nn.Module):
+    """Backbone + projection + scorer. ``forward`` scores padded token batches."""
+
+    def __init__(
+        self,
+        config: LateInteractionConfig,
+        encoder: TextEncoder | None = None,
+        *,
+        device: str | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder or TextEncoder(
+            EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
+        )
+        if not config.backbone_trained:
+            config = replace(config, backbone=self.encoder.model_name)
+        self.config = config
+        hidden = self.encoder.dim
+        self.projection: nn.Module
+        if config.dim is None:
+            self.projection = nn.Identity()
+        else:
+            linear = nn.Linear(hidden, config.dim, bias=False)
+            nn.init.orthogonal_(linear.weight)
+            self.projection = linear
+        self.scorer = build_scorer(config.scorer)
+        self.fingerprint: str | None = None
+        """Hash of the folder this model was loaded from (None if not loaded)."""
+        self.to(self.encoder.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim or self.encoder.dim
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.projection.parameters()) + list(self.scorer.parameters())
+
+    # -- encoding -------------------------------------------------------------------------
+    def backbone_tokens(self, texts: Sequence[str], max_length: int) -> TokenMatrices:
+        """Raw backbone token states ``(n, length, hidden)``; gradients if the caller allows."""
+        batch = self.encoder.tokenize(texts, max_length)
+        out = self.encoder.forward_tokens(batch)
+        return TokenMatrices(out.embeddings, out.mask)
+
+    def project(self, raw: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(n, length, hidden) -> (n, length, dim)`` unit vectors, zero at padding."""
+        tokens = l2_normalize(self.projection(raw.to(self.device, torch.float32)))
+        return tokens * mask.to(tokens.device).unsqueeze(-1)
+
+    def encode_queries(self, texts: Sequence[str]) -> TokenMatrices:
+        raw = self.backbone_tokens(texts, self.config.q_len)
+        return TokenMatrices(self.project(raw.tokens, raw.mask), raw.mask)
+
+    def encode_documents(self, texts: Sequence[str]) -> TokenMatrices:
+        raw = self.backbone_tokens(texts, self.config.d_len)
+        return TokenMatrices(self.project(raw.tokens, raw.mask), raw.mask)
+
+    @torch.inference_mode()
+    def document_matrices(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
+        """One unpadded ``(tokens_i, dim)`` float16 matrix per text, in input order."""
+        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(texts)
+        for ids in length_sorted_batches([len(t) for t in texts], batch_size):
+            encoded = self.encode_documents([texts[i] for i in ids])
+            for row, i in enumerate(ids):
+                n = int(encoded.mask[row].sum())
+                out[i] = encoded.tokens[row, :n].to(torch.float16).cpu().numpy()
+        return out
+
+    # -- scoring --------------------------------------------------------------------------
+    def forward(
+        self,
+        q_tokens: torch.Tensor,
+        q_mask: torch.Tensor,
+        d_tokens: torch.Tensor,
+        d_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scores ``(batch, docs)`` from queries ``(batch, q_tokens, dim)`` and candidates
+        ``(batch, docs, d_tokens, dim)`` with mask ``(batch, docs, d_tokens)``, or one pool
+        ``(docs, d_tokens, dim)`` with mask ``(docs, d_tokens)`` shared by every query."""
+        if d_tokens.dim() == 3:
+            sim = shared_similarity_matrix(q_tokens.float(), d_tokens.float())
+            d_mask = d_mask[None].expand(q_tokens.shape[0], -1, -1)
+        else:
+            sim = similarity_matrix(q_tokens.float(), d_tokens.float())
+        return self.scorer(sim, q_mask, d_mask)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        tensors = {f"projection.{k}": v for k, v in self.projection.state_dict().items()}
+        tensors |= {f"scorer.{k}": v for k, v in self.scorer.state_dict().items()}
+        if config.backbone_trained:
+            self.encoder.backbone.model.save_pretrained(folder / "backbone")
+            self.encoder.backbone.tokenizer.save_pretrained(folder / "backbone")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / WEIGHTS_NAME
+        )
+        (folder / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, device: str | None = None) -> LateInteractionModel:
+        folder = Path(folder)
+        if not is_late_interaction_folder(folder):
+            raise ValueError(f"{folder} is not a Loupe late-interaction model folder")
+        config = LateInteractionConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
+        backbone = str(folder / "backbone") if config.backbone_trained else config.backbone
+        encoder = TextEncoder(EncoderConfig(model=backbone, device=device, max_length=config.d_len))
+        model = cls(config, encoder)
+        model.fingerprint = folder_fingerprint(folder)
+        state = load_file(folder / WEIGHTS_NAME)
+        model.projection.load_state_dict(_prefixed(state, "projection."))
+        model.scorer.load_state_dict(_prefixed(state, "scorer."))
+        model.eval()
+        return model
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A short hash of a model folder's config and weights: which model wrote a token store."""
+    digest = hashlib.sha256()
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def pad_matrices(
+    matrices: Sequence[torch.Tensor | np.ndarray], device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(tokens_i, dim)`` matrices into ``(n, max_tokens, dim)`` float32 and a mask.
+
+    >>> t, m = pad_matrices([np.ones((2, 3)), np.ones((1, 3))])
+    >>> tuple(t.shape), m.int().tolist()
+    ((2, 2, 3), [[1, 1], [1, 0]])
+    """
+    tensors = [
+        torch.as_tensor(np.asarray(m, dtype=np.float32)) if isinstance(m, np.ndarray) else m.float()
+        for m in matrices
+    ]
+    length = max((t.shape[0] for t in tensors), default=1) or 1
+    dim = tensors[0].shape[1] if tensors else 1
+    out = torch.zeros(len(tensors), length, dim)
+    mask = torch.zeros(len(tensors), length, dtype=torch.bool)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+        mask[i, : t.shape[0]] = True
+    if device is not None:
+        out, mask = out.to(device), mask.to(device)
+    return out, mask

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.builder import IndexBuildConfig, build_index
+from index.rerank import rerank_hits_many, stored_fraction
+from index.searcher import IndexReader, Searcher
+from index.token_store import TokenStore, write_token_store
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.late_reranker import LateInteractionReranker
+from models.lite import ScorerConfig
+
+
+def test_round_trip_by_key(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(n, 4)).astype(np.float16) for n in (3, 1, 5)]
+    store = write_token_store(tmp_path / "tokens-x", [30, 10, 20], matrices, dim=4)
+    reopened = TokenStore(tmp_path / "tokens-x")
+    got = reopened.get([10, 99, 30, 20])
+    np.testing.assert_array_equal(got[0], matrices[1])
+    assert got[1] is None
+    np.testing.assert_array_equal(got[2], matrices[0])
+    np.testing.assert_array_equal(got[3], matrices[2])
+    assert 20 in store and 11 not in store and len(store) == 3
+
+
+def test_rejects_bad_shapes_duplicates_and_truncated_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="matrix"):
+        write_token_store(tmp_path / "a", [1], [np.zeros((2, 3))], dim=4)
+    with pytest.raises(ValueError, match="twice"):
+        write_token_store(tmp_path / "b", [1, 1], [np.zeros((2, 4))] * 2, dim=4)
+    write_token_store(tmp_path / "c", [1], [np.zeros((2, 4))], dim=4)
+    with (tmp_path / "c" / "tokens.f16").open("ab") as handle:
+        handle.write(b"xx")
+    with pytest.raises(ValueError, match="bytes"):
+        TokenStore(tmp_path / "c")
+
+
+def test_index_with_token_store_reranks_without_encoding(
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder
+) -> None:
+    lite = LateInteractionModel(
+        LateInteractionConfig(
+            dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="sorted", q_len=8, d_len=16, top_k=4)
+        ),
+        tiny_encoder,
+    )
+    lite_dir = lite.save(tmp_path / "lite")
+    build_index(
+        IndexBuildConfig(
+            corpus=tiny_corpus,
+            out=tmp_path / "index",
+            token_store=True,
+            reranker=str(lite_dir),
+            show_progress=False,
+        ),
+        encoder=tiny_encoder,
+    )
+    reader = IndexReader.open(tmp_path / "index")
+    assert reader.tokens is not None and len(reader.tokens) == 4
+    reranker = LateInteractionReranker(LateInteractionModel.load(lite_dir, device="cpu"))
+    hits = Searcher(reader, tiny_encoder).search(["cats and dogs"], k=4)[0]
+    assert stored_fraction(reranker, reader, hits) == 1.0
+    from_store = rerank_hits_many(reranker, reader, ["cats and dogs"], [hits])[0]
+    encoded = reranker.score("cats and dogs", [h.document.full_text for h in hits])
+    np.testing.assert_allclose(from_store, encoded, atol=5e-3)
+    # Another model's fingerprint: the store is not used, texts are encoded instead.
+    assert reader.token_matrices([hits[0].key], "another-model") == [None]

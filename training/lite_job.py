@@ -1,0 +1,261 @@
+"""``loupe train lite``: train a late-interaction re-ranker (LITE or MaxSim) on ranked data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ir_measures
+import torch
+
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.lite import ScorerConfig
+from training.examples import Example, examples_from_triples, load_qrels_examples, split_by_query
+from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
+from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
+from training.token_cache import TokenCache
+from training.trainer import Trainer, TrainerConfig, TrainResult, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    queries: list[str]
+    documents: list[str]  # query i's candidates at [i*(1+k), (i+1)*(1+k)), positive first
+    teacher: torch.Tensor | None  # (batch, 1+k)
+
+
+def load_examples(sources: Sequence[TriplesSource | QrelsSource]) -> list[Example]:
+    examples: list[Example] = []
+    for source in sources:
+        if isinstance(source, TriplesSource):
+            examples += examples_from_triples(source.path, source.limit)
+        else:
+            ids = None
+            if source.query_ids_file is not None:
+                ids = source.query_ids_file.read_text().split()
+            examples += load_qrels_examples(
+                source.queries,
+                source.qrels,
+                source.corpus,
+                source.negatives_run,
+                split=source.split,
+                negatives_per_query=source.negatives_per_query,
+                negative_depth=source.negative_depth,
+                min_positive_grade=source.min_positive_grade,
+                teacher_path=source.teacher_run,
+                query_ids=ids,
+            )
+    if not examples:
+        raise ValueError(
+            "the training sources yield no example (no query with a positive and a negative)"
+        )
+    return examples
+
+
+def batches(
+    examples: list[Example], batch_size: int, negatives: int, seed: int, with_teacher: bool
+) -> Iterator[Batch]:
+    """Endless batches; each example contributes its positive and ``negatives`` sampled
+    negatives (with replacement only when its pool is smaller)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            fresh = list(range(len(examples)))
+            rng.shuffle(fresh)
+            order += fresh
+        picked, order = order[:batch_size], order[batch_size:]
+        queries, documents, teacher_rows = [], [], []
+        for i in picked:
+            ex = examples[i]
+            pool = list(range(len(ex.negatives)))
+            chosen = (
+                rng.sample(pool, negatives)
+                if len(pool) >= negatives
+                else [rng.choice(pool) for _ in range(negatives)]
+            )
+            queries.append(ex.query)
+            documents += [ex.positive] + [ex.negatives[j] for j in chosen]
+            if with_teacher:
+                teacher_rows.append(
+                    [ex.teacher_positive or 0.0] + [ex.teacher_negatives[j] for j in chosen]
+                )
+        teacher = torch.tensor(teacher_rows) if with_teacher else None
+        yield Batch(queries, documents, teacher)
+
+
+class LiteTraining:
+    """Holds the model, the token cache and the loss for one training run."""
+
+    def __init__(self, config: LiteTrainConfig):
+        self.config = config
+        seed_everything(config.seed)
+        scorer = ScorerConfig(q_len=config.q_len, d_len=config.d_len, **config.scorer.model_dump())
+        arch = LateInteractionConfig(
+            backbone=config.backbone,
+            dim=config.dim,
+            q_len=config.q_len,
+            d_len=config.d_len,
+            scorer=scorer,
+            backbone_trained=config.train_backbone,
+        )
+        self.model = LateInteractionModel(arch, device=config.device)
+        for p in self.model.encoder.backbone.model.parameters():
+            p.requires_grad_(config.train_backbone)
+        self.cache: TokenCache | None = None
+        if not config.train_backbone:
+            if config.cache is not None and config.cache.is_file():
+                self.cache = TokenCache.load(config.cache)
+            else:
+                self.cache = TokenCache()
+
+    def prepare_cache(self, examples: Sequence[Example], show_progress: bool) -> None:
+        if self.cache is None:
+            return
+        c = self.config
+        before = len(self.cache)
+        self.model.eval()
+        self.cache.ensure(
+            self.model,
+            {e.query for e in examples},
+            c.q_len,
+            show_progress=show_progress,
+            desc="caching queries",
+        )
+        docs = {e.positive for e in examples} | {n for e in examples for n in e.negatives}
+        self.cache.ensure(
+            self.model, docs, c.d_len, show_progress=show_progress, desc="caching passages"
+        )
+        if c.cache is not None and len(self.cache) > before:
+            c.cache.parent.mkdir(parents=True, exist_ok=True)
+            self.cache.save(c.cache)
+
+    def encode(
+        self, queries: Sequence[str], documents: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Projected ``(q, q_tokens, dim)`` queries and ``(n, d_tokens, dim)`` documents."""
+        c, device = self.config, self.model.device
+        if self.cache is not None:
+            q_raw, q_mask = self.cache.batch(queries, c.q_len, device)
+            d_raw, d_mask = self.cache.batch(documents, c.d_len, device)
+            return (
+                self.model.project(q_raw, q_mask),
+                q_mask,
+                self.model.project(d_raw, d_mask),
+                d_mask,
+            )
+        q = self.model.encode_queries(list(queries))
+        d = self.model.encode_documents(list(documents))
+        return q.tokens, q.mask, d.tokens, d.mask
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        c = self.config
+        group = 1 + c.negatives
+        q, q_mask, d, d_mask = self.encode(batch.queries, batch.documents)
+        b = len(batch.queries)
+        if c.in_batch_negatives:
+            scores = self.model(q, q_mask, d, d_mask)
+            target = torch.arange(b, device=scores.device) * group
+            own = scores.reshape(b, b, group)[torch.arange(b), torch.arange(b)]
+        else:
+            scores = self.model(
+                q, q_mask, d.reshape(b, group, *d.shape[1:]), d_mask.reshape(b, group, -1)
+            )
+            target = torch.zeros(b, dtype=torch.long, device=scores.device)
+            own = scores
+        loss = listwise_softmax_ce(scores, target)
+        if batch.teacher is not None and c.loss != "ce":
+            teacher = batch.teacher.to(own.device)
+            distill = (
+                kl_distillation_loss(own, teacher)
+                if c.loss == "kl"
+                else margin_mse_loss(own, teacher)
+            )
+            loss = loss + c.distill_weight * distill
+        return loss
+
+    @torch.no_grad()
+    def rerank_metrics(self, examples: Sequence[Example]) -> dict[str, float]:
+        """RR@10 and nDCG@10 of each held-out example's positive among its negatives."""
+        qrels, run = {}, {}
+        for i, ex in enumerate(examples):
+            docs = [ex.positive, *ex.negatives]
+            q, q_mask, d, d_mask = self.encode([ex.query], docs)
+            scores = self.model(q, q_mask, d[None], d_mask[None])[0].tolist()
+            qrels[str(i)] = {"0": 1}
+            run[str(i)] = {str(j): float(s) for j, s in enumerate(scores)}
+        measures = [ir_measures.RR @ 10, ir_measures.nDCG @ 10]
+        values = ir_measures.calc_aggregate(measures, qrels, run)
+        return {str(m): float(v) for m, v in values.items()}
+
+
+def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainResult:
+    """Train, keep the best model on held-out queries in ``out/best``, write a summary."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
+    examples = load_examples(config.data)
+    train, dev = split_by_query(examples, config.dev_fraction, config.seed)
+    if not train:
+        raise ValueError("no training examples left after holding out the dev queries")
+    log.info("%d training and %d dev examples", len(train), len(dev))
+    job = LiteTraining(config)
+    job.prepare_cache(examples, show_progress)
+    with_teacher = config.loss != "ce" and all(e.teacher_positive is not None for e in train)
+    if config.loss != "ce" and not with_teacher:
+        raise ValueError(
+            f"loss {config.loss!r} needs teacher scores on every example "
+            "(set teacher_run on the qrels sources)"
+        )
+    trainer = Trainer(
+        TrainerConfig(
+            out=config.out,
+            max_steps=config.max_steps,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            warmup_steps=config.warmup_steps,
+            grad_accumulation=config.grad_accumulation,
+            seed=config.seed,
+            eval_every=config.eval_every if dev else 0,
+            checkpoint_every=config.eval_every,
+            patience=config.patience if dev else None,
+            resume=config.resume,
+            show_progress=show_progress,
+        ),
+        job.model,
+        job.loss,
+        batches(train, config.batch_size, config.negatives, config.seed, with_teacher),
+        evaluate=(lambda: job.rerank_metrics(dev)) if dev else None,
+        metric="nDCG@10",
+        save_best=job.model.save,
+        device=job.model.device,
+    )
+    result = trainer.train()
+    summary = {
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_dev_nDCG@10": result.best_metric,
+    }
+    (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result
+
+
+def load_lite_config(path: Path | None, overrides: dict[str, object]) -> LiteTrainConfig:
+    from training.lite_config import load_config_file
+
+    data = load_config_file(path) if path is not None else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}  # type: ignore[dict-item]
+        else:
+            data[key] = value
+    return LiteTrainConfig.model_validate(data)

@@ -1,0 +1,82 @@
+"""Backbone token states computed once per text, for training heads on a frozen backbone.
+
+With the backbone frozen, a text's token states never change, so each is computed once
+(float16) and the head trains on the cached states: hundreds of epochs cost what one
+encoding pass costs. ``save``/``load`` keep the cache across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from models.encoder import length_sorted_batches
+from models.late_interaction import LateInteractionModel, pad_matrices
+
+
+def text_key(text: str, max_length: int) -> str:
+    return hashlib.sha1(f"{max_length}\x00{text}".encode()).hexdigest()
+
+
+class TokenCache:
+    def __init__(self) -> None:
+        self._states: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._states
+
+    @torch.inference_mode()
+    def ensure(
+        self,
+        model: LateInteractionModel,
+        texts: Iterable[str],
+        max_length: int,
+        *,
+        batch_size: int = 32,
+        show_progress: bool = True,
+        desc: str = "caching token states",
+    ) -> None:
+        """Compute the states of the texts not cached yet."""
+        missing = {text_key(t, max_length): t for t in texts}
+        missing = {k: t for k, t in missing.items() if k not in self._states}
+        items = list(missing.items())
+        lengths = [len(t) for _, t in items]
+        with tqdm(total=len(items), desc=desc, disable=not show_progress) as bar:
+            for ids in length_sorted_batches(lengths, batch_size):
+                raw = model.backbone_tokens([items[i][1] for i in ids], max_length)
+                for row, i in enumerate(ids):
+                    n = int(raw.mask[row].sum())
+                    self._states[items[i][0]] = raw.tokens[row, :n].to(torch.float16).cpu().numpy()
+                bar.update(len(ids))
+
+    def batch(
+        self, texts: Sequence[str], max_length: int, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded raw states ``(n, max_tokens, hidden)`` float32 and mask ``(n, max_tokens)``."""
+        return pad_matrices([self._states[text_key(t, max_length)] for t in texts], device)
+
+    def save(self, path: Path) -> None:
+        keys = list(self._states)
+        lengths = np.array([self._states[k].shape[0] for k in keys], dtype=np.int64)
+        flat = np.concatenate([self._states[k] for k in keys]) if keys else np.zeros((0, 1))
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, keys=np.array(keys), lengths=lengths, states=flat)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> TokenCache:
+        cache = cls()
+        data = np.load(path)
+        offsets = np.concatenate([[0], np.cumsum(data["lengths"])])
+        states = data["states"]
+        for i, key in enumerate(data["keys"]):
+            cache._states[str(key)] = states[offsets[i] : offsets[i + 1]]
+        return cache

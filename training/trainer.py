@@ -1,0 +1,241 @@
+"""The shared training loop: AdamW with warm-up, accumulation, AMP on CUDA, seeded,
+checkpoints and resume, a progress bar, and a dev evaluation every N steps that keeps the best.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    out: Path
+    max_steps: int = 1000
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    patience: int | None = None
+    """Stop after this many evaluations without a better dev score."""
+    resume: bool = True
+    mixed_precision: bool = True
+    """bf16 autocast on CUDA; ignored on the CPU."""
+    show_progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    best_step: int
+    best_metric: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def warmup_linear(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up, then linear decay to zero.
+
+    >>> [round(warmup_linear(s, 2, 10), 2) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class Trainer:
+    """Runs ``loss_fn(batch)`` over ``batches()`` with the parameters of ``module``.
+
+    Args:
+        module: owns the trainable parameters (those with ``requires_grad``).
+        loss_fn: batch -> scalar loss tensor.
+        batches: an endless iterator of batches (re-seeded per run).
+        evaluate: returns dev metrics; ``metric`` names the one to maximise.
+        save_best: writes the model when the dev metric improves (or at the end).
+    """
+
+    def __init__(
+        self,
+        config: TrainerConfig,
+        module: nn.Module,
+        loss_fn: Callable[[Any], torch.Tensor],
+        batches: Iterator[Any],
+        *,
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        metric: str | None = None,
+        save_best: Callable[[Path], None] | None = None,
+        device: torch.device | None = None,
+    ):
+        self.config = config
+        self.module = module
+        self.loss_fn = loss_fn
+        self.batches = batches
+        self.evaluate = evaluate
+        self.metric = metric
+        self.save_best = save_best
+        self.device = device or torch.device("cpu")
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("nothing to train: no parameter requires a gradient")
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=config.learning_rate,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: warmup_linear(s, config.warmup_steps, config.max_steps),
+        )
+        self.step = 0
+        self.best_metric: float | None = None
+        self.best_step = 0
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.config.out / "checkpoint.pt"
+
+    def _autocast(self) -> Any:
+        enabled = self.config.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def save_checkpoint(self) -> None:
+        self.config.out.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "module": {k: v for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_metric": self.best_metric,
+            "best_step": self.best_step,
+            "history": self.history,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        if not (self.config.resume and self.checkpoint_path.is_file()):
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.best_metric = state["best_metric"]
+        self.best_step = int(state["best_step"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+        return True
+
+    def _evaluate(self) -> bool:
+        """Run the dev evaluation; True when it is the best so far."""
+        if self.evaluate is None:
+            return False
+        self.module.eval()
+        with torch.no_grad():
+            metrics = self.evaluate()
+        self.module.train()
+        self.history.append({"step": float(self.step), **metrics})
+        value = metrics.get(self.metric or "", None)
+        if value is None:
+            return False
+        if self.best_metric is None or value > self.best_metric:
+            self.best_metric, self.best_step = value, self.step
+            if self.save_best is not None:
+                self.save_best(self.config.out / "best")
+            return True
+        return False
+
+    def train(self) -> TrainResult:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        self.load_checkpoint()
+        self.module.train()
+        evals_without_gain = 0
+        if self.step == 0 and self.evaluate is not None:
+            self._evaluate()
+        running = math.nan
+        with tqdm(
+            total=cfg.max_steps, initial=self.step, desc="training", disable=not cfg.show_progress
+        ) as bar:
+            while self.step < cfg.max_steps:
+                total = 0.0
+                for _ in range(cfg.grad_accumulation):
+                    with self._autocast():
+                        loss = self.loss_fn(next(self.batches)) / cfg.grad_accumulation
+                    loss.backward()
+                    total += float(loss)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.module.parameters() if p.requires_grad], cfg.max_grad_norm
+                )
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                running = total if math.isnan(running) else 0.95 * running + 0.05 * total
+                bar.set_postfix(loss=f"{running:.4f}")
+                bar.update(1)
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    improved = self._evaluate()
+                    evals_without_gain = 0 if improved else evals_without_gain + 1
+                    if self.history:
+                        bar.set_postfix(
+                            loss=f"{running:.4f}",
+                            **{k: f"{v:.4f}" for k, v in self.history[-1].items() if k != "step"},
+                        )
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if cfg.patience is not None and evals_without_gain >= cfg.patience:
+                    log.info(
+                        "early stop at step %d (best %s at %d)",
+                        self.step,
+                        self.best_metric,
+                        self.best_step,
+                    )
+                    break
+        if self.evaluate is None and self.save_best is not None:
+            self.save_best(cfg.out / "best")
+        self.save_checkpoint()
+        (cfg.out / "history.json").write_text(
+            json.dumps(
+                {
+                    "config": {k: str(v) for k, v in asdict(cfg).items()},
+                    "history": self.history,
+                    "best_step": self.best_step,
+                    "best_metric": self.best_metric,
+                },
+                indent=2,
+            )
+        )
+        return TrainResult(self.step, self.best_step, self.best_metric, self.history)
