@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from loupe.serve_command import register as register_serve
 from loupe.settings import CommonSettings
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+train_app = typer.Typer(help="Offline training jobs.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,6 +76,14 @@ def index_build(
     max_length: Annotated[
         int | None, typer.Option(min=8, help="tokens per passage", envvar=env("max_length"))
     ] = None,
+    token_store: Annotated[
+        bool,
+        typer.Option(help="also store token matrices for the re-ranker", envvar=env("token_store")),
+    ] = False,
+    reranker: Annotated[
+        str,
+        typer.Option(help="late-interaction model for --token-store", envvar=env("reranker")),
+    ] = "default",
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
@@ -89,6 +100,8 @@ def index_build(
             max_length=max_length,
             device=device,
             show_progress=not quiet,
+            token_store=token_store,
+            reranker=reranker,
         )
     )
     m = stats.manifest
@@ -102,13 +115,24 @@ def index_build(
 @user_errors
 def search(
     query: Annotated[str, typer.Argument(help="the query text")],
-    index: Annotated[Path, typer.Option(help="index folder", envvar=env("index"))],
+    index: Annotated[Path | None, typer.Option(help="index folder", envvar=env("index"))] = None,
     k: Annotated[
         int, typer.Option("-k", "--top-k", min=1, help="hits to show", envvar=env("top_k"))
     ] = 10,
+    url: Annotated[
+        str | None, typer.Option(help="search a running `loupe serve` instead", envvar=env("url"))
+    ] = None,
     device: Device = None,
 ) -> None:
-    """Search an index with the dual encoder and print ranked hits."""
+    """Search an index with the dual encoder (or a service with --url) and print ranked hits."""
+    if url:
+        from loupe.serve_command import search_remote
+
+        for line in search_remote(url, query, k):
+            typer.echo(line)
+        return
+    if index is None:
+        raise ValueError("pass --index (or --url to search a running service)")
     from index.searcher import Searcher
 
     searcher = Searcher.open(index, device=device)
@@ -202,6 +226,66 @@ def evaluate(
             f"({c.wins} wins / {c.losses} losses / {c.ties} ties, paired t p={c.p_value:.4g})"
         )
     typer.echo(f"wrote {out}/run.trec, metrics.json, report.md")
+
+
+@train_app.command("lite")
+@user_errors
+def train_lite_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))] = None,
+    scorer: Annotated[
+        str | None, typer.Option(help="maxsim, sorted, separable, flattened", envvar=env("scorer"))
+    ] = None,
+    dim: Annotated[int | None, typer.Option(help="projection width", envvar=env("dim"))] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))] = None,
+    learning_rate: Annotated[float | None, typer.Option(envvar=env("learning_rate"))] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))] = None,
+    seed: Annotated[int | None, typer.Option(envvar=env("seed"))] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="token-state cache file (.npz)", envvar=env("cache"))
+    ] = None,
+    trainable_layers: Annotated[
+        int | None,
+        typer.Option(
+            help="also fine-tune the top N backbone layers", envvar=env("trainable_layers")
+        ),
+    ] = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a LITE (or MaxSim) late-interaction re-ranker; the best model lands in OUT/best."""
+    from pydantic import ValidationError
+
+    from training.lite_job import load_lite_config, train_lite
+
+    overrides: dict[str, object] = {
+        "out": out,
+        "dim": dim,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "seed": seed,
+        "cache": cache,
+        "device": device,
+        "trainable_layers": trainable_layers,
+    }
+    if scorer is not None:
+        overrides["scorer"] = {"kind": scorer}
+    try:
+        train_config = load_lite_config(config, overrides)
+    except ValidationError as exc:
+        raise ValueError(f"invalid training config: {exc}") from exc
+    result = train_lite(train_config, show_progress=not quiet)
+    typer.echo(
+        f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "
+        f"{result.best_step}; model in {train_config.out / 'best'}"
+    )
+
+
+register_serve(app)
 
 
 def main() -> None:

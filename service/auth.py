@@ -1,0 +1,60 @@
+"""Optional API key: ``Authorization: Bearer <key>`` on the ``/v1`` and ``/v2`` routes.
+
+Checked in ASGI middleware, before the body is read, so an unauthenticated request gets 401
+whatever its body. ``/health``, ``/ready``, ``/metrics`` and ``/docs`` stay open.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import error_response
+
+PROTECTED_PREFIXES = ("/v1/", "/v2/")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value.
+
+    >>> bearer_token("Bearer abc"), bearer_token("bearer  abc "), bearer_token("Basic x")
+    ('abc', 'abc', None)
+    """
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def key_matches(token: str | None, api_key: str) -> bool:
+    """Constant-time comparison of a presented token with the configured key."""
+    return token is not None and secrets.compare_digest(token.encode(), api_key.encode())
+
+
+class ApiKeyMiddleware:
+    """Answers 401 on protected paths unless the Bearer token equals ``api_key``."""
+
+    def __init__(self, app: ASGIApp, api_key: str):
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(PROTECTED_PREFIXES):
+            headers = dict(scope.get("headers") or [])
+            raw = headers.get(b"authorization")
+            token = bearer_token(raw.decode("latin-1") if raw else None)
+            if not key_matches(token, self.api_key):
+                message = (
+                    "missing API key: send 'Authorization: Bearer <key>'"
+                    if token is None
+                    else "invalid API key"
+                )
+                response = error_response(
+                    401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,285 @@
+"""A small typed client for the Loupe API, sync and async, on httpx.
+
+Example (against a running service)::
+
+    with LoupeClient("http://127.0.0.1:8000", api_key="...") as client:
+        client.add_documents([{"id": "d1", "text": "a jeweller's magnifier"}])
+        best = client.search("what is a loupe", top_n=3).results[0]
+        order = [r.index for r in client.rerank("loupe", ["a fruit", "a lens"]).results]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from service.schemas import (
+    DeleteResponse,
+    DocumentIn,
+    DocumentsResponse,
+    EmbedResponse,
+    HealthResponse,
+    ModelsResponse,
+    RerankResponse,
+    SearchResponse,
+)
+
+M = TypeVar("M", bound=BaseModel)
+DocumentLike = DocumentIn | Mapping[str, Any]
+
+
+class LoupeError(RuntimeError):
+    """An error answer from the service: HTTP status, error type and message."""
+
+    def __init__(self, status_code: int, error_type: str, message: str):
+        super().__init__(f"{status_code} {error_type}: {message}")
+        self.status_code = status_code
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API call: method, path and JSON body (built once for both clients)."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _document_body(document: DocumentLike) -> dict[str, Any]:
+    if isinstance(document, DocumentIn):
+        return document.model_dump()
+    return DocumentIn.model_validate(dict(document)).model_dump()
+
+
+class _Calls:
+    """Request builders shared by :class:`LoupeClient` and :class:`AsyncLoupeClient`."""
+
+    @staticmethod
+    def rerank(
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None,
+        return_documents: bool,
+        max_tokens_per_doc: int | None,
+        model: str | None,
+    ) -> _Call:
+        body = {
+            "query": query,
+            "documents": list(documents),
+            "top_n": top_n,
+            "return_documents": return_documents,
+            "max_tokens_per_doc": max_tokens_per_doc,
+            "model": model,
+        }
+        return _Call("POST", "/v1/rerank", _drop_none(body))
+
+    @staticmethod
+    def search(
+        query: str, top_n: int, candidates: int, rerank: bool, return_documents: bool
+    ) -> _Call:
+        body = {
+            "query": query,
+            "top_n": top_n,
+            "candidates": candidates,
+            "rerank": rerank,
+            "return_documents": return_documents,
+        }
+        return _Call("POST", "/v1/search", body)
+
+    @staticmethod
+    def add_documents(documents: Sequence[DocumentLike]) -> _Call:
+        return _Call("POST", "/v1/documents", {"documents": [_document_body(d) for d in documents]})
+
+    @staticmethod
+    def delete_document(doc_id: str) -> _Call:
+        return _Call("DELETE", f"/v1/documents/{quote(doc_id, safe='')}")
+
+    @staticmethod
+    def embed(texts: Sequence[str]) -> _Call:
+        return _Call("POST", "/v1/embed", {"input": list(texts)})
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _parse(response: httpx.Response, model: type[M]) -> M:
+    if response.is_success:
+        return model.model_validate(response.json())
+    try:
+        error = response.json()["error"]
+        error_type, message = str(error["type"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        error_type, message = "http_error", response.text[:500]
+    raise LoupeError(response.status_code, error_type, message)
+
+
+class LoupeClient:
+    """Synchronous client.
+
+    Args:
+        base_url: the service, e.g. ``http://127.0.0.1:8000``.
+        api_key: sent as ``Authorization: Bearer <key>`` when given.
+        timeout: seconds per request.
+        transport: an httpx transport (tests pass ``httpx.MockTransport`` or an app's).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> LoupeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _do(self, call: _Call, model: type[M]) -> M:
+        return _parse(self._http.request(call.method, call.path, json=call.json), model)
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        return_documents: bool = False,
+        max_tokens_per_doc: int | None = None,
+        model: str | None = None,
+    ) -> RerankResponse:
+        """Scores ``documents`` for ``query``; results best first, ``index`` into the input."""
+        call = _Calls.rerank(query, documents, top_n, return_documents, max_tokens_per_doc, model)
+        return self._do(call, RerankResponse)
+
+    def search(
+        self,
+        query: str,
+        *,
+        top_n: int = 10,
+        candidates: int = 100,
+        rerank: bool = True,
+        return_documents: bool = True,
+    ) -> SearchResponse:
+        """Searches the index: ``candidates`` first-stage hits, re-ranked, top ``top_n``."""
+        call = _Calls.search(query, top_n, candidates, rerank, return_documents)
+        return self._do(call, SearchResponse)
+
+    def add_documents(self, documents: Sequence[DocumentLike]) -> DocumentsResponse:
+        """Adds (or replaces by id) documents given as ``DocumentIn`` or dicts."""
+        return self._do(_Calls.add_documents(documents), DocumentsResponse)
+
+    def delete_document(self, doc_id: str) -> DeleteResponse:
+        """Deletes a document; :class:`LoupeError` with status 404 if there is none."""
+        return self._do(_Calls.delete_document(doc_id), DeleteResponse)
+
+    def embed(self, texts: Sequence[str]) -> EmbedResponse:
+        return self._do(_Calls.embed(texts), EmbedResponse)
+
+    def models(self) -> ModelsResponse:
+        return self._do(_Call("GET", "/v1/models"), ModelsResponse)
+
+    def health(self) -> HealthResponse:
+        return self._do(_Call("GET", "/health"), HealthResponse)
+
+    def ready(self) -> bool:
+        """True once the service has loaded its models and index."""
+        return self._http.get("/ready").status_code == 200
+
+
+class AsyncLoupeClient:
+    """Asynchronous client; same methods as :class:`LoupeClient`, awaitable."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncLoupeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _do(self, call: _Call, model: type[M]) -> M:
+        return _parse(await self._http.request(call.method, call.path, json=call.json), model)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        return_documents: bool = False,
+        max_tokens_per_doc: int | None = None,
+        model: str | None = None,
+    ) -> RerankResponse:
+        call = _Calls.rerank(query, documents, top_n, return_documents, max_tokens_per_doc, model)
+        return await self._do(call, RerankResponse)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        top_n: int = 10,
+        candidates: int = 100,
+        rerank: bool = True,
+        return_documents: bool = True,
+    ) -> SearchResponse:
+        call = _Calls.search(query, top_n, candidates, rerank, return_documents)
+        return await self._do(call, SearchResponse)
+
+    async def add_documents(self, documents: Sequence[DocumentLike]) -> DocumentsResponse:
+        return await self._do(_Calls.add_documents(documents), DocumentsResponse)
+
+    async def delete_document(self, doc_id: str) -> DeleteResponse:
+        return await self._do(_Calls.delete_document(doc_id), DeleteResponse)
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResponse:
+        return await self._do(_Calls.embed(texts), EmbedResponse)
+
+    async def models(self) -> ModelsResponse:
+        return await self._do(_Call("GET", "/v1/models"), ModelsResponse)
+
+    async def health(self) -> HealthResponse:
+        return await self._do(_Call("GET", "/health"), HealthResponse)
+
+    async def ready(self) -> bool:
+        return (await self._http.get("/ready")).status_code == 200

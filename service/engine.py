@@ -1,0 +1,373 @@
+"""The engine: model and index work behind the API, knowing nothing of HTTP.
+
+Every method is synchronous and batched (``*_many`` takes the items of several requests and
+makes one model call); the micro-batcher runs them in a worker thread. The first stage is
+the dual encoder over a :class:`index.live.LiveIndex`; re-ranking goes through the
+:class:`models.reranker.Reranker` protocol only, so a learned re-ranker can replace the
+default without changes here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from index.records import Document
+from index.rerank import rerank_hits_many as score_hits
+
+if TYPE_CHECKING:
+    from index.live import LiveIndex
+    from index.searcher import Hit
+    from models.encoder import TextEncoder
+    from models.reranker import Reranker
+
+log = logging.getLogger(__name__)
+
+# A token never covers more characters than this (WordPiece maps longer words to [UNK]);
+# texts are cut here before tokenising for truncation, so a 1 MB text costs no more.
+_MAX_CHARS_PER_TOKEN = 64
+# Assumed length of a stored passage when estimating a search's batching cost.
+_SEARCH_DOC_TOKENS = 96
+
+
+@dataclass(frozen=True)
+class RerankJob:
+    """One ``/v1/rerank`` request: a query and its documents (texts)."""
+
+    query: str
+    documents: Sequence[str]
+    max_tokens_per_doc: int | None = None
+
+
+@dataclass(frozen=True)
+class RerankOutcome:
+    """Scores in input order, tokens the model saw, and documents cut by the token limit."""
+
+    scores: np.ndarray
+    total_tokens: int
+    truncated: int
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """One ``/v1/search`` request."""
+
+    query: str
+    top_n: int = 10
+    candidates: int = 100
+    rerank: bool = True
+
+
+@dataclass(frozen=True)
+class RankedHit:
+    """A hit after re-ranking: ``score`` is the re-ranker's (or first-stage) score."""
+
+    key: int
+    document: Document
+    score: float
+    first_stage_score: float
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Ranked hits and the seconds each stage of the merged batch took."""
+
+    hits: list[RankedHit]
+    encode_seconds: float
+    first_stage_seconds: float
+    rerank_seconds: float
+
+
+@dataclass(frozen=True)
+class EmbedOutcome:
+    vectors: np.ndarray
+    total_tokens: int
+
+
+def order_by_score(scores: np.ndarray) -> list[int]:
+    """Indices from the highest score to the lowest; ties keep input order.
+
+    >>> order_by_score(np.array([0.1, 0.9, 0.1, 0.5]))
+    [1, 3, 0, 2]
+    """
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
+
+
+T = TypeVar("T")
+
+
+def chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
+    """Lists of at most ``size`` items.
+
+    >>> [len(c) for c in chunks(iter(range(5)), 2)]
+    [2, 2, 1]
+    """
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Engine:
+    """Encoder, re-ranker and live index, with the batched operations the API needs.
+
+    Args:
+        encoder: the first-stage dual encoder (also counts and truncates tokens).
+        reranker: any :class:`models.reranker.Reranker`.
+        index: the live index searched and written.
+        snapshot_every: persist the FAISS index after this many document writes.
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        reranker: Reranker,
+        index: LiveIndex,
+        *,
+        snapshot_every: int = 1000,
+    ):
+        if index.manifest.dimension != encoder.dim:
+            raise ValueError(
+                f"encoder {encoder.model_name} gives {encoder.dim}-d vectors; "
+                f"the index holds {index.manifest.dimension}-d"
+            )
+        self.encoder = encoder
+        self.reranker = reranker
+        self.index = index
+        self.snapshot_every = snapshot_every
+        self._writes = 0
+        self._write_lock = threading.Lock()
+
+    # --- descriptions ---------------------------------------------------------------------
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder.model_name
+
+    @property
+    def reranker_name(self) -> str:
+        return self.reranker.name
+
+    @property
+    def dimension(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
+    def document_count(self) -> int:
+        return len(self.index)
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def estimate_tokens(self, texts: Iterable[str]) -> int:
+        """Cheap token estimate for batching (4 characters a token, capped at max length).
+
+        No tokenizer runs here: it is called on the event loop for every request.
+        """
+        cap = self.max_length
+        return sum(min(len(text) // 4 + 2, cap) for text in texts)
+
+    def estimate_search_tokens(self, job: SearchJob) -> int:
+        """Batching cost of a search: the query, plus its candidates when re-ranked."""
+        per_candidate = min(_SEARCH_DOC_TOKENS, self.max_length)
+        candidates = max(job.candidates, job.top_n) if job.rerank else 0
+        return self.estimate_tokens([job.query]) + candidates * per_candidate
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the encoder sees for ``texts`` (after its own truncation)."""
+        total = 0
+        for start in range(0, len(texts), 256):
+            total += sum(self.encoder.count_tokens(texts[start : start + 256]))
+        return total
+
+    def truncate(self, texts: Sequence[str], max_tokens: int) -> tuple[list[str], int]:
+        """Cut each text after its first ``max_tokens`` tokens (special tokens not counted).
+
+        Returns the texts and how many were cut.
+        """
+        out = list(texts)
+        # A text of at most max_tokens characters has at most max_tokens tokens.
+        long = [i for i, text in enumerate(out) if len(text) > max_tokens]
+        if not long:
+            return out, 0
+        limit = max_tokens * _MAX_CHARS_PER_TOKEN
+        heads = [out[i][:limit] for i in long]
+        encoded = self.encoder.backbone.tokenizer(
+            heads,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=max_tokens,
+            return_offsets_mapping=True,
+        )
+        cut = 0
+        for i, head, offsets in zip(long, heads, encoded["offset_mapping"], strict=True):
+            end = int(offsets[-1][1]) if offsets else 0
+            if end < len(out[i]) and out[i][end:].strip():
+                cut += 1
+            out[i] = head[:end]
+        return out, cut
+
+    # --- rerank ---------------------------------------------------------------------------
+
+    def rerank_many(self, jobs: Sequence[RerankJob]) -> list[RerankOutcome]:
+        """Score each job's documents against its query, all jobs in one model call."""
+        prepared: list[list[str]] = []
+        truncated: list[int] = []
+        for job in jobs:
+            if job.max_tokens_per_doc is None:
+                docs, cut = list(job.documents), 0
+            else:
+                docs, cut = self.truncate(job.documents, job.max_tokens_per_doc)
+            prepared.append(docs)
+            truncated.append(cut)
+        queries = [job.query for job in jobs]
+        scores = self.reranker.score_many(queries, prepared)
+        return [
+            RerankOutcome(
+                scores=np.asarray(job_scores, dtype=np.float32),
+                total_tokens=self.count_tokens([query, *docs]),
+                truncated=cut,
+            )
+            for query, docs, job_scores, cut in zip(
+                queries, prepared, scores, truncated, strict=True
+            )
+        ]
+
+    def rerank_hits(self, query: str, hits: Sequence[Hit]) -> list[RankedHit]:
+        """Re-score first-stage hits for one query and sort them (see ``rerank_hits_many``)."""
+        return self.rerank_hits_many([query], [hits])[0]
+
+    def rerank_hits_many(
+        self, queries: Sequence[str], hits: Sequence[Sequence[Hit]]
+    ) -> list[list[RankedHit]]:
+        """Re-score each query's first-stage hits with the re-ranker; best first.
+
+        A late-interaction re-ranker scores the token matrices the index stored at build
+        time (no transformer pass over the documents); hits the store lacks (documents added
+        since, or a store written by another model) are encoded.
+        """
+        scores = (
+            score_hits(self.reranker, self.index.reader, list(queries), hits) if queries else []
+        )
+        ranked: list[list[RankedHit]] = []
+        for row, row_scores in zip(hits, scores, strict=True):
+            ranked.append(
+                [
+                    RankedHit(row[i].key, row[i].document, float(row_scores[i]), row[i].score)
+                    for i in order_by_score(row_scores)
+                ]
+            )
+        return ranked
+
+    # --- search ---------------------------------------------------------------------------
+
+    def search_many(self, jobs: Sequence[SearchJob]) -> list[SearchOutcome]:
+        """First stage for all queries at once, then one re-ranking call for those asking."""
+        started = time.perf_counter()
+        vectors = self.encoder.encode([job.query for job in jobs])
+        encoded = time.perf_counter()
+        depth = max(max(job.candidates, job.top_n) for job in jobs)
+        first = self.index.search_vectors(vectors, depth)
+        first = [
+            row[: max(job.candidates, job.top_n)] for job, row in zip(jobs, first, strict=True)
+        ]
+        searched = time.perf_counter()
+        wanted = [i for i, job in enumerate(jobs) if job.rerank and first[i]]
+        reranked = self.rerank_hits_many(
+            [jobs[i].query for i in wanted], [first[i] for i in wanted]
+        )
+        by_job = dict(zip(wanted, reranked, strict=True))
+        done = time.perf_counter()
+        outcomes = []
+        for i, job in enumerate(jobs):
+            hits = by_job.get(i) or [
+                RankedHit(hit.key, hit.document, hit.score, hit.score) for hit in first[i]
+            ]
+            outcomes.append(
+                SearchOutcome(
+                    hits=hits[: job.top_n],
+                    encode_seconds=encoded - started,
+                    first_stage_seconds=searched - encoded,
+                    rerank_seconds=done - searched if wanted else 0.0,
+                )
+            )
+        return outcomes
+
+    # --- embed ----------------------------------------------------------------------------
+
+    def embed_many(self, batches: Sequence[Sequence[str]]) -> list[EmbedOutcome]:
+        """Sentence vectors of each request's texts, encoded together."""
+        flat = [text for texts in batches for text in texts]
+        vectors = self.encoder.encode(flat)
+        outcomes, start = [], 0
+        for texts in batches:
+            outcomes.append(
+                EmbedOutcome(vectors[start : start + len(texts)], self.count_tokens(list(texts)))
+            )
+            start += len(texts)
+        return outcomes
+
+    # --- documents ------------------------------------------------------------------------
+
+    def add_documents_many(self, batches: Sequence[Sequence[Document]]) -> list[list[int]]:
+        """Encode every request's documents in one pass; store each request separately.
+
+        The docstore (SQLite) is written before the in-memory index, so an acknowledged
+        document survives a restart; a snapshot follows every ``snapshot_every`` writes.
+        """
+        flat = [doc.full_text for docs in batches for doc in docs]
+        vectors = self.encoder.encode(flat)
+        keys, start = [], 0
+        for docs in batches:
+            keys.append(self.index.add(list(docs), vectors[start : start + len(docs)]))
+            start += len(docs)
+        self._count_writes(len(flat))
+        return keys
+
+    def add_documents(self, documents: Sequence[Document]) -> list[int]:
+        return self.add_documents_many([documents])[0]
+
+    def delete_document(self, doc_id: str) -> bool:
+        deleted = self.index.delete(doc_id)
+        if deleted:
+            self._count_writes(1)
+        return deleted
+
+    def index_corpus(self, documents: Iterable[Document], chunk_size: int = 1024) -> int:
+        """Add a corpus in chunks (first start with ``--corpus``) and snapshot; returns count."""
+        total = 0
+        for chunk in chunks(documents, chunk_size):
+            self.add_documents(chunk)
+            total += len(chunk)
+            log.info("indexed %d documents", total)
+        self.snapshot()
+        return total
+
+    def _count_writes(self, n: int) -> None:
+        with self._write_lock:
+            self._writes += n
+            due = self._writes >= self.snapshot_every
+        if due:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        """Persist the FAISS index and manifest now."""
+        with self._write_lock:
+            self._writes = 0
+        self.index.snapshot()
+
+    def close(self) -> None:
+        """Snapshot if anything was written since the last snapshot, then close the index."""
+        with self._write_lock:
+            dirty = self._writes > 0
+        if dirty:
+            self.snapshot()
+        self.index.close()

@@ -1,0 +1,109 @@
+"""Errors as HTTP answers: every error body is ``{"error": {"type", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+# Error type names by status, for errors raised without one.
+STATUS_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "queue_full",
+    500: "internal_error",
+    503: "not_ready",
+    504: "timeout",
+}
+
+
+class ApiError(HTTPException):
+    """An error answer with a machine-readable ``type`` (raised by routers and middleware).
+
+    It subclasses FastAPI's ``HTTPException`` so that one raised while the body is read
+    (the body-size limit) passes through FastAPI unchanged.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(status_code=status_code, detail=message, headers=dict(headers or {}))
+        self.error_type = error_type or STATUS_TYPES.get(status_code, "error")
+        self.message = message
+
+
+def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
+    """The JSON body of an error.
+
+    >>> error_body("not_found", "no document 'x'")
+    {'error': {'type': 'not_found', 'message': "no document 'x'"}}
+    """
+    return {"error": {"type": error_type, "message": message}}
+
+
+def error_response(
+    status_code: int, error_type: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(error_type, message), status_code=status_code, headers=dict(headers or {})
+    )
+
+
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """``(type, message)`` for pydantic / FastAPI validation errors.
+
+    >>> describe_validation_errors([{"type": "missing", "loc": ("body", "query"),
+    ...                              "msg": "Field required"}])
+    ('invalid_request', 'query: Field required')
+    """
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        reason = (first.get("ctx") or {}).get("error", "JSON decode error")
+        return "invalid_json", f"request body is not valid JSON: {reason}"
+    parts = []
+    for error in errors[:10]:
+        loc = [str(x) for x in error.get("loc", ()) if x != "body"]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    if len(errors) > 10:
+        parts.append(f"... and {len(errors) - 10} more")
+    return "invalid_request", "; ".join(parts)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, ApiError):
+        error_type, message = exc.error_type, exc.message
+    else:
+        error_type = STATUS_TYPES.get(exc.status_code, "error")
+        message = str(exc.detail)
+    return error_response(exc.status_code, error_type, message, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    error_type, message = describe_validation_errors(exc.errors())
+    return error_response(422, error_type, message)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer HTTP and validation errors in the common shape (500s: see ``middleware``)."""
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

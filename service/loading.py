@@ -1,0 +1,65 @@
+"""Loading the engine from settings: encoder, re-ranker, index (and a first corpus).
+
+Imports of torch, transformers and faiss happen inside :func:`load_engine`, so importing the
+service costs little; the app calls it once, in its lifespan, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from service.engine import Engine
+from service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def load_engine(settings: ServiceSettings) -> Engine:
+    """Load the models and open (or create) the index named by ``settings``.
+
+    When ``settings.corpus`` is set and the index holds no documents, the corpus is read
+    with :func:`index.readers.read_corpus`, encoded and added before the engine is returned.
+    """
+    from index.live import LiveIndex
+    from index.readers import read_corpus
+    from models.encoder import EncoderConfig, TextEncoder
+    from models.registry import load_reranker
+
+    started = time.perf_counter()
+    if settings.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    encoder = TextEncoder(EncoderConfig(model=settings.encoder, device=settings.device))
+    reranker = load_reranker(settings.reranker, device=settings.device)
+    index = LiveIndex.open_or_create(
+        settings.index,
+        model=encoder.model_name,
+        dimension=encoder.dim,
+        factory=settings.index_factory,
+    )
+    try:
+        if index.manifest.model != encoder.model_name:
+            log.warning(
+                "index %s was built with %s; the encoder is %s",
+                settings.index,
+                index.manifest.model,
+                encoder.model_name,
+            )
+        engine = Engine(encoder, reranker, index, snapshot_every=settings.snapshot_every)
+        if settings.corpus is not None and engine.document_count() == 0:
+            log.info("indexing corpus %s into %s", settings.corpus, settings.index)
+            count = engine.index_corpus(read_corpus(settings.corpus))
+            log.info("indexed %d documents from %s", count, settings.corpus)
+    except BaseException:
+        index.close()
+        raise
+    log.info(
+        "loaded encoder %s, re-ranker %s and %d documents in %.1fs",
+        engine.encoder_name,
+        engine.reranker_name,
+        engine.document_count(),
+        time.perf_counter() - started,
+    )
+    return engine

@@ -1,0 +1,87 @@
+"""Prometheus metrics of one app: requests and latencies per route, batches, queue depth.
+
+Each app has its own registry, so several apps (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """The service's metrics; also the batchers' :class:`service.batching.BatchObserver`."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "loupe_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "loupe_request_seconds",
+            "HTTP request latency, by route and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_requests = Histogram(
+            "loupe_batch_requests",
+            "Requests merged into one model call, by queue.",
+            ["queue"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "loupe_batch_seconds",
+            "Duration of one merged model call, by queue.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue = Gauge(
+            "loupe_queue_depth",
+            "Requests waiting for the model, by queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "loupe_queue_rejected",
+            "Requests refused with 429 because the queue was full, by queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.documents = Gauge(
+            "loupe_index_documents", "Documents in the index.", registry=self.registry
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def queue_depth(self, queue: str, depth: int) -> None:
+        self.queue.labels(queue).set(depth)
+
+    def batch_done(self, queue: str, requests: int, seconds: float) -> None:
+        self.batch_requests.labels(queue).observe(requests)
+        self.batch_seconds.labels(queue).observe(seconds)
+
+    def rejected(self, queue: str) -> None:
+        self.rejections.labels(queue).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

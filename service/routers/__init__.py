@@ -1,0 +1,9 @@
+"""One APIRouter per resource."""
+
+from __future__ import annotations
+
+from service.routers import documents, embed, models, ops, rerank, search
+
+ALL = (ops.router, models.router, rerank.router, search.router, documents.router, embed.router)
+
+__all__ = ["ALL"]

@@ -1,0 +1,59 @@
+"""``POST /v1/documents`` (add or replace by id) and ``DELETE /v1/documents/{id}``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends
+
+from index.records import Document
+from service.deps import get_runtime, submit
+from service.errors import ApiError
+from service.limits import check_count, check_lengths
+from service.routers.responses import MODEL_ERRORS, errors
+from service.runtime import Runtime
+from service.schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
+
+router = APIRouter(tags=["documents"])
+
+
+@router.post(
+    "/v1/documents",
+    response_model=DocumentsResponse,
+    responses=MODEL_ERRORS,
+    summary="Add documents, replacing any with the same id",
+)
+async def add_documents(
+    body: DocumentsRequest, runtime: Runtime = Depends(get_runtime)
+) -> DocumentsResponse:
+    """Encodes and stores the documents; they are searchable when this returns.
+
+    The SQLite docstore is written first, so acknowledged documents survive a restart.
+    """
+    settings = runtime.settings
+    check_count(len(body.documents), settings)
+    check_lengths([d.text for d in body.documents], settings, "documents")
+    check_lengths([d.title for d in body.documents], settings, "titles")
+    documents = [Document(d.id, d.text, d.title, d.metadata) for d in body.documents]
+    engine = runtime.engine
+    cost = engine.estimate_tokens(d.full_text for d in documents)
+    await submit(runtime.documents, documents, cost, settings.request_timeout_s)
+    total = await asyncio.to_thread(engine.document_count)
+    return DocumentsResponse(
+        upserted=len(documents), ids=[d.id for d in documents], total_documents=total
+    )
+
+
+@router.delete(
+    "/v1/documents/{doc_id:path}",
+    response_model=DeleteResponse,
+    responses=errors(401, 404, 500, 503),
+    summary="Delete a document by id",
+)
+async def delete_document(doc_id: str, runtime: Runtime = Depends(get_runtime)) -> DeleteResponse:
+    """Removes the document from the docstore and the index; 404 if there is none."""
+    engine = runtime.engine
+    if not await runtime.run(engine.delete_document, doc_id):
+        raise ApiError(404, f"no document with id {doc_id!r}")
+    total = await asyncio.to_thread(engine.document_count)
+    return DeleteResponse(id=doc_id, deleted=True, total_documents=total)

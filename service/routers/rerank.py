@@ -1,0 +1,113 @@
+"""``POST /v1/rerank`` and ``POST /v2/rerank``: Cohere v2 / Jina v1 compatible re-ranking."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter, Depends
+
+from service.deps import get_runtime, submit
+from service.engine import RerankJob, order_by_score
+from service.errors import ApiError
+from service.limits import check_count, check_lengths
+from service.routers.responses import MODEL_ERRORS
+from service.runtime import Runtime
+from service.schemas import (
+    BilledUnits,
+    RerankDocumentIn,
+    RerankDocumentOut,
+    RerankMeta,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    TokenCounts,
+    Usage,
+)
+
+router = APIRouter(tags=["rerank"])
+
+
+def document_text(
+    document: str | RerankDocumentIn, index: int, rank_fields: list[str] | None
+) -> str:
+    """The text scored for one document: itself, its ``text``, or its ``rank_fields``."""
+    if isinstance(document, str):
+        return document
+    if rank_fields:
+        fields = document.model_dump(exclude_none=True)
+        parts = [f"{name}: {fields[name]}" for name in rank_fields if name in fields]
+        if not parts:
+            raise ApiError(422, f"documents.{index}: has none of the rank_fields {rank_fields}")
+        return "\n".join(parts)
+    if document.text is None:
+        raise ApiError(422, f"documents.{index}: an object document needs a 'text' field")
+    return document.text
+
+
+@router.post(
+    "/v1/rerank",
+    response_model=RerankResponse,
+    response_model_exclude_none=True,
+    responses=MODEL_ERRORS,
+    summary="Re-rank documents for a query",
+)
+@router.post(
+    "/v2/rerank",
+    response_model=RerankResponse,
+    response_model_exclude_none=True,
+    responses=MODEL_ERRORS,
+    summary="Re-rank documents for a query (the path Cohere's v2 SDK calls)",
+)
+async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -> RerankResponse:
+    """Scores every document against the query and returns them best first.
+
+    Documents longer than ``max_text_chars`` are refused with 413 unless
+    ``max_tokens_per_doc`` is given, in which case every document is cut to that many tokens.
+    """
+    started = time.perf_counter()
+    settings = runtime.settings
+    check_count(len(body.documents), settings)
+    texts = [document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
+    check_lengths([body.query], settings, "query")
+    if body.max_tokens_per_doc is None:
+        check_lengths(texts, settings, "documents", hint="; pass max_tokens_per_doc to truncate")
+    engine = runtime.engine
+    job = RerankJob(body.query, texts, body.max_tokens_per_doc)
+    done = await submit(
+        runtime.rerank,
+        job,
+        engine.estimate_tokens([body.query, *texts]),
+        settings.request_timeout_s,
+    )
+    outcome = done.value
+    order = order_by_score(outcome.scores)[: body.top_n]
+    results = [
+        RerankResult(
+            index=i,
+            relevance_score=float(outcome.scores[i]),
+            document=RerankDocumentOut(text=texts[i]) if body.return_documents else None,
+        )
+        for i in order
+    ]
+    warnings = (
+        [f"{outcome.truncated} documents were cut to {body.max_tokens_per_doc} tokens"]
+        if outcome.truncated
+        else None
+    )
+    meta = RerankMeta(
+        billed_units=BilledUnits(search_units=1, input_tokens=outcome.total_tokens),
+        tokens=TokenCounts(input_tokens=outcome.total_tokens),
+        timings={
+            "queue_ms": round(done.queue_seconds * 1000, 3),
+            "total_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+        warnings=warnings,
+    )
+    return RerankResponse(
+        id=str(uuid.uuid4()),
+        model=engine.reranker_name,
+        results=results,
+        meta=meta,
+        usage=Usage(total_tokens=outcome.total_tokens),
+    )

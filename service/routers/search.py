@@ -1,0 +1,67 @@
+"""``POST /v1/search``: dual-encoder first stage over the index, then re-ranking."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter, Depends
+
+from service.deps import get_runtime, submit
+from service.engine import SearchJob
+from service.errors import ApiError
+from service.limits import check_lengths
+from service.routers.responses import MODEL_ERRORS
+from service.runtime import Runtime
+from service.schemas import SearchHit, SearchRequest, SearchResponse, SearchTimings
+
+router = APIRouter(tags=["search"])
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    response_model_exclude_none=True,
+    responses=MODEL_ERRORS,
+    summary="Search the index and re-rank the candidates",
+)
+async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -> SearchResponse:
+    """Top ``top_n`` of ``candidates`` first-stage hits, re-scored when ``rerank``."""
+    started = time.perf_counter()
+    settings = runtime.settings
+    check_lengths([body.query], settings, "query")
+    for name, value in (("top_n", body.top_n), ("candidates", body.candidates)):
+        if value > settings.max_top_n:
+            raise ApiError(
+                413, f"{name}={value}; the limit is {settings.max_top_n}", error_type="too_many"
+            )
+    engine = runtime.engine
+    job = SearchJob(body.query, body.top_n, body.candidates, body.rerank)
+    done = await submit(
+        runtime.search, job, engine.estimate_search_tokens(job), settings.request_timeout_s
+    )
+    outcome = done.value
+    results = [
+        SearchHit(
+            id=hit.document.id,
+            score=hit.score,
+            first_stage_score=hit.first_stage_score,
+            text=hit.document.text if body.return_documents else None,
+            title=(hit.document.title or None) if body.return_documents else None,
+            metadata=hit.document.metadata if body.return_documents else None,
+        )
+        for hit in outcome.hits
+    ]
+    timings = SearchTimings(
+        queue_ms=_ms(done.queue_seconds),
+        encode_ms=_ms(outcome.encode_seconds),
+        first_stage_ms=_ms(outcome.first_stage_seconds),
+        rerank_ms=_ms(outcome.rerank_seconds),
+        total_ms=_ms(time.perf_counter() - started),
+    )
+    model = engine.reranker_name if body.rerank else engine.encoder_name
+    return SearchResponse(id=str(uuid.uuid4()), model=model, results=results, timings=timings)

@@ -1,0 +1,257 @@
+"""Request and response models of the HTTP API (pydantic only: the client imports them too).
+
+Request models forbid unknown fields, except the fields that Cohere's and Jina's SDKs send,
+which are accepted (and ignored where Loupe has no use for them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error: ``{"error": {"type", "message"}}``."""
+
+    error: ErrorDetail
+
+
+# --- rerank --------------------------------------------------------------------------------
+
+
+class RerankDocumentIn(BaseModel):
+    """A document given as an object: ``{"text": ...}`` (other fields kept for rank_fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str | None = None
+
+
+class RerankRequest(_Request):
+    """Cohere v2 / Jina v1 compatible re-rank request."""
+
+    query: NonBlank = Field(description="the search query")
+    documents: list[str | RerankDocumentIn] = Field(
+        description="texts, or objects with a 'text' field", min_length=1
+    )
+    top_n: int | None = Field(None, ge=1, description="results to return (default: all)")
+    return_documents: bool = Field(False, description="echo each document's text")
+    model: str | None = Field(None, description="accepted for compatibility; one model serves")
+    max_tokens_per_doc: int | None = Field(
+        None, ge=1, description="truncate each document to this many tokens"
+    )
+    rank_fields: list[str] | None = Field(
+        None, description="for object documents: the fields joined into the scored text"
+    )
+    # Sent by Cohere SDKs; accepted and ignored.
+    max_chunks_per_doc: int | None = None
+    relevant_spans: Any | None = None
+    priority: int | None = None
+
+
+class RerankDocumentOut(BaseModel):
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocumentOut | None = None
+
+
+class ApiVersion(BaseModel):
+    version: str = "2"
+
+
+class BilledUnits(BaseModel):
+    search_units: int | None = None
+    input_tokens: int | None = None
+
+
+class TokenCounts(BaseModel):
+    input_tokens: int
+
+
+class RerankMeta(BaseModel):
+    """Cohere's ``meta`` (api_version, billed_units, tokens) plus Loupe's timings."""
+
+    api_version: ApiVersion = ApiVersion()
+    billed_units: BilledUnits | None = None
+    tokens: TokenCounts | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] | None = None
+
+
+class Usage(BaseModel):
+    total_tokens: int
+    prompt_tokens: int | None = None
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult]
+    meta: RerankMeta
+    usage: Usage
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+class SearchRequest(_Request):
+    query: NonBlank
+    top_n: int = Field(10, ge=1, description="hits to return")
+    candidates: int = Field(100, ge=1, description="first-stage depth (re-ranked when rerank)")
+    rerank: bool = Field(True, description="re-score the candidates with the re-ranker")
+    return_documents: bool = Field(True, description="include text, title and metadata")
+
+
+class SearchHit(BaseModel):
+    id: str
+    score: float
+    first_stage_score: float
+    text: str | None = None
+    title: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SearchTimings(BaseModel):
+    """Milliseconds; the model stages are those of the merged batch the request ran in."""
+
+    queue_ms: float
+    encode_ms: float
+    first_stage_ms: float
+    rerank_ms: float
+    total_ms: float
+
+
+class SearchResponse(BaseModel):
+    id: str
+    model: str
+    results: list[SearchHit]
+    timings: SearchTimings
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+class DocumentIn(_Request):
+    id: NonBlank = Field(max_length=512)
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentsRequest(_Request):
+    documents: list[DocumentIn] = Field(min_length=1)
+
+    @field_validator("documents")
+    @classmethod
+    def _unique_ids(cls, documents: list[DocumentIn]) -> list[DocumentIn]:
+        seen: set[str] = set()
+        for doc in documents:
+            if doc.id in seen:
+                raise ValueError(f"document id {doc.id!r} appears twice")
+            seen.add(doc.id)
+        return documents
+
+
+class DocumentsResponse(BaseModel):
+    upserted: int
+    ids: list[str]
+    total_documents: int
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool
+    total_documents: int
+
+
+# --- embed ---------------------------------------------------------------------------------
+
+
+class EmbedInputObject(_Request):
+    text: str
+
+
+class EmbedRequest(_Request):
+    """OpenAI / Jina compatible embedding request."""
+
+    input: str | list[str | EmbedInputObject]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    # Sent by OpenAI / Jina clients; accepted and ignored.
+    user: str | None = None
+    task: str | None = None
+    normalized: bool | None = None
+    embedding_type: Literal["float"] | None = None
+
+    def texts(self) -> list[str]:
+        items = [self.input] if isinstance(self.input, str) else self.input
+        return [x if isinstance(x, str) else x.text for x in items]
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbedResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[Embedding]
+    usage: Usage
+
+
+# --- health and models ---------------------------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "loading", "failed"]
+    error: ErrorDetail | None = None
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    status: Literal["ok", "loading", "failed"]
+    documents: int | None = None
+    error: ErrorDetail | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "loupe"
+    role: Literal["encoder", "reranker"]
+    dimension: int | None = None
+    max_tokens: int | None = None
+
+
+class ModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,73 @@
+"""Service settings: one typed object, filled from ``LOUPE_*`` variables or ``loupe serve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the service reads at start-up; each field also reads ``LOUPE_<FIELD>``.
+
+    >>> ServiceSettings(port=9000, max_batch_size=1).batching_enabled
+    False
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOUPE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    host: str = "127.0.0.1"
+    """Interface to listen on (``0.0.0.0`` inside a container)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port to listen on."""
+    index: Path = Path("data/index")
+    """Index folder; created empty on first start when it holds no index."""
+    corpus: Path | None = None
+    """Corpus (tsv, jsonl or BEIR folder) indexed on start when the index is empty."""
+    encoder: str = "default"
+    """First-stage encoder: ``default`` (packaged MiniLM), a folder or a HF name."""
+    reranker: str = "default"
+    """Re-ranker, loaded with ``models.registry.load_reranker``."""
+    device: str | None = None
+    """torch device; default: CUDA when present."""
+    torch_threads: int | None = Field(None, ge=1)
+    """CPU threads torch may use (default: torch's choice, one per core)."""
+    index_factory: str = "Flat"
+    """FAISS factory for a new empty index (Flat or HNSW32; IVF needs training data)."""
+    api_key: SecretStr | None = None
+    """When set, ``/v1`` and ``/v2`` routes need ``Authorization: Bearer <key>``."""
+
+    max_documents: int = Field(1000, ge=1)
+    """Documents (or inputs) per request; more give 413."""
+    max_text_chars: int = Field(32_768, ge=1)
+    """Characters per text; longer give 413 unless ``max_tokens_per_doc`` truncates."""
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Request body size; larger give 413."""
+    max_top_n: int = Field(1000, ge=1)
+    """Largest ``top_n`` and ``candidates`` of ``/v1/search``."""
+
+    max_batch_size: int = Field(32, ge=1)
+    """Requests merged into one model call; 1 turns micro-batching off."""
+    max_batch_tokens: int = Field(32_768, ge=1)
+    """Estimated tokens (characters / 4) merged into one model call."""
+    max_wait_ms: float = Field(5.0, ge=0)
+    """How long the batcher waits for more requests once one has arrived."""
+    queue_size: int = Field(256, ge=1)
+    """Requests waiting per queue; beyond it the answer is 429 with Retry-After."""
+    request_timeout_s: float = Field(120.0, gt=0)
+    """Longest a request waits for its model work before a 504."""
+    snapshot_every: int = Field(1000, ge=1)
+    """Persist the FAISS index after this many document writes (and on shutdown)."""
+
+    @property
+    def batching_enabled(self) -> bool:
+        return self.max_batch_size > 1
+
+    def api_key_value(self) -> str | None:
+        """The API key as plain text, or None when auth is off (empty counts as off)."""
+        if self.api_key is None:
+            return None
+        return self.api_key.get_secret_value() or None

@@ -1,0 +1,70 @@
+"""The app's state: settings, metrics, and the runtime once the lifespan has loaded it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Literal
+
+from fastapi import FastAPI
+
+from service.engine import Engine
+from service.metrics import ServiceMetrics
+from service.runtime import Runtime
+from service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["loading", "ok", "failed"]
+EngineLoader = Callable[[ServiceSettings], Engine]
+
+
+class ServiceState:
+    """What the routers read from ``app.state.loupe``.
+
+    The lifespan starts loading in a worker thread and returns at once, so the server
+    answers ``/health`` (200) and ``/ready`` (503) while models load or a corpus is indexed.
+    """
+
+    def __init__(self, settings: ServiceSettings, metrics: ServiceMetrics, loader: EngineLoader):
+        self.settings = settings
+        self.metrics = metrics
+        self.loader = loader
+        self.status: Status = "loading"
+        self.error: str | None = None
+        self.runtime: Runtime | None = None
+        self._loading: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self._loading = asyncio.create_task(self._load(), name="loupe-load")
+        try:
+            yield
+        finally:
+            if not self._loading.done():
+                log.warning("shutting down while still loading")
+                self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
+            runtime, self.runtime = self.runtime, None
+            if runtime is not None:
+                await runtime.stop()
+
+    async def wait_loaded(self) -> None:
+        """Wait until loading has finished (successfully or not)."""
+        if self._loading is not None:
+            await asyncio.shield(self._loading)
+
+    async def _load(self) -> None:
+        try:
+            engine = await asyncio.to_thread(self.loader, self.settings)
+        except Exception as exc:
+            log.exception("loading failed")
+            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        runtime = Runtime(engine, self.settings, self.metrics)
+        await runtime.start()
+        self.runtime, self.status = runtime, "ok"
+        self.metrics.documents.set(engine.document_count())

@@ -1,0 +1,151 @@
+"""``POST /v1/documents``, ``DELETE /v1/documents/{id}`` and ``POST /v1/search``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.service.helpers import assert_error, wait_ready
+
+CORPUS = [
+    {"id": "loupe", "text": "A loupe is a small magnification device.", "metadata": {"n": 1}},
+    {"id": "banana", "text": "Bananas are yellow fruit.", "title": "Fruit"},
+    {"id": "lens", "text": "A lens focuses light."},
+    {"id": "market", "text": "Stocks fell sharply on Monday."},
+    {"id": "a/b c", "text": "An id with a slash and a space."},
+]
+
+
+def add(client: TestClient, documents: list[dict] = CORPUS) -> dict:
+    response = client.post("/v1/documents", json={"documents": documents})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def search(client: TestClient, **body) -> dict:
+    response = client.post("/v1/search", json={"query": "magnifying lens", **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_add_then_search_reranked(client: TestClient):
+    assert add(client) == {
+        "upserted": 5,
+        "ids": [d["id"] for d in CORPUS],
+        "total_documents": 5,
+    }
+    body = search(client, top_n=3, candidates=5)
+    assert set(body) == {"id", "model", "results", "timings"}
+    assert set(body["timings"]) == {
+        "queue_ms",
+        "encode_ms",
+        "first_stage_ms",
+        "rerank_ms",
+        "total_ms",
+    }
+    results = body["results"]
+    assert len(results) == 3
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    for r in results:
+        assert {"id", "score", "first_stage_score", "text"} <= set(r)
+    by_id = {d["id"]: d for d in CORPUS}
+    assert all(r["text"] == by_id[r["id"]]["text"] for r in results)
+
+
+def test_search_without_rerank_keeps_first_stage_order(client: TestClient):
+    add(client)
+    body = search(client, rerank=False, candidates=5, top_n=5, return_documents=False)
+    results = body["results"]
+    assert len(results) == 5
+    assert all(r["score"] == r["first_stage_score"] for r in results)
+    assert all("text" not in r for r in results)
+    assert body["timings"]["rerank_ms"] == 0.0
+    # with reranking on, the same candidates come back re-scored
+    reranked = search(client, candidates=5, top_n=5)["results"]
+    assert {r["id"] for r in reranked} == {r["id"] for r in results}
+    first_stage = {r["id"]: r["score"] for r in results}
+    assert all(abs(r["first_stage_score"] - first_stage[r["id"]]) < 1e-5 for r in reranked)
+
+
+def test_search_returns_title_and_metadata(client: TestClient):
+    add(client)
+    results = {r["id"]: r for r in search(client, candidates=5, top_n=5)["results"]}
+    assert results["loupe"]["metadata"] == {"n": 1}
+    assert results["banana"]["title"] == "Fruit"
+
+
+def test_search_empty_index(client: TestClient):
+    assert search(client)["results"] == []
+
+
+def test_replace_by_id(client: TestClient):
+    add(client)
+    assert add(client, [{"id": "banana", "text": "Replaced text."}])["total_documents"] == 5
+    texts = {r["id"]: r["text"] for r in search(client, candidates=10, top_n=10)["results"]}
+    assert texts["banana"] == "Replaced text."
+    assert len(texts) == 5
+
+
+def test_delete_and_404(client: TestClient):
+    add(client)
+    response = client.delete("/v1/documents/banana")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": "banana", "deleted": True, "total_documents": 4}
+    ids = {r["id"] for r in search(client, candidates=10, top_n=10)["results"]}
+    assert "banana" not in ids
+    assert_error(client.delete("/v1/documents/banana"), 404, "not_found")
+    assert client.delete("/v1/documents/a%2Fb%20c").status_code == 200
+
+
+def test_documents_survive_a_restart(make_app: Callable[..., FastAPI], make_settings):
+    settings = make_settings()
+    with TestClient(make_app(settings)) as first:  # exit runs the shutdown: snapshot, close
+        wait_ready(first)
+        add(first)
+        first.delete("/v1/documents/market")
+    with TestClient(make_app(settings)) as second:
+        wait_ready(second)
+        ids = {r["id"] for r in search(second, candidates=10, top_n=10)["results"]}
+    assert ids == {d["id"] for d in CORPUS} - {"market"}
+
+
+def test_documents_written_without_snapshot_are_replayed(make_app, make_settings):
+    """The docstore is written first: documents added after the last snapshot come back."""
+    settings = make_settings(snapshot_every=1_000_000)
+    with TestClient(make_app(settings)) as first:
+        wait_ready(first)
+        add(first)
+        state = first.app.state.loupe
+        engine = state.runtime.engine
+        engine.close = engine.index.close  # simulate a crash: no snapshot on shutdown
+    with TestClient(make_app(settings)) as second:
+        wait_ready(second)
+        assert second.get("/ready").json()["documents"] == len(CORPUS)
+        assert len(search(second, candidates=10, top_n=10)["results"]) == len(CORPUS)
+
+
+def test_document_bad_inputs(client: TestClient):
+    post = lambda body: client.post("/v1/documents", json=body)  # noqa: E731
+    assert_error(post({"documents": []}), 422, "invalid_request")
+    assert_error(post({"documents": [{"id": "x"}]}), 422, "invalid_request")
+    assert_error(post({"documents": [{"id": "", "text": "t"}]}), 422, "invalid_request")
+    assert_error(post({"documents": [{"id": "x", "text": "t", "extra": 1}]}), 422)
+    assert_error(post({"documents": [{"id": "x", "text": "t", "metadata": [1]}]}), 422)
+    dup = {"documents": [{"id": "x", "text": "a"}, {"id": "x", "text": "b"}]}
+    assert "twice" in assert_error(post(dup), 422)["message"]
+    many = {"documents": [{"id": str(i), "text": "t"} for i in range(10_000)]}
+    assert_error(post(many), 413, "too_many_documents")
+    assert_error(post({"documents": [{"id": "x", "text": "x" * 1_000_000}]}), 413, "text_too_long")
+
+
+def test_search_bad_inputs(client: TestClient):
+    post = lambda body: client.post("/v1/search", json=body)  # noqa: E731
+    assert_error(post({"query": ""}), 422, "invalid_request")
+    assert_error(post({"query": "q", "top_n": 0}), 422, "invalid_request")
+    assert_error(post({"query": "q", "rerank": "yes please"}), 422, "invalid_request")
+    assert_error(post({"query": "q", "k": 3}), 422, "invalid_request")
+    assert_error(post({"query": "q", "candidates": 5000}), 413, "too_many")
+    assert_error(post({"query": "x" * 1_000_000}), 413, "text_too_long")

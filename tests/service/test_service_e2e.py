@@ -1,0 +1,112 @@
+"""End to end: a real uvicorn server on a free loopback port, the Python clients, Cohere's SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from service.client import AsyncLoupeClient, LoupeClient, LoupeError
+
+CORPUS = [
+    {"id": f"doc-{i}", "text": text, "metadata": {"i": i}}
+    for i, text in enumerate(
+        [
+            "A loupe is a small magnification device used by jewellers.",
+            "Bananas are an excellent source of potassium.",
+            "Late interaction models compare query and document tokens.",
+            "FAISS searches dense vectors quickly.",
+            "The weather in Lisbon is mild in winter.",
+            "Re-ranking reorders first-stage candidates by relevance.",
+        ]
+    )
+]
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/ready").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready")
+
+
+def test_server_end_to_end(live_server):
+    server = live_server(api_key="k")
+    assert httpx.get(f"{server.url}/health").json()["status"] in ("loading", "ok")
+    wait_ready(server.url)
+    with LoupeClient(server.url, api_key="k") as client:
+        assert client.ready() and client.health().status == "ok"
+        added = client.add_documents(CORPUS)
+        assert added.upserted == len(CORPUS) and added.total_documents == len(CORPUS)
+
+        found = client.search("how do rerankers reorder candidates", top_n=4, candidates=6)
+        assert len(found.results) == 4
+        scores = [hit.score for hit in found.results]
+        assert scores == sorted(scores, reverse=True)
+        by_id = {d["id"]: d for d in CORPUS}
+        for hit in found.results:
+            assert hit.text == by_id[hit.id]["text"]
+            assert hit.metadata == by_id[hit.id]["metadata"]
+        assert found.timings.total_ms > 0
+
+        # re-ranking the same texts directly gives the same order and scores
+        texts = [hit.text or "" for hit in found.results]
+        reranked = client.rerank(
+            "how do rerankers reorder candidates", texts, return_documents=True
+        )
+        assert [r.index for r in reranked.results] == [0, 1, 2, 3]
+        assert [r.document.text for r in reranked.results if r.document] == texts
+        for result, hit in zip(reranked.results, found.results, strict=True):
+            assert result.relevance_score == pytest.approx(hit.score, abs=1e-5)
+        assert reranked.usage.total_tokens > 0
+
+        assert len(client.embed(["a", "b"]).data) == 2
+        assert [m.role for m in client.models().data] == ["reranker", "encoder"]
+        assert client.delete_document("doc-0").total_documents == len(CORPUS) - 1
+        with pytest.raises(LoupeError) as missing:
+            client.delete_document("doc-0")
+        assert missing.value.status_code == 404 and missing.value.error_type == "not_found"
+
+    with LoupeClient(server.url) as anonymous, pytest.raises(LoupeError) as denied:
+        anonymous.search("x")
+    assert denied.value.status_code == 401
+
+    async def concurrent() -> list[list[str]]:
+        async with AsyncLoupeClient(server.url, api_key="k") as client:
+            answers = await asyncio.gather(*(client.search("loupe", top_n=3) for _ in range(8)))
+        return [[hit.id for hit in answer.results] for answer in answers]
+
+    orders = asyncio.run(concurrent())
+    assert all(order == orders[0] for order in orders)  # batched or not, the same answer
+
+
+def test_cohere_v2_sdk_against_the_server(live_server):
+    cohere = pytest.importorskip("cohere")
+    server = live_server(api_key="k")
+    wait_ready(server.url)
+    docs = [d["text"] for d in CORPUS]
+    query = "what magnifies small things"
+    direct = httpx.post(
+        f"{server.url}/v2/rerank",
+        json={"model": "rerank-v3.5", "query": query, "documents": docs},
+        headers={"Authorization": "Bearer k"},
+    ).json()
+
+    client = cohere.ClientV2(api_key="k", base_url=server.url)
+    response = client.rerank(model="rerank-v3.5", query=query, documents=docs, top_n=4)
+    assert [r.index for r in response.results] == [r["index"] for r in direct["results"]][:4]
+    for got, want in zip(response.results, direct["results"], strict=False):
+        assert got.relevance_score == pytest.approx(want["relevance_score"], abs=1e-6)
+    assert response.id and response.meta is not None
+    assert response.meta.billed_units.search_units == 1
+
+    full = client.rerank(model="rerank-v3.5", query=query, documents=docs, max_tokens_per_doc=64)
+    assert [r.index for r in full.results] == [r["index"] for r in direct["results"]]
+
+    wrong = cohere.ClientV2(api_key="wrong", base_url=server.url)
+    with pytest.raises(cohere.errors.UnauthorizedError):
+        wrong.rerank(model="rerank-v3.5", query=query, documents=docs)

@@ -1,0 +1,153 @@
+"""``/v1/embed``, ``/v1/models``, ``/health``, ``/ready``, ``/metrics`` and ``/docs``."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.service.helpers import assert_error, engine_loader_for, wait_ready
+
+
+def test_embed_list_string_and_objects(client: TestClient, tiny_models):
+    encoder = tiny_models[0]
+    response = client.post("/v1/embed", json={"input": ["a loupe", "a lens"], "model": "x"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "list" and body["model"] == encoder.model_name
+    vectors = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    np.testing.assert_allclose(vectors, encoder.encode(["a loupe", "a lens"]), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert body["usage"]["total_tokens"] > 0
+
+    single = client.post("/v1/embed", json={"input": "a loupe"}).json()
+    np.testing.assert_allclose(single["data"][0]["embedding"], vectors[0], atol=1e-5)
+    objects = client.post("/v1/embed", json={"input": [{"text": "a lens"}]}).json()
+    np.testing.assert_allclose(objects["data"][0]["embedding"], vectors[1], atol=1e-5)
+
+
+def test_embed_base64(client: TestClient):
+    floats = client.post("/v1/embed", json={"input": ["x"]}).json()["data"][0]["embedding"]
+    response = client.post("/v1/embed", json={"input": ["x"], "encoding_format": "base64"})
+    decoded = np.frombuffer(base64.b64decode(response.json()["data"][0]["embedding"]), "<f4")
+    np.testing.assert_allclose(decoded, floats, atol=1e-6)
+
+
+def test_embed_bad_inputs(client: TestClient, tiny_models):
+    post = lambda body: client.post("/v1/embed", json=body)  # noqa: E731
+    assert_error(post({"input": []}), 422, "invalid_request")
+    assert_error(post({"texts": ["x"]}), 422, "invalid_request")
+    assert_error(post({"input": [1]}), 422, "invalid_request")
+    assert_error(post({"input": ["x"], "dimensions": 7}), 422, "invalid_request")
+    assert_error(post({"input": ["x"], "encoding_format": "int8"}), 422, "invalid_request")
+    assert_error(post({"input": ["x"] * 10_000}), 413, "too_many_documents")
+    assert_error(post({"input": ["x" * 1_000_000]}), 413, "text_too_long")
+    ok = post({"input": ["x"], "dimensions": tiny_models[0].dim, "user": "u", "task": "t"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_models(client: TestClient, tiny_models):
+    data = client.get("/v1/models").json()["data"]
+    assert [m["role"] for m in data] == ["reranker", "encoder"]
+    assert data[0]["id"] == tiny_models[1].name
+    assert data[1]["dimension"] == tiny_models[0].dim
+
+
+def test_health_and_ready_while_loading(make_settings, tiny_models):
+    from service.app import create_app
+
+    release = threading.Event()
+    load = engine_loader_for(*tiny_models)
+
+    def slow_loader(settings):
+        assert release.wait(30)
+        return load(settings)
+
+    app = create_app(make_settings(), engine_loader=slow_loader)
+    with TestClient(app) as client:
+        assert client.get("/health").json() == {"status": "loading"}
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.headers["Retry-After"]
+        assert ready.json()["error"]["type"] == "not_ready"
+        assert_error(client.post("/v1/rerank", json={"query": "q", "documents": ["d"]}), 503)
+        release.set()
+        wait_ready(client)
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/ready").json() == {"ready": True, "status": "ok", "documents": 0}
+
+
+def test_failed_load_is_reported(make_settings):
+    from service.app import create_app
+
+    def broken_loader(settings):
+        raise ValueError("no such model")
+
+    with TestClient(create_app(make_settings(), engine_loader=broken_loader)) as client:
+        for _ in range(200):
+            if client.get("/health").status_code == 503:
+                break
+            threading.Event().wait(0.01)
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert "no such model" in health.json()["error"]["message"]
+        assert client.get("/ready").json()["status"] == "failed"
+        error = assert_error(client.post("/v1/embed", json={"input": ["x"]}), 503)
+        assert "no such model" in error["message"]
+
+
+def test_real_loader_starts_from_a_corpus(make_settings, tmp_path, service_model_dir):
+    """``load_engine`` with ``--corpus``: the first start indexes it; the next does not."""
+    from service.loading import load_engine
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "1", "text": "a loupe"}\n{"_id": "2", "text": "a banana"}\n')
+    settings = make_settings(corpus=corpus)
+    engine = load_engine(settings)
+    try:
+        assert engine.document_count() == 2
+    finally:
+        engine.close()
+    corpus.write_text('{"_id": "3", "text": "only on a first start"}\n')
+    engine = load_engine(settings)
+    try:
+        assert engine.document_count() == 2
+    finally:
+        engine.close()
+
+
+def test_metrics(client: TestClient):
+    client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    client.post("/v1/rerank", json={"query": "", "documents": ["a"]})
+    client.get("/nope")
+    client.delete("/v1/documents/missing")
+    text = client.get("/metrics").text
+    assert 'loupe_requests_total{method="POST",route="/v1/rerank",status="200"} 1.0' in text
+    assert 'loupe_requests_total{method="POST",route="/v1/rerank",status="422"} 1.0' in text
+    assert 'route="unmatched",status="404"' in text
+    assert 'route="/v1/documents/{doc_id:path}",status="404"' in text
+    assert 'loupe_request_seconds_bucket{le="0.005",method="POST",route="/v1/rerank"}' in text
+    assert 'loupe_batch_requests_count{queue="rerank"} 1.0' in text
+    assert 'loupe_queue_depth{queue="rerank"} 0.0' in text
+    assert "loupe_index_documents 0.0" in text
+
+
+def test_docs_and_openapi(client: TestClient):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/rerank", "/v2/rerank", "/v1/search", "/v1/documents", "/v1/embed"):
+        assert path in paths
+
+
+def test_unknown_route_and_method_are_shaped(client: TestClient):
+    assert_error(client.get("/v1/nothing"), 404, "not_found")
+    assert_error(client.get("/v1/rerank"), 405, "method_not_allowed")
+
+
+def test_app_factory_loads_nothing_at_import(make_app: Callable[..., FastAPI]):
+    app = make_app()
+    assert app.state.loupe.runtime is None and app.state.loupe.status == "loading"

@@ -1,0 +1,82 @@
+"""API key, body-size limit, 500s and error isolation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from tests.service.helpers import assert_error
+
+RERANK = {"query": "q", "documents": ["a", "b"]}
+
+
+def test_api_key_required_when_configured(make_client: Callable[..., TestClient]):
+    client = make_client(api_key="s3cret")
+    error = assert_error(client.post("/v1/rerank", json=RERANK), 401, "unauthorized")
+    assert "missing" in error["message"]
+    wrong = client.post("/v1/rerank", json=RERANK, headers={"Authorization": "Bearer nope"})
+    assert assert_error(wrong, 401, "unauthorized")["message"] == "invalid API key"
+    assert wrong.headers["WWW-Authenticate"] == "Bearer"
+    basic = client.post("/v1/rerank", json=RERANK, headers={"Authorization": "Basic s3cret"})
+    assert_error(basic, 401)
+    ok = client.post("/v1/rerank", json=RERANK, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200, ok.text
+    # a bad body without the key is still 401: the key is checked before the body is read
+    assert_error(client.post("/v2/rerank", content=b"{oops"), 401)
+    assert_error(client.delete("/v1/documents/x"), 401)
+    assert_error(client.get("/v1/models"), 401)
+    for path in ("/health", "/ready", "/metrics", "/docs"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_no_api_key_configured_means_open(client: TestClient):
+    assert client.post("/v1/rerank", json=RERANK).status_code == 200
+
+
+def test_body_over_the_limit_is_413(make_client: Callable[..., TestClient]):
+    client = make_client(max_body_bytes=4096)
+    response = client.post("/v1/rerank", json={"query": "q", "documents": ["x" * 5000]})
+    assert_error(response, 413, "body_too_large")
+
+    def chunks():  # no Content-Length: counted while reading
+        for _ in range(10):
+            yield b" " * 1000
+
+    streamed = client.post(
+        "/v1/rerank", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(streamed, 413, "body_too_large")
+    assert client.post("/v1/rerank", json=RERANK).status_code == 200
+
+
+class FailingReranker:
+    """Wraps a re-ranker; raises for any query containing 'boom'."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls: list[int] = []
+
+    @property
+    def name(self) -> str:
+        return "failing"
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        return self.score_many([query], [documents])[0]
+
+    def score_many(self, queries, documents):
+        self.calls.append(len(queries))
+        if any("boom" in q for q in queries):
+            raise RuntimeError("model exploded")
+        return self.inner.score_many(queries, documents)
+
+
+def test_internal_error_is_500_in_the_error_shape(make_client, tiny_models, caplog):
+    client = make_client(reranker=FailingReranker(tiny_models[1]))
+    response = client.post("/v1/rerank", json={"query": "boom", "documents": ["a"]})
+    error = assert_error(response, 500, "internal_error")
+    assert "exploded" not in error["message"]  # no internals leak to clients
+    assert "model exploded" in caplog.text  # but the log has them
+    assert client.post("/v1/rerank", json=RERANK).status_code == 200
+    assert 'route="/v1/rerank",status="500"' in client.get("/metrics").text

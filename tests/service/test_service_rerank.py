@@ -1,0 +1,177 @@
+"""``POST /v1/rerank`` and ``/v2/rerank``: results, compatibility fields and bad inputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.helpers import assert_error
+
+DOCS = [
+    "The loupe is a small magnifying glass used by jewellers.",
+    "Bananas are rich in potassium.",
+    "A hand lens magnifies small objects.",
+    "The stock market fell on Monday.",
+]
+
+
+def test_rerank_orders_by_score_and_matches_the_reranker(client: TestClient, tiny_models):
+    response = client.post("/v1/rerank", json={"query": "magnifying lens", "documents": DOCS})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"id", "model", "results", "meta", "usage"}
+    results = body["results"]
+    assert sorted(r["index"] for r in results) == list(range(len(DOCS)))
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all("document" not in r for r in results)  # return_documents defaults to false
+    expected = tiny_models[1].score("magnifying lens", DOCS)
+    assert [r["index"] for r in results] == list(np.argsort(-expected, kind="stable"))
+    np.testing.assert_allclose(scores, np.sort(expected)[::-1], rtol=1e-5, atol=1e-6)
+    assert body["usage"]["total_tokens"] > len(DOCS)
+    assert body["meta"]["api_version"]["version"] == "2"
+    assert body["meta"]["billed_units"]["search_units"] == 1
+    assert body["model"] == tiny_models[1].name
+
+
+def test_v2_path_top_n_objects_and_return_documents(client: TestClient):
+    documents = [{"text": t} for t in DOCS]
+    v1 = client.post("/v1/rerank", json={"query": "lens", "documents": DOCS}).json()
+    response = client.post(
+        "/v2/rerank",
+        json={"query": "lens", "documents": documents, "top_n": 2, "return_documents": True},
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [r["index"] for r in v1["results"]][:2]
+    for r in results:
+        assert r["document"] == {"text": DOCS[r["index"]]}
+
+
+def test_top_n_larger_than_documents_returns_all(client: TestClient):
+    body = client.post("/v1/rerank", json={"query": "q", "documents": DOCS, "top_n": 50}).json()
+    assert len(body["results"]) == len(DOCS)
+
+
+def test_sdk_fields_are_accepted(client: TestClient):
+    """Fields Cohere's and Jina's SDKs send must not be refused as unknown."""
+    response = client.post(
+        "/v1/rerank",
+        json={
+            "model": "rerank-v3.5",
+            "query": "lens",
+            "documents": DOCS,
+            "top_n": 3,
+            "max_tokens_per_doc": 4096,
+            "priority": 0,
+            "max_chunks_per_doc": 10,
+            "return_documents": False,
+        },
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_rank_fields_join_object_fields(client: TestClient):
+    documents = [{"title": "Loupe", "body": t} for t in DOCS]
+    response = client.post(
+        "/v1/rerank",
+        json={"query": "lens", "documents": documents, "rank_fields": ["title", "body"]},
+    )
+    assert response.status_code == 200, response.text
+    missing = client.post("/v1/rerank", json={"query": "lens", "documents": documents})
+    assert_error(missing, 422, "invalid_request")
+
+
+def test_max_tokens_per_doc_truncates_instead_of_refusing(client: TestClient):
+    long_doc = "magnifier " * 100_000  # 1 MB
+    response = client.post(
+        "/v1/rerank",
+        json={
+            "query": "lens",
+            "documents": [long_doc, "short"],
+            "max_tokens_per_doc": 16,
+            "return_documents": True,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["meta"]["warnings"] == ["1 documents were cut to 16 tokens"]
+    # the echoed document is the one given, not the truncated one
+    assert {len(r["document"]["text"]) for r in body["results"]} == {len(long_doc), 5}
+    assert body["usage"]["total_tokens"] < 100
+
+
+# --- bad inputs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", "   "])
+def test_empty_query_is_422(client: TestClient, query: str):
+    error = assert_error(
+        client.post("/v1/rerank", json={"query": query, "documents": DOCS}), 422, "invalid_request"
+    )
+    assert "query" in error["message"]
+
+
+def test_no_documents_is_422(client: TestClient):
+    error = assert_error(
+        client.post("/v1/rerank", json={"query": "q", "documents": []}), 422, "invalid_request"
+    )
+    assert "documents" in error["message"]
+    assert_error(client.post("/v1/rerank", json={"query": "q"}), 422, "invalid_request")
+
+
+def test_ten_thousand_documents_is_413(client: TestClient):
+    response = client.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 10_000})
+    error = assert_error(response, 413, "too_many_documents")
+    assert "10000" in error["message"] and "1000" in error["message"]
+
+
+def test_one_megabyte_document_is_413(client: TestClient):
+    response = client.post("/v1/rerank", json={"query": "q", "documents": ["x" * 1_000_000]})
+    error = assert_error(response, 413, "text_too_long")
+    assert "max_tokens_per_doc" in error["message"]
+
+
+def test_long_query_is_413(client: TestClient):
+    response = client.post("/v1/rerank", json={"query": "x" * 40_000, "documents": ["d"]})
+    assert_error(response, 413, "text_too_long")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": 42, "documents": DOCS},
+        {"query": "q", "documents": "not a list"},
+        {"query": "q", "documents": [1, 2]},
+        {"query": "q", "documents": DOCS, "top_n": "three"},
+        {"query": "q", "documents": DOCS, "top_n": 0},
+        {"query": "q", "documents": DOCS, "return_documents": "maybe"},
+        {"query": "q", "documents": DOCS, "max_tokens_per_doc": -1},
+        ["q", DOCS],
+    ],
+)
+def test_wrong_types_are_422(client: TestClient, body: Any):
+    assert_error(client.post("/v1/rerank", json=body), 422, "invalid_request")
+
+
+@pytest.mark.parametrize("raw", ['{"query": "q", "documents": [', "not json", '{"query": "q",}'])
+def test_invalid_json_is_422(client: TestClient, raw: str):
+    response = client.post("/v1/rerank", content=raw, headers={"Content-Type": "application/json"})
+    assert_error(response, 422, "invalid_json")
+
+
+def test_unknown_field_is_422(client: TestClient):
+    response = client.post("/v1/rerank", json={"query": "q", "documents": DOCS, "temperature": 0.5})
+    error = assert_error(response, 422, "invalid_request")
+    assert "temperature" in error["message"]
+
+
+def test_bad_request_does_not_disturb_good_ones(client: TestClient):
+    good = {"query": "lens", "documents": DOCS}
+    first = client.post("/v1/rerank", json=good).json()
+    assert client.post("/v1/rerank", content=json.dumps(good)[:-3]).status_code == 422
+    assert client.post("/v1/rerank", json=good).json()["results"] == first["results"]
