@@ -44,7 +44,9 @@ class LateInteractionConfig:
     q_len: int = 32
     d_len: int = 128
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
-    backbone_trained: bool = False
+    trainable_layers: int = 0
+    """Top transformer layers fine-tuned with the head (0: frozen backbone). Only those
+    layers' weights are saved, on top of the named base backbone."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,9 +92,7 @@ class LateInteractionModel(nn.Module):
         self.encoder = encoder or TextEncoder(
             EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
         )
-        if not config.backbone_trained:
-            config = replace(config, backbone=self.encoder.model_name)
-        self.config = config
+        self.config = replace(config, backbone=self.encoder.model_name)
         hidden = self.encoder.dim
         self.projection: nn.Module
         if config.dim is None:
@@ -113,6 +113,25 @@ class LateInteractionModel(nn.Module):
     @property
     def dim(self) -> int:
         return self.config.dim or self.encoder.dim
+
+    def trainable_layers(self) -> list[nn.Module]:
+        """The backbone's top ``config.trainable_layers`` transformer layers."""
+        n = self.config.trainable_layers
+        if n == 0:
+            return []
+        layers = _transformer_layers(self.encoder.backbone.model)
+        if n > len(layers) or n < 0:
+            raise ValueError(f"trainable_layers={n}, but the backbone has {len(layers)} layers")
+        return list(layers[-n:])
+
+    def trainable_backbone_state(self) -> dict[str, torch.Tensor]:
+        """State of the fine-tuned layers, keyed as in the backbone's own state dict."""
+        wanted = {id(p) for layer in self.trainable_layers() for p in layer.parameters()}
+        return {
+            name: p.detach()
+            for name, p in self.encoder.backbone.model.named_parameters()
+            if id(p) in wanted
+        }
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.projection.parameters()) + list(self.scorer.parameters())
@@ -173,9 +192,7 @@ class LateInteractionModel(nn.Module):
         config = self.config
         tensors = {f"projection.{k}": v for k, v in self.projection.state_dict().items()}
         tensors |= {f"scorer.{k}": v for k, v in self.scorer.state_dict().items()}
-        if config.backbone_trained:
-            self.encoder.backbone.model.save_pretrained(folder / "backbone")
-            self.encoder.backbone.tokenizer.save_pretrained(folder / "backbone")
+        tensors |= {f"backbone.{k}": v for k, v in self.trainable_backbone_state().items()}
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / WEIGHTS_NAME
         )
@@ -188,11 +205,18 @@ class LateInteractionModel(nn.Module):
         if not is_late_interaction_folder(folder):
             raise ValueError(f"{folder} is not a Loupe late-interaction model folder")
         config = LateInteractionConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-        backbone = str(folder / "backbone") if config.backbone_trained else config.backbone
-        encoder = TextEncoder(EncoderConfig(model=backbone, device=device, max_length=config.d_len))
+        encoder = TextEncoder(
+            EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
+        )
         model = cls(config, encoder)
         model.fingerprint = folder_fingerprint(folder)
         state = load_file(folder / WEIGHTS_NAME)
+        backbone_state = _prefixed(state, "backbone.")
+        if backbone_state:
+            expected = set(model.trainable_backbone_state())
+            if set(backbone_state) != expected:
+                raise ValueError(f"{folder}: backbone weights do not match trainable_layers")
+            model.encoder.backbone.model.load_state_dict(backbone_state, strict=False)
         model.projection.load_state_dict(_prefixed(state, "projection."))
         model.scorer.load_state_dict(_prefixed(state, "scorer."))
         model.eval()
@@ -205,6 +229,18 @@ def folder_fingerprint(folder: Path) -> str:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         digest.update((folder / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _transformer_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a Hugging Face encoder (BERT-style ``encoder.layer``
+    or any ``layers``/``layer`` ModuleList)."""
+    for name in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
+        module: nn.Module | None = model
+        for part in name.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
 
 
 def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

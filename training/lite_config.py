@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Literal
+from string import Template
+from typing import Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -58,8 +60,10 @@ class LiteTrainConfig(_Strict):
     q_len: int = 32
     d_len: int = 128
     scorer: ScorerOptions = Field(default_factory=ScorerOptions)
-    train_backbone: bool = False
-    """Fine-tune the backbone too (slow on a CPU); otherwise its token states are cached."""
+    backbone_learning_rate: float = 2e-5
+    trainable_layers: int = 0
+    """Fine-tune the backbone's top N layers too (slow on a CPU); with 0 the backbone is
+    frozen and its token states are cached."""
     data: list[TriplesSource | QrelsSource] = Field(min_length=1)
     negatives: int = 7
     batch_size: int = 16
@@ -90,10 +94,35 @@ class LiteTrainConfig(_Strict):
         return self
 
 
+def default_data_dir() -> str:
+    """``$LOUPE_DATA_DIR``, else ``../shared/data`` beside the checkout."""
+    return os.environ.get("LOUPE_DATA_DIR") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+
+
 def load_config_file(path: Path) -> dict[str, object]:
-    """Read a TOML or JSON config file into a dict (paths relative to the file's folder stay
-    as written: they are resolved from the working directory)."""
+    """Read a TOML or JSON config file into a dict.
+
+    ``$LOUPE_DATA_DIR`` (and other environment variables) in string values are expanded;
+    relative paths are resolved from the working directory.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no such config file: {path}")
     text = path.read_text()
-    if path.suffix == ".json":
-        return dict(json.loads(text))
-    return dict(tomllib.loads(text))
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    mapping = {**os.environ, "LOUPE_DATA_DIR": default_data_dir()}
+    return dict(_expand(data, mapping))
+
+
+def _expand(value: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return Template(value).safe_substitute(mapping)
+    if isinstance(value, list):
+        return [_expand(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, mapping) for k, v in value.items()}
+    return value

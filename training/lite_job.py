@@ -103,13 +103,14 @@ class LiteTraining:
             q_len=config.q_len,
             d_len=config.d_len,
             scorer=scorer,
-            backbone_trained=config.train_backbone,
+            trainable_layers=config.trainable_layers,
         )
         self.model = LateInteractionModel(arch, device=config.device)
-        for p in self.model.encoder.backbone.model.parameters():
-            p.requires_grad_(config.train_backbone)
+        self.model.encoder.backbone.model.requires_grad_(False)
+        for layer in self.model.trainable_layers():
+            layer.requires_grad_(True)
         self.cache: TokenCache | None = None
-        if not config.train_backbone:
+        if config.trainable_layers == 0:
             if config.cache is not None and config.cache.is_file():
                 self.cache = TokenCache.load(config.cache)
             else:
@@ -234,6 +235,7 @@ def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainR
         metric="nDCG@10",
         save_best=job.model.save,
         device=job.model.device,
+        learning_rates={"encoder.": config.backbone_learning_rate},
     )
     result = trainer.train()
     summary = {

@@ -66,6 +66,25 @@ def warmup_linear(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def parameter_groups(
+    module: nn.Module, config: TrainerConfig, learning_rates: dict[str, float]
+) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and norms; a learning rate per name prefix
+    (e.g. ``{"encoder.": 2e-5}`` for a fine-tuned backbone), ``config.learning_rate`` else."""
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        lr = next(
+            (v for k, v in learning_rates.items() if name.startswith(k)), config.learning_rate
+        )
+        decay = config.weight_decay if param.ndim >= 2 else 0.0
+        groups.setdefault((lr, decay), []).append(param)
+    if not groups:
+        raise ValueError("nothing to train: no parameter requires a gradient")
+    return [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+
+
 class Trainer:
     """Runs ``loss_fn(batch)`` over ``batches()`` with the parameters of ``module``.
 
@@ -88,6 +107,7 @@ class Trainer:
         metric: str | None = None,
         save_best: Callable[[Path], None] | None = None,
         device: torch.device | None = None,
+        learning_rates: dict[str, float] | None = None,
     ):
         self.config = config
         self.module = module
@@ -97,17 +117,8 @@ class Trainer:
         self.metric = metric
         self.save_best = save_best
         self.device = device or torch.device("cpu")
-        params = [p for p in module.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("nothing to train: no parameter requires a gradient")
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": config.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=config.learning_rate,
+            parameter_groups(module, config, learning_rates or {}), lr=config.learning_rate
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -195,7 +206,7 @@ class Trainer:
                     with self._autocast():
                         loss = self.loss_fn(next(self.batches)) / cfg.grad_accumulation
                     loss.backward()
-                    total += float(loss)
+                    total += float(loss.detach())
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in self.module.parameters() if p.requires_grad], cfg.max_grad_norm
                 )

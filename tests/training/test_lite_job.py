@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.late_interaction import LateInteractionModel
+from models.late_reranker import LateInteractionReranker
+from training.examples import examples_from_qrels, split_by_query
+from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
+from training.lite_job import Batch, LiteTraining, batches, load_examples, train_lite
+
+TOPICS = ["cats", "dogs", "stocks", "rain", "piano", "soccer", "bread", "rockets"]
+
+
+def write_triples(path: Path) -> Path:
+    lines = []
+    for i, topic in enumerate(TOPICS):
+        other = TOPICS[(i + 3) % len(TOPICS)]
+        for j in range(3):
+            lines.append(f"about {topic}\t{topic} {topic} facts number {j}\t{other} trivia {j}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def config(tmp_path: Path, model_dir: Path, **extra) -> LiteTrainConfig:
+    values = dict(
+        out=tmp_path / "out",
+        backbone=str(model_dir),
+        dim=8,
+        q_len=8,
+        d_len=16,
+        data=[TriplesSource(path=write_triples(tmp_path / "triples.tsv"))],
+        negatives=2,
+        batch_size=4,
+        dev_fraction=0.25,
+        max_steps=30,
+        learning_rate=5e-3,
+        warmup_steps=2,
+        eval_every=10,
+        patience=None,
+        device="cpu",
+    )
+    values.update(extra)
+    return LiteTrainConfig(**values)
+
+
+def test_training_lowers_the_loss(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cfg = config(tmp_path, tiny_model_dir, dev_fraction=0.0)
+    examples = load_examples(cfg.data)
+    job = LiteTraining(cfg)
+    job.prepare_cache(examples, show_progress=False)
+    fixed = next(batches(examples, 8, 2, seed=1, with_teacher=False))
+    with torch.no_grad():
+        before = float(job.loss(fixed))
+    result = train_lite(cfg, show_progress=False)
+    trained = LateInteractionModel.load(cfg.out / "best", device="cpu")
+    job.model = trained
+    with torch.no_grad():
+        after = float(job.loss(fixed))
+    assert after < 0.8 * before, (before, after)
+    assert result.steps == 30 and (cfg.out / "summary.json").is_file()
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
+    train_lite(config(tmp_path, tiny_model_dir, max_steps=10), show_progress=False)
+    result = train_lite(config(tmp_path, tiny_model_dir, max_steps=20), show_progress=False)
+    assert result.steps == 20
+    assert [h["step"] for h in result.history] == [0.0, 10.0, 20.0]
+
+
+def test_fine_tuned_layers_round_trip(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cfg = config(tmp_path, tiny_model_dir, trainable_layers=1, max_steps=5, dev_fraction=0.0)
+    train_lite(cfg, show_progress=False)
+    loaded = LateInteractionModel.load(cfg.out / "best", device="cpu")
+    scores = LateInteractionReranker(loaded).score("about cats", ["cats cats", "rain"])
+    assert np.all(np.isfinite(scores))
+    state = loaded.trainable_backbone_state()
+    assert state and all(".layer.1." in k for k in state)
+
+
+def test_qrels_examples_skip_known_positives() -> None:
+    examples = examples_from_qrels(
+        {"q": "query"},
+        {"q": {"p1": 2, "p2": 1, "n1": 0}},
+        {"p1": "pos one", "p2": "pos two", "n1": "neg", "n2": "neg two"},
+        {"q": {"p1": 3.0, "n1": 2.0, "p2": 1.5, "n2": 1.0}},
+        teacher={"q": {"p1": 9.0, "n1": 1.0}},
+    )
+    assert [e.positive for e in examples] == ["pos one", "pos two"]
+    assert examples[0].negatives == ["neg", "neg two"]
+    assert examples[0].teacher_positive == 9.0 and examples[0].teacher_negatives == [1.0, 1.0]
+    train, dev = split_by_query(examples, 0.5, seed=0)
+    assert {e.query_id for e in train}.isdisjoint({e.query_id for e in dev})
+
+
+def test_distillation_needs_teacher_scores(tmp_path: Path, tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="teacher"):
+        train_lite(config(tmp_path, tiny_model_dir, loss="kl"), show_progress=False)
+
+
+def test_batches_put_the_positive_first() -> None:
+    examples = load_examples([TriplesSource(path=write_triples(Path("/tmp") / "t.tsv"))])
+    batch: Batch = next(batches(examples, 4, 2, seed=0, with_teacher=False))
+    assert len(batch.queries) == 4 and len(batch.documents) == 12
+    topic = batch.queries[0].split()[-1]
+    assert batch.documents[0].startswith(topic)
+
+
+def test_bad_config_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        LiteTrainConfig(out=tmp_path, data=[])
+    with pytest.raises(ValueError):
+        QrelsSource(
+            queries=tmp_path,
+            qrels=tmp_path,
+            corpus=tmp_path,
+            negatives_run=tmp_path,
+            unknown_field=1,
+        )
