@@ -91,8 +91,9 @@ def load_qrels_examples(
     queries_path: Path,
     qrels_path: Path,
     corpus_path: Path,
-    negatives_run_path: Path,
+    negatives_run_path: Path | None,
     *,
+    negatives_index: Path | None = None,
     split: str | None = None,
     negatives_per_query: int = 16,
     negative_depth: int = 50,
@@ -100,13 +101,29 @@ def load_qrels_examples(
     teacher_path: Path | None = None,
     query_ids: Iterable[str] | None = None,
 ) -> list[Example]:
-    """Read files and build :func:`examples_from_qrels` examples."""
+    """Read files and build :func:`examples_from_qrels` examples.
+
+    Negatives come from a run file, or are mined from ``negatives_index`` (a Loupe index
+    folder: its dual encoder retrieves each query's top ``negative_depth``).
+    """
     queries = read_queries(queries_path, split)
     if query_ids is not None:
         keep = set(query_ids)
         queries = {q: t for q, t in queries.items() if q in keep}
     qrels = read_qrels(qrels_path)
-    run = read_run(negatives_run_path)
+    if negatives_run_path is not None:
+        run = read_run(negatives_run_path)
+    elif negatives_index is not None:
+        from index.searcher import Searcher
+        from training.mining import mine_hard_negatives
+
+        searcher = Searcher.open(negatives_index)
+        try:
+            run = mine_hard_negatives(searcher, queries, qrels, depth=negative_depth)
+        finally:
+            searcher.reader.close()
+    else:
+        raise ValueError("give negatives_run or negatives_index")
     needed = {d for q in queries for d in qrels.get(q, {})}
     needed |= {d for q in queries for d, _ in ranked(run.get(q, {}), negative_depth)}
     texts = {doc.id: doc.full_text for doc in read_corpus(corpus_path) if doc.id in needed}

@@ -32,7 +32,9 @@ class QrelsSource(_Strict):
     queries: Path
     qrels: Path
     corpus: Path
-    negatives_run: Path
+    negatives_run: Path | None = None
+    negatives_index: Path | None = None
+    """Mine hard negatives from this index folder instead of reading ``negatives_run``."""
     split: str | None = None
     negative_depth: int = 50
     negatives_per_query: int = 16
@@ -40,6 +42,12 @@ class QrelsSource(_Strict):
     teacher_run: Path | None = None
     query_ids_file: Path | None = None
     """Keep only the query ids listed in this file (one per line), e.g. for k-fold."""
+
+    @model_validator(mode="after")
+    def _one_negative_source(self) -> QrelsSource:
+        if (self.negatives_run is None) == (self.negatives_index is None):
+            raise ValueError("give exactly one of negatives_run and negatives_index")
+        return self
 
 
 class ScorerOptions(_Strict):

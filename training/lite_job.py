@@ -44,6 +44,7 @@ def load_examples(sources: Sequence[TriplesSource | QrelsSource]) -> list[Exampl
                 source.qrels,
                 source.corpus,
                 source.negatives_run,
+                negatives_index=source.negatives_index,
                 split=source.split,
                 negatives_per_query=source.negatives_per_query,
                 negative_depth=source.negative_depth,

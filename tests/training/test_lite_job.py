@@ -120,3 +120,26 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
             negatives_run=tmp_path,
             unknown_field=1,
         )
+
+
+def test_negatives_mined_from_an_index_skip_positives(
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder
+) -> None:
+    from index.builder import IndexBuildConfig, build_index
+    from training.examples import load_qrels_examples
+
+    build_index(
+        IndexBuildConfig(corpus=tiny_corpus, out=tmp_path / "index", show_progress=False),
+        encoder=tiny_encoder,
+    )
+    queries = tmp_path / "q.tsv"
+    queries.write_text("q1\tCats are small domesticated felines.\n")
+    qrels = tmp_path / "qrels.trec"
+    qrels.write_text("q1 0 d1 1\n")
+    examples = load_qrels_examples(
+        queries, qrels, tiny_corpus, None, negatives_index=tmp_path / "index", negative_depth=4
+    )
+    assert len(examples) == 1
+    assert examples[0].positive.startswith("Cats Cats")
+    assert len(examples[0].negatives) == 3
+    assert all("felines" not in n for n in examples[0].negatives)
