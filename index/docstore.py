@@ -28,6 +28,12 @@ CREATE TABLE IF NOT EXISTS documents (
     vector BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    key INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
 """
 
 
@@ -69,15 +75,24 @@ class DocStore:
             return int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
 
     def upsert(
-        self, documents: Sequence[Document], vectors: np.ndarray | None = None
+        self,
+        documents: Sequence[Document],
+        vectors: np.ndarray | None = None,
+        tokens: Sequence[np.ndarray] | None = None,
+        tokens_fingerprint: str | None = None,
     ) -> tuple[list[int], list[int]]:
         """Add documents, replacing any with the same id, in one transaction.
+
+        ``tokens`` are the re-ranker's ``(tokens_i, dim)`` matrices of the documents, stored
+        (float16) under the fingerprint of the model that computed them.
 
         Returns ``(new_keys, replaced_keys)``: a replaced document gets a new key, so the
         caller can drop the old key from derived indexes.
         """
         if vectors is not None and len(vectors) != len(documents):
             raise ValueError("one vector per document is required")
+        if tokens is not None and (len(tokens) != len(documents) or not tokens_fingerprint):
+            raise ValueError("one token matrix per document and a fingerprint are required")
         new_keys: list[int] = []
         replaced: list[int] = []
         with self._lock, self._conn:
@@ -87,14 +102,21 @@ class DocStore:
                 ).fetchone()
                 if row is not None:
                     replaced.append(int(row[0]))
-                    self._conn.execute("DELETE FROM documents WHERE key = ?", (row[0],))
+                    self._delete_key(int(row[0]))
                 blob = None if vectors is None else _to_blob(vectors[i])
                 cursor = self._conn.execute(
                     "INSERT INTO documents (doc_id, title, text, metadata, vector)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (doc.id, doc.title, doc.text, json.dumps(doc.metadata), blob),
                 )
-                new_keys.append(int(cursor.lastrowid or 0))
+                key = int(cursor.lastrowid or 0)
+                new_keys.append(key)
+                if tokens is not None:
+                    matrix = np.ascontiguousarray(tokens[i], dtype=np.float16)
+                    self._conn.execute(
+                        "INSERT INTO tokens (key, fingerprint, dim, data) VALUES (?, ?, ?, ?)",
+                        (key, tokens_fingerprint, int(matrix.shape[1]), matrix.tobytes()),
+                    )
         return new_keys, replaced
 
     def delete(self, doc_id: str) -> int | None:
@@ -105,8 +127,28 @@ class DocStore:
             ).fetchone()
             if row is None:
                 return None
-            self._conn.execute("DELETE FROM documents WHERE key = ?", (row[0],))
+            self._delete_key(int(row[0]))
             return int(row[0])
+
+    def _delete_key(self, key: int) -> None:
+        self._conn.execute("DELETE FROM documents WHERE key = ?", (key,))
+        self._conn.execute("DELETE FROM tokens WHERE key = ?", (key,))
+
+    def get_tokens(self, keys: Iterable[int], fingerprint: str) -> dict[int, np.ndarray]:
+        """Stored token matrices of the keys that have them under ``fingerprint``."""
+        keys = [int(k) for k in keys]
+        found: dict[int, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 900):
+                chunk = keys[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, dim, data FROM tokens WHERE fingerprint = ? AND key IN ({marks})",
+                    [fingerprint, *chunk],
+                ).fetchall()
+                for key, dim, data in rows:
+                    found[int(key)] = np.frombuffer(data, dtype=np.float16).reshape(-1, int(dim))
+        return found
 
     def get_by_keys(self, keys: Iterable[int]) -> dict[int, Document]:
         """Documents for the keys that exist (missing keys are simply absent)."""

@@ -69,12 +69,21 @@ class LiveIndex:
     def __len__(self) -> int:
         return len(self.reader.docstore)
 
-    def add(self, documents: Sequence[Document], vectors: np.ndarray) -> list[int]:
-        """Add or replace documents by id; returns their new keys."""
+    def add(
+        self,
+        documents: Sequence[Document],
+        vectors: np.ndarray,
+        tokens: Sequence[np.ndarray] | None = None,
+        tokens_fingerprint: str | None = None,
+    ) -> list[int]:
+        """Add or replace documents by id, with the re-ranker's token matrices if given;
+        returns their new keys."""
         if len(documents) != len(vectors):
             raise ValueError("one vector per document is required")
         with self._lock:
-            keys, replaced = self.reader.docstore.upsert(documents, vectors)
+            keys, replaced = self.reader.docstore.upsert(
+                documents, vectors, tokens, tokens_fingerprint
+            )
             if replaced:
                 self._remove_keys(replaced)
             self.reader.vectors.add(np.asarray(keys, dtype=np.int64), vectors)

@@ -106,14 +106,22 @@ class IndexReader:
     def token_matrices(
         self, keys: Sequence[int], fingerprint: str | None
     ) -> list[np.ndarray | None]:
-        """Stored token matrices of the keys, if the store was written by the model with this
-        fingerprint; None for keys stored after the build or by another model."""
+        """Token matrices the model with this fingerprint stored for the keys: from the token
+        store written at build time, else from the docstore (documents added while serving);
+        None where neither has one."""
+        if fingerprint is None:
+            return [None] * len(keys)
         store = self.tokens
-        if store is None or fingerprint is None:
-            return [None] * len(keys)
-        if store.meta.get("reranker_fingerprint") != fingerprint:
-            return [None] * len(keys)
-        return store.get(keys)
+        found: list[np.ndarray | None] = [None] * len(keys)
+        if store is not None and store.meta.get("reranker_fingerprint") == fingerprint:
+            found = store.get(keys)
+        missing = [k for k, m in zip(keys, found, strict=True) if m is None]
+        if missing:
+            extra = self.docstore.get_tokens(missing, fingerprint)
+            found = [
+                m if m is not None else extra.get(int(k)) for k, m in zip(keys, found, strict=True)
+            ]
+        return found
 
     def close(self) -> None:
         self.docstore.close()

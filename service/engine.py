@@ -21,6 +21,7 @@ import numpy as np
 
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
+from models.late_reranker import LateInteractionReranker
 
 if TYPE_CHECKING:
     from index.live import LiveIndex
@@ -322,13 +323,28 @@ class Engine:
 
         The docstore (SQLite) is written before the in-memory index, so an acknowledged
         document survives a restart; a snapshot follows every ``snapshot_every`` writes.
+        A late-interaction re-ranker's token matrices are stored with the documents, so
+        searching them later runs no transformer over the documents.
         """
         flat = [doc.full_text for docs in batches for doc in docs]
         vectors = self.encoder.encode(flat)
+        fingerprint = None
+        matrices: list[np.ndarray] = []
+        if isinstance(self.reranker, LateInteractionReranker) and self.reranker.model.fingerprint:
+            fingerprint = self.reranker.model.fingerprint
+            matrices = self.reranker.model.document_matrices(flat)
         keys, start = [], 0
         for docs in batches:
-            keys.append(self.index.add(list(docs), vectors[start : start + len(docs)]))
-            start += len(docs)
+            end = start + len(docs)
+            keys.append(
+                self.index.add(
+                    list(docs),
+                    vectors[start:end],
+                    matrices[start:end] if fingerprint else None,
+                    fingerprint,
+                )
+            )
+            start = end
         self._count_writes(len(flat))
         return keys
 

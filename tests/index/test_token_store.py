@@ -69,3 +69,20 @@ def test_index_with_token_store_reranks_without_encoding(
     np.testing.assert_allclose(from_store, encoded, atol=5e-3)
     # Another model's fingerprint: the store is not used, texts are encoded instead.
     assert reader.token_matrices([hits[0].key], "another-model") == [None]
+
+
+def test_documents_added_live_keep_their_token_matrices(tmp_path: Path) -> None:
+    from index.live import LiveIndex
+    from index.records import Document
+
+    live = LiveIndex.open_or_create(tmp_path / "live", model="m", dimension=4)
+    eye = np.eye(4, dtype=np.float32)
+    matrices = [np.full((2, 3), i, dtype=np.float16) for i in range(2)]
+    keys = live.add([Document("a", "x"), Document("b", "y")], eye[:2], matrices, "fp-1")
+    live.close()
+    reader = IndexReader.open(tmp_path / "live")
+    got = reader.token_matrices(keys, "fp-1")
+    np.testing.assert_array_equal(got[1], matrices[1])
+    assert reader.token_matrices(keys, "other") == [None, None]
+    reader.docstore.delete("a")
+    assert reader.token_matrices(keys, "fp-1")[0] is None
