@@ -33,6 +33,7 @@ class EvalConfig:
     reranker: str | None = None
     depth: int = 100
     rerank_depth: int = 100
+    first_stage: str = "dense"
     query_split: str | None = None
     measures: tuple[str, ...] | None = None
     compare: Path | None = None
@@ -95,7 +96,7 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
             config.rerank_depth,
             config.show_progress,
         )
-        name = config.name or f"index:{config.index.name}"
+        name = config.name or f"index:{config.index.name}:{config.first_stage}"
         if reranker is not None:
             name = f"{name}>>{reranker.name}"
     metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
@@ -153,6 +154,7 @@ def retrieve_run(
     reranker: Reranker | None = None,
     rerank_depth: int = 100,
     show_progress: bool = False,
+    first_stage: str = "dense",
 ) -> tuple[Run, dict[str, float]]:
     """First-stage retrieval, then (optionally) re-ranking of the top ``rerank_depth`` hits
     from the index's token store (documents are encoded only if the store lacks them)."""
@@ -162,7 +164,7 @@ def retrieve_run(
     try:
         ids = list(queries)
         started = time.perf_counter()
-        hits = searcher.search([queries[q] for q in ids], depth)
+        hits = searcher.search([queries[q] for q in ids], depth, first_stage)
         elapsed = time.perf_counter() - started
         run = {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
         timings = {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from index.bm25_index import BM25Index
 from index.docstore import DocStore
 from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
@@ -42,6 +43,8 @@ class IndexBuildConfig:
     """Also store each document's projected token matrix for the re-ranker."""
     reranker: str = DEFAULT_MODEL
     """The late-interaction model whose token matrices the store holds."""
+    bm25: bool = False
+    """Also build a BM25 index (a second first stage)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     vectors_name = f"vectors-{generation}.faiss"
     all_keys: list[np.ndarray] = []
     all_vectors: list[np.ndarray] = []
+    all_texts: list[str] = []
     tokens_name = f"tokens-{generation}"
     token_encoder = _token_encoder(config) if config.token_store else None
     token_writer = (
@@ -93,6 +97,8 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
                     token_writer.add(key, matrix)
             all_keys.append(np.asarray(keys, dtype=np.int64))
             all_vectors.append(vectors)
+            if config.bm25:
+                all_texts += [d.full_text for d in chunk]
             bar.update(len(chunk))
         if not all_keys:
             raise ValueError(f"corpus {config.corpus} holds no documents")
@@ -106,6 +112,10 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     index = FaissIndex.create(encoder.dim, config.factory, use_gpu=False)
     index.train(vectors)
     index.add(keys, vectors)
+    bm25_name = None
+    if config.bm25:
+        bm25_name = f"bm25-{generation}"
+        BM25Index.build(keys.tolist(), all_texts).save(out / bm25_name)
     tmp_vectors = out / f".{vectors_name}.tmp"
     index.save(tmp_vectors)
     os.replace(tmp_vectors, out / vectors_name)
@@ -121,6 +131,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         generation=generation,
         token_store_file=tokens_name if token_writer is not None else None,
         token_store=dict(token_writer.meta) if token_writer is not None else {},
+        bm25_dir=bm25_name,
     )
     manifest.save(out)
     remove_stale_generations(out, manifest)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.bm25_index import BM25Index
 from index.docstore import DocStore
 from index.errors import IndexCorruptError
 from index.faiss_index import FaissIndex
@@ -37,12 +38,14 @@ class IndexReader:
         docstore: DocStore,
         vectors: FaissIndex,
         tokens: TokenStore | None = None,
+        bm25: BM25Index | None = None,
     ):
         self.folder = folder
         self.manifest = manifest
         self.docstore = docstore
         self.vectors = vectors
         self.tokens = tokens
+        self.bm25 = bm25
 
     @classmethod
     def open(
@@ -72,8 +75,14 @@ class IndexReader:
                 tokens = TokenStore(token_path)
             except (OSError, ValueError, KeyError) as exc:
                 raise IndexCorruptError(f"{token_path}: unreadable token store: {exc}") from exc
+        bm25 = None
+        if manifest.bm25_dir:
+            try:
+                bm25 = BM25Index.load(folder / manifest.bm25_dir)
+            except (OSError, ValueError) as exc:
+                raise IndexCorruptError(f"{folder}: unreadable BM25 index: {exc}") from exc
         docstore = DocStore(docstore_path)
-        reader = cls(folder, manifest, docstore, vectors, tokens)
+        reader = cls(folder, manifest, docstore, vectors, tokens, bm25)
         reader.catch_up()
         return reader
 
@@ -90,6 +99,16 @@ class IndexReader:
     def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
         """Top-k hits for ``query_vectors (q, dim)``; documents deleted since are skipped."""
         scores, keys = self.vectors.search(query_vectors, k)
+        return self._hits(scores, keys)
+
+    def search_bm25(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k BM25 hits (an index built with ``--bm25``)."""
+        if self.bm25 is None:
+            raise ValueError(f"{self.folder} has no BM25 index: build it with --bm25")
+        scores, keys = self.bm25.search(queries, k)
+        return self._hits(scores, keys)
+
+    def _hits(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Hit]]:
         wanted = {int(x) for x in keys.ravel() if x >= 0}
         documents = self.docstore.get_by_keys(wanted)
         results: list[list[Hit]] = []
@@ -147,5 +166,12 @@ class Searcher:
             )
         return cls(reader, encoder)
 
-    def search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+    def search(
+        self, queries: Sequence[str], k: int = 10, first_stage: str = "dense"
+    ) -> list[list[Hit]]:
+        """Top-k hits per query from the dense index (``dense``) or BM25 (``bm25``)."""
+        if first_stage == "bm25":
+            return self.reader.search_bm25(list(queries), k)
+        if first_stage != "dense":
+            raise ValueError(f"unknown first stage {first_stage!r}: dense or bm25")
         return self.reader.search_vectors(self.encoder.encode(list(queries)), k)

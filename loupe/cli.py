@@ -84,6 +84,9 @@ def index_build(
         str,
         typer.Option(help="late-interaction model for --token-store", envvar=env("reranker")),
     ] = "default",
+    bm25: Annotated[
+        bool, typer.Option(help="also build a BM25 index (second first stage)", envvar=env("bm25"))
+    ] = False,
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
@@ -102,6 +105,7 @@ def index_build(
             show_progress=not quiet,
             token_store=token_store,
             reranker=reranker,
+            bm25=bm25,
         )
     )
     m = stats.manifest
@@ -122,6 +126,10 @@ def search(
     url: Annotated[
         str | None, typer.Option(help="search a running `loupe serve` instead", envvar=env("url"))
     ] = None,
+    first_stage: Annotated[
+        str,
+        typer.Option(help="dense or bm25 (an index built with --bm25)", envvar=env("first_stage")),
+    ] = "dense",
     device: Device = None,
 ) -> None:
     """Search an index with the dual encoder (or a service with --url) and print ranked hits."""
@@ -136,7 +144,7 @@ def search(
     from index.searcher import Searcher
 
     searcher = Searcher.open(index, device=device)
-    for rank, hit in enumerate(searcher.search([query], k)[0], start=1):
+    for rank, hit in enumerate(searcher.search([query], k, first_stage)[0], start=1):
         text = hit.document.full_text.replace("\n", " ")
         typer.echo(f"{rank:>3}  {hit.score:.4f}  {hit.document.id}  {text[:100]}")
 
@@ -187,6 +195,10 @@ def evaluate(
     name: Annotated[
         str | None, typer.Option(help="system name in reports", envvar=env("name"))
     ] = None,
+    first_stage: Annotated[
+        str,
+        typer.Option(help="dense or bm25 (an index built with --bm25)", envvar=env("first_stage")),
+    ] = "dense",
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
@@ -207,6 +219,7 @@ def evaluate(
         rerank_depth=rerank_depth,
         query_split=split,
         measures=tuple(measure) if measure else None,
+        first_stage=first_stage,
         compare=compare,
         name=name,
         device=device,

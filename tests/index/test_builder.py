@@ -70,3 +70,16 @@ def test_empty_corpus_is_an_error(tmp_path: Path, tiny_encoder) -> None:
     empty.write_text("\n")
     with pytest.raises(ValueError, match="no documents"):
         build(empty, tmp_path / "index", tiny_encoder)
+
+
+def test_bm25_first_stage(tmp_path: Path, tiny_corpus: Path, tiny_encoder) -> None:
+    config = IndexBuildConfig(
+        corpus=tiny_corpus, out=tmp_path / "index", bm25=True, show_progress=False
+    )
+    build_index(config, encoder=tiny_encoder)
+    searcher = Searcher(IndexReader.open(tmp_path / "index"), tiny_encoder)
+    hits = searcher.search(["stock market", "photosynthesis light"], k=3, first_stage="bm25")
+    assert hits[0][0].document.id == "d2" and len(hits[0]) == 1  # only d2 shares a term
+    assert hits[1][0].document.id == "d4"
+    with pytest.raises(ValueError, match="unknown first stage"):
+        searcher.search(["x"], first_stage="sparse")
