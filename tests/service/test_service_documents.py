@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -149,3 +150,31 @@ def test_search_bad_inputs(client: TestClient):
     assert_error(post({"query": "q", "k": 3}), 422, "invalid_request")
     assert_error(post({"query": "q", "candidates": 5000}), 413, "too_many")
     assert_error(post({"query": "x" * 1_000_000}), 413, "text_too_long")
+
+
+def test_lite_reranker_stores_token_matrices_of_added_documents(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path
+):
+    """Documents added through the API keep the LITE model's token matrices, so search
+    re-ranks them from storage with the same scores as encoding their texts."""
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
+    from models.lite import ScorerConfig
+
+    encoder, _ = tiny_models
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=32, scorer=ScorerConfig(kind="sorted", q_len=8, d_len=32)
+    )
+    folder = LateInteractionModel(config, encoder).save(tmp_path / "lite")
+    reranker = LateInteractionReranker(LateInteractionModel.load(folder, device="cpu"))
+    client = make_client(reranker=reranker)
+    add(client)
+    body = search(client, top_n=5, candidates=5)
+    texts = {d["id"]: d["text"] for d in CORPUS}
+    expected = reranker.score("magnifying lens", [texts[r["id"]] for r in body["results"]])
+    got = [r["score"] for r in body["results"]]
+    assert got == pytest.approx([float(x) for x in expected], abs=0.05)  # float16 storage
+    assert got == sorted(got, reverse=True)
+    reader = client.app.state.loupe.runtime.engine.index.reader
+    keys = [reader.docstore.get(d["id"]).key for d in CORPUS]
+    assert all(m is not None for m in reader.token_matrices(keys, reranker.model.fingerprint))
