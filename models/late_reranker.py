@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from models.late_interaction import LateInteractionModel, pad_matrices
+from models.reranker import regroup
 
 
 class LateInteractionReranker:
@@ -37,12 +38,7 @@ class LateInteractionReranker:
             raise ValueError("one document list per query is required")
         flat = [text for docs in documents for text in docs]
         matrices = self.model.document_matrices(flat, self.batch_size) if flat else []
-        grouped: list[list[np.ndarray]] = []
-        start = 0
-        for docs in documents:
-            grouped.append(matrices[start : start + len(docs)])
-            start += len(docs)
-        return self.score_stored_many(queries, grouped)
+        return self.score_stored_many(queries, regroup(matrices, [len(d) for d in documents]))
 
     def score_stored(self, query: str, matrices: Sequence[np.ndarray]) -> np.ndarray:
         """Score stored ``(tokens_i, dim)`` document matrices without running the backbone

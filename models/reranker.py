@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from models.encoder import TextEncoder
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -48,11 +50,21 @@ class DualEncoderReranker:
             raise ValueError("one document list per query is required")
         query_vectors = self.encoder.encode(list(queries))
         flat = [text for docs in documents for text in docs]
-        doc_vectors = self.encoder.encode(flat)
-        scores: list[np.ndarray] = []
-        start = 0
-        for query_vector, docs in zip(query_vectors, documents, strict=True):
-            block = doc_vectors[start : start + len(docs)]
-            scores.append((block @ query_vector).astype(np.float32))
-            start += len(docs)
-        return scores
+        blocks = regroup(list(self.encoder.encode(flat)), [len(docs) for docs in documents])
+        return [
+            np.array([float(v @ query_vector) for v in block], dtype=np.float32)
+            for query_vector, block in zip(query_vectors, blocks, strict=True)
+        ]
+
+
+def regroup(flat: Sequence[T], sizes: Sequence[int]) -> list[list[T]]:
+    """Cut a flat list back into consecutive groups of the given sizes.
+
+    >>> regroup([1, 2, 3, 4, 5], [2, 0, 3])
+    [[1, 2], [], [3, 4, 5]]
+    """
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(list(flat[start : start + size]))
+        start += size
+    return groups
