@@ -98,13 +98,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--kinds", default="maxsim,sorted,separable,flattened")
+    parser.add_argument(
+        "--cache", type=Path, help="token-state cache (default: OUT/token-cache.npz)"
+    )
+    parser.add_argument("--negatives", type=Path, help="SciFact train hard-negative run")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = data_root()
     args.out.mkdir(parents=True, exist_ok=True)
-    cache_path = args.out / "token-cache.npz"
+    cache_path = args.cache or args.out / "token-cache.npz"
     sci = data / "beir-scifact"
-    negatives = args.out / "scifact-train-dense50.trec"
+    negatives = args.negatives or args.out / "scifact-train-dense50.trec"
     if not negatives.is_file():
         from evaluation.jobs import retrieve_run
         from index.readers.trec import write_run

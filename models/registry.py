@@ -10,8 +10,9 @@ from models.late_interaction import LateInteractionModel, is_late_interaction_fo
 from models.late_reranker import LateInteractionReranker
 from models.reranker import DualEncoderReranker, Reranker
 
-SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "lite-default"
-"""The trained default LITE re-ranker shipped in the repository (config + small weights)."""
+SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "reranker-default"
+"""The trained default late-interaction re-ranker shipped in the repository (config + small
+weights; its training config is configs/reranker-default.toml)."""
 
 
 def default_reranker_path() -> Path | None:
@@ -45,7 +46,7 @@ def load_reranker(spec: str = DEFAULT_MODEL, *, device: str | None = None) -> Re
         shipped = default_reranker_path()
         if shipped is not None:
             return LateInteractionReranker(
-                LateInteractionModel.load(shipped, device=device), name="lite-default"
+                LateInteractionModel.load(shipped, device=device), name="reranker-default"
             )
         spec = "cosine"
     if spec == "cosine" or spec.startswith("cosine:"):

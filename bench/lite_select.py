@@ -1,0 +1,83 @@
+"""Choose among trained re-rankers on held-out *training* queries (never the test sets).
+
+The dev queries are the SciFact-train queries that ``train_lite`` held out (same sources,
+seed and dev fraction as bench/lite_experiment.py); each model re-ranks their dense top-50
+and is scored with nDCG@10 against the train qrels. Usage:
+
+    python bench/lite_select.py MODEL_FOLDER... [--cache runs/lite-exp/token-cache.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bench.lite_experiment import rerank_from_cache
+from evaluation.datasets import data_root
+from evaluation.metrics import evaluate, format_table
+from index.readers import read_corpus, read_qrels, read_queries, read_run
+from index.readers.trec import ranked
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.lite import ScorerConfig
+from training.examples import split_by_query
+from training.lite_config import QrelsSource, TriplesSource
+from training.lite_job import load_examples
+from training.token_cache import TokenCache
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--cache", type=Path, default=Path("runs/lite-exp/token-cache.npz"))
+    parser.add_argument(
+        "--negatives", type=Path, default=Path("runs/lite-exp/scifact-train-dense50.trec")
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dev-fraction", type=float, default=0.1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    data = data_root()
+    sci = data / "beir-scifact"
+    sources = [
+        QrelsSource(
+            queries=sci / "queries.jsonl",
+            qrels=sci / "qrels" / "train.tsv",
+            corpus=sci,
+            negatives_run=args.negatives,
+            split="train",
+        ),
+        TriplesSource(path=data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"),
+    ]
+    _, dev = split_by_query(load_examples(sources), args.dev_fraction, args.seed)
+    dev_ids = sorted({e.query_id for e in dev if e.query_id is not None})
+    queries = read_queries(sci / "queries.jsonl", "train")
+    run = read_run(args.negatives)
+    spec = {
+        "queries": {q: queries[q] for q in dev_ids},
+        "top": {q: [d for d, _ in ranked(run.get(q, {}), 50)] for q in dev_ids},
+    }
+    needed = {d for docs in spec["top"].values() for d in docs}
+    spec["texts"] = {d.id: d.full_text for d in read_corpus(sci) if d.id in needed}
+    qrels = read_qrels(sci / "qrels" / "train.tsv")
+    cache = TokenCache.load(args.cache)
+    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    cache.ensure(base, spec["queries"].values(), base.config.q_len, desc="dev queries")
+    cache.ensure(base, spec["texts"].values(), base.config.d_len, desc="dev passages")
+    rows = {}
+    systems = {"maxsim-untrained-384d": base}
+    systems |= {f"{m.parent.name}": LateInteractionModel.load(m) for m in args.models}
+    for name, model in systems.items():
+        reranked, _ = rerank_from_cache(model, cache, spec)
+        rows[name] = evaluate(qrels, reranked, ["nDCG@10", "RR@10"], query_ids=dev_ids).aggregate
+    rows["dense top-50 (first stage)"] = evaluate(
+        qrels, {q: run.get(q, {}) for q in dev_ids}, ["nDCG@10", "RR@10"], query_ids=dev_ids
+    ).aggregate
+    print(f"{len(dev_ids)} held-out SciFact-train queries, dense top-50 re-ranked")
+    print(format_table(rows, ["nDCG@10", "RR@10"]))
+    if args.out:
+        args.out.write_text(json.dumps({"dev_queries": dev_ids, "metrics": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
