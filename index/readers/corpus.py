@@ -8,6 +8,7 @@ from pathlib import Path
 
 from index.errors import MalformedInputError
 from index.readers._lines import json_objects, numbered_lines, require_str, split_fields
+from index.readers.ir_datasets_adapter import PREFIX, irds_documents
 from index.records import Document
 
 
@@ -45,7 +46,11 @@ def read_corpus(path: str | Path, fmt: CorpusFormat = CorpusFormat.auto) -> Iter
     """Yield the documents of a corpus file or BEIR folder, in file order.
 
     Duplicate ids are an error, since a later copy would silently replace an earlier one.
+    ``irds:ID`` reads an ``ir_datasets`` corpus (optional extra ``datasets``; online).
     """
+    if str(path).startswith(PREFIX):
+        yield from irds_documents(str(path)[len(PREFIX) :])
+        return
     file = corpus_file(path)
     fmt = detect_format(file) if fmt == CorpusFormat.auto else fmt
     seen: set[str] = set()

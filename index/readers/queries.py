@@ -6,6 +6,7 @@ from pathlib import Path
 
 from index.errors import MalformedInputError
 from index.readers._lines import json_objects, numbered_lines, require_str, split_fields
+from index.readers.ir_datasets_adapter import PREFIX, irds_queries
 from index.records import Query
 
 
@@ -25,6 +26,8 @@ def read_queries(path: str | Path, split: str | None = None) -> dict[str, str]:
     ``split`` keeps only BEIR queries whose ``split`` field (or ``metadata.split``) equals it;
     a TSV has no splits, so ``split`` must then be None.
     """
+    if str(path).startswith(PREFIX):
+        return irds_queries(str(path)[len(PREFIX) :])
     file = queries_file(path)
     queries: dict[str, str] = {}
     name = file.name.removesuffix(".gz")

@@ -17,7 +17,12 @@ Run = dict[str, dict[str, float]]
 
 def read_qrels(path: str | Path) -> Qrels:
     """Read qrels in TREC form (``qid iter docid rel``), MS MARCO TSV (same, tab-separated)
-    or BEIR TSV (``query-id corpus-id score`` with a header line)."""
+    or BEIR TSV (``query-id corpus-id score`` with a header line); ``irds:ID`` reads an
+    ``ir_datasets`` id's judgments (optional extra ``datasets``; online)."""
+    if str(path).startswith("irds:"):
+        from index.readers.ir_datasets_adapter import irds_qrels
+
+        return irds_qrels(str(path)[len("irds:") :])
     qrels: Qrels = {}
     for line_no, line in numbered_lines(path):
         fields = line.split()

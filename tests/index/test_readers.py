@@ -147,3 +147,14 @@ def test_shared_data_readers_give_the_published_counts(shared_data: Path) -> Non
     assert sum(len(v) for v in read_qrels(scifact / "qrels" / "test.tsv").values()) == 339
     dl19 = shared_data / "trec-dl-2019-passage"
     assert len(read_run(dl19 / "run.BM25.top100.trec")) == 43
+
+
+def test_ir_datasets_ids_without_the_extra_give_a_clear_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ir_datasets") is not None:
+        pytest.skip("ir_datasets is installed; reading an id would go online")
+    with pytest.raises(ValueError, match="optional extra"):
+        list(read_corpus("irds:beir/scifact"))
+    with pytest.raises(ValueError, match="optional extra"):
+        read_qrels("irds:beir/scifact/test")
