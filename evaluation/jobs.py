@@ -95,6 +95,7 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
             reranker,
             config.rerank_depth,
             config.show_progress,
+            config.first_stage,
         )
         name = config.name or f"index:{config.index.name}:{config.first_stage}"
         if reranker is not None:

@@ -25,6 +25,7 @@ def test_index_search_and_eval_end_to_end(
             str(index),
             "--model",
             str(tiny_model_dir),
+            "--bm25",
             "-q",
         ],
     )
@@ -121,3 +122,46 @@ def test_options_read_environment_variables(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", "hello"], env={"LOUPE_INDEX": str(tmp_path / "missing")})
     assert result.exit_code == 2
     assert "not a Loupe index" in result.output
+
+
+def test_eval_with_the_bm25_first_stage(tmp_path: Path, tiny_corpus: Path, tiny_model_dir) -> None:
+    index = tmp_path / "index"
+    build = [
+        "index",
+        "build",
+        "--corpus",
+        str(tiny_corpus),
+        "--out",
+        str(index),
+        "--model",
+        str(tiny_model_dir),
+        "--bm25",
+        "-q",
+    ]
+    assert runner.invoke(app, build).exit_code == 0
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\tstock market\n")
+    qrels = tmp_path / "qrels.trec"
+    qrels.write_text("q1 0 d2 1\n")
+    out = tmp_path / "eval"
+    args = [
+        "eval",
+        "--queries",
+        str(queries),
+        "--qrels",
+        str(qrels),
+        "--index",
+        str(index),
+        "--first-stage",
+        "bm25",
+        "--out",
+        str(out),
+        "-q",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # BM25 returns only the one passage sharing a term with the query.
+    assert (out / "run.trec").read_text().splitlines() == [
+        line for line in (out / "run.trec").read_text().splitlines() if " d2 " in line
+    ]
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["RR@10"] == 1.0
