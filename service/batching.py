@@ -187,7 +187,7 @@ class MicroBatcher(Generic[T, R]):
                     job = await asyncio.wait_for(self._queue.get(), timeout)
                 else:
                     job = self._queue.get_nowait()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if tokens + job.cost > self.limits.max_batch_tokens:
                 self._carry = job  # first in the next batch

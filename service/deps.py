@@ -51,7 +51,7 @@ async def submit(batcher: MicroBatcher[T, R], item: T, cost: int, timeout: float
         raise ApiError(
             429, f"{exc}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_FULL_S)}
         ) from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ApiError(504, f"the model did not answer within {timeout:g}s") from None
     except BatcherClosedError as exc:
         raise ApiError(503, f"the service is shutting down ({exc})") from None

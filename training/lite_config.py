@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from index.errors import MalformedInputError
@@ -12,7 +12,7 @@ from index.readers.ir_datasets_adapter import PREFIX, irds_documents
 from index.records import Document
 
 
-class CorpusFormat(str, Enum):
+class CorpusFormat(StrEnum):
     auto = "auto"
     tsv = "tsv"  # MS MARCO collection.tsv: id<TAB>text[<TAB>title]
     jsonl = "jsonl"  # BEIR corpus.jsonl or plain JSONL: _id|id, text, title?, metadata?
