@@ -102,3 +102,15 @@ def load_backbone(
         path=path,
         pooling=pooling or read_pooling_mode(path),
     )
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of transformer blocks of a Hugging Face encoder (BERT-style ``encoder.layer``
+    or a ``layers``/``layer`` ModuleList)."""
+    for name in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
+        module: torch.nn.Module | None = model
+        for part in name.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.backbone import DEFAULT_MODEL
+from models.backbone import DEFAULT_MODEL, transformer_layers
 from models.encoder import EncoderConfig, TextEncoder, length_sorted_batches
 from models.lite import ScorerConfig, build_scorer
 from models.pooling import l2_normalize
@@ -119,7 +119,7 @@ class LateInteractionModel(nn.Module):
         n = self.config.trainable_layers
         if n == 0:
             return []
-        layers = _transformer_layers(self.encoder.backbone.model)
+        layers = transformer_layers(self.encoder.backbone.model)
         if n > len(layers) or n < 0:
             raise ValueError(f"trainable_layers={n}, but the backbone has {len(layers)} layers")
         return list(layers[-n:])
@@ -229,18 +229,6 @@ def folder_fingerprint(folder: Path) -> str:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         digest.update((folder / name).read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _transformer_layers(model: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks of a Hugging Face encoder (BERT-style ``encoder.layer``
-    or any ``layers``/``layer`` ModuleList)."""
-    for name in ("encoder.layer", "layers", "encoder.layers", "transformer.layer"):
-        module: nn.Module | None = model
-        for part in name.split("."):
-            module = getattr(module, part, None)
-        if isinstance(module, nn.ModuleList):
-            return module
-    raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
 
 
 def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,0 +1,135 @@
+"""LAuReL: learned augmented residual connections (arXiv 2411.07501) for BERT-style encoders.
+
+A residual ``x + f(x)`` becomes ``a·f(x) + g(x, earlier activations)``. In a post-LayerNorm
+BERT block each residual site computes ``LayerNorm(f(x) + x)`` (attention output and
+feed-forward output); LAuReL changes the sum inside the LayerNorm:
+
+- ``rw`` (residual weights): ``a·f(x) + b·x`` with learned scalars, both 1 at init;
+- ``lr`` (low rank): ``+ A·B·x`` with ``B: d→r``, ``A: r→d``, A zero at init;
+- ``pa`` (previous activations): ``+ Σ_j γ_j·A_j·B_j·x_j`` over the residual-stream inputs
+  ``x_j`` of the ``pa_window`` previous sites, γ zero at init.
+
+Every variant is exactly the identity at initialisation, so a pretrained backbone gives the
+same outputs until it trains. :func:`apply_laurel` edits a model in place; the added
+parameters have ``laurel`` in their names, so they save and load with the model's state
+dict (see :func:`laurel_state_dict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.backbone import transformer_layers
+
+VARIANTS = ("rw", "lr", "pa")
+
+
+@dataclass(frozen=True)
+class LaurelConfig:
+    """Which LAuReL pieces to add, e.g. ``variants=("rw", "lr")`` for RW+LR."""
+
+    variants: tuple[str, ...] = ("rw", "lr")
+    rank: int = 16
+    pa_window: int = 2
+
+    def __post_init__(self) -> None:
+        unknown = set(self.variants) - set(VARIANTS)
+        if unknown or not self.variants:
+            raise ValueError(f"LAuReL variants must be a non-empty subset of {VARIANTS}")
+        if self.rank < 1 or self.pa_window < 1:
+            raise ValueError("rank and pa_window must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _History:
+    """Residual-stream inputs seen so far in the current forward pass (for ``pa``)."""
+
+    def __init__(self) -> None:
+        self.activations: list[torch.Tensor] = []
+
+
+class LaurelResidual(nn.Module):
+    """Replaces a BERT ``*Output`` module (dense, dropout, LayerNorm over ``f(x) + x``)."""
+
+    def __init__(self, original: nn.Module, config: LaurelConfig, history: _History):
+        super().__init__()
+        self.dense = original.dense
+        self.dropout = original.dropout
+        self.LayerNorm = original.LayerNorm  # the original parameter names
+        self.config = config
+        self._history = history
+        width = self.dense.out_features
+        self.laurel = nn.Module()
+        if "rw" in config.variants:
+            self.laurel.alpha = nn.Parameter(torch.ones(()))
+            self.laurel.beta = nn.Parameter(torch.ones(()))
+        if "lr" in config.variants:
+            self.laurel.down = nn.Linear(width, config.rank, bias=False)
+            self.laurel.up = nn.Linear(config.rank, width, bias=False)
+            nn.init.zeros_(self.laurel.up.weight)
+        if "pa" in config.variants:
+            self.laurel.pa_down = nn.ModuleList(
+                nn.Linear(width, config.rank, bias=False) for _ in range(config.pa_window)
+            )
+            self.laurel.pa_up = nn.ModuleList(
+                nn.Linear(config.rank, width, bias=False) for _ in range(config.pa_window)
+            )
+            self.laurel.pa_gate = nn.Parameter(torch.zeros(config.pa_window))
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        """``(batch, tokens, inner) , (batch, tokens, width) -> (batch, tokens, width)``."""
+        f = self.dropout(self.dense(hidden_states))
+        x = input_tensor
+        cfg, p = self.config, self.laurel
+        total = p.alpha * f + p.beta * x if "rw" in cfg.variants else f + x
+        if "lr" in cfg.variants:
+            total = total + p.up(p.down(x))
+        if "pa" in cfg.variants:
+            earlier = self._history.activations[-cfg.pa_window :][::-1]
+            for j, previous in enumerate(earlier):
+                total = total + p.pa_gate[j] * p.pa_up[j](p.pa_down[j](previous))
+            self._history.activations.append(x)
+        return self.LayerNorm(total)
+
+
+def apply_laurel(model: nn.Module, config: LaurelConfig) -> nn.Module:
+    """Give every attention and feed-forward residual of a BERT-style encoder LAuReL
+    (in place; returns the model). Outputs are unchanged until the new parameters train.
+
+    The ``pa`` history is per model and cleared at each forward pass: run one forward at a
+    time per model (the service's single model thread does)."""
+    history = _History()
+    for layer in transformer_layers(model):
+        attention_output = getattr(getattr(layer, "attention", None), "output", None)
+        ffn_output = getattr(layer, "output", None)
+        if attention_output is None or ffn_output is None:
+            raise ValueError(f"{type(layer).__name__} is not a BERT-style layer")
+        for parent, name, module in (
+            (layer.attention, "output", attention_output),
+            (layer, "output", ffn_output),
+        ):
+            if isinstance(module, LaurelResidual):
+                raise ValueError("LAuReL is already applied to this model")
+            setattr(parent, name, LaurelResidual(module, config, history))
+    model.register_forward_pre_hook(lambda *_: history.activations.clear())
+    model.laurel_config = config  # type: ignore[assignment]
+    return model
+
+
+def laurel_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the parameters LAuReL added (names contain ``.laurel.``)."""
+    return {k: v.detach() for k, v in model.state_dict().items() if ".laurel." in k}
+
+
+def laurel_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for name, p in model.named_parameters() if ".laurel." in name]
+
+
+def count_added_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in laurel_parameters(model))
