@@ -22,6 +22,7 @@ from torch import nn
 
 from models.backbone import DEFAULT_MODEL, transformer_layers
 from models.encoder import EncoderConfig, TextEncoder, length_sorted_batches
+from models.laurel import LaurelConfig, apply_laurel
 from models.lite import ScorerConfig, build_scorer
 from models.pooling import l2_normalize
 from models.scoring import shared_similarity_matrix, similarity_matrix
@@ -47,6 +48,8 @@ class LateInteractionConfig:
     trainable_layers: int = 0
     """Top transformer layers fine-tuned with the head (0: frozen backbone). Only those
     layers' weights are saved, on top of the named base backbone."""
+    laurel: LaurelConfig | None = None
+    """LAuReL residuals added to the backbone and trained (their weights alone are saved)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -57,7 +60,10 @@ class LateInteractionConfig:
     def from_dict(cls, data: dict[str, Any]) -> LateInteractionConfig:
         data = {k: v for k, v in data.items() if k != "loupe_type"}
         scorer = ScorerConfig(**data.pop("scorer", {}))
-        return cls(scorer=scorer, **data)
+        laurel = data.pop("laurel", None)
+        if laurel is not None:
+            laurel = LaurelConfig(**{**laurel, "variants": tuple(laurel["variants"])})
+        return cls(scorer=scorer, laurel=laurel, **data)
 
 
 def is_late_interaction_folder(path: str | Path) -> bool:
@@ -93,6 +99,11 @@ class LateInteractionModel(nn.Module):
             EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
         )
         self.config = replace(config, backbone=self.encoder.model_name)
+        if config.laurel is not None:
+            apply_laurel(self.encoder.backbone.model, config.laurel)
+        # Registered as a submodule so that fine-tuned layers and LAuReL parameters reach the
+        # optimizer and follow .train()/.eval()/.to().
+        self.backbone_model = self.encoder.backbone.model
         hidden = self.encoder.dim
         self.projection: nn.Module
         if config.dim is None:
@@ -130,7 +141,7 @@ class LateInteractionModel(nn.Module):
         return {
             name: p.detach()
             for name, p in self.encoder.backbone.model.named_parameters()
-            if id(p) in wanted
+            if id(p) in wanted or ".laurel." in name
         }
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -215,7 +226,7 @@ class LateInteractionModel(nn.Module):
         if backbone_state:
             expected = set(model.trainable_backbone_state())
             if set(backbone_state) != expected:
-                raise ValueError(f"{folder}: backbone weights do not match trainable_layers")
+                raise ValueError(f"{folder}: backbone weights do not match its config")
             model.encoder.backbone.model.load_state_dict(backbone_state, strict=False)
         model.projection.load_state_dict(_prefixed(state, "projection."))
         model.scorer.load_state_dict(_prefixed(state, "scorer."))

@@ -69,6 +69,9 @@ class LiteTrainConfig(_Strict):
     d_len: int = 128
     scorer: ScorerOptions = Field(default_factory=ScorerOptions)
     backbone_learning_rate: float = 2e-5
+    laurel: list[Literal["rw", "lr", "pa"]] | None = None
+    """Add and train LAuReL residuals (e.g. ["rw", "lr"]) in the frozen backbone."""
+    laurel_rank: int = 16
     trainable_layers: int = 0
     """Fine-tune the backbone's top N layers too (slow on a CPU); with 0 the backbone is
     frozen and its token states are cached."""

@@ -13,6 +13,7 @@ import ir_measures
 import torch
 
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.laurel import LaurelConfig, laurel_parameters
 from models.lite import ScorerConfig
 from training.examples import Example, examples_from_triples, load_qrels_examples, split_by_query
 from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
@@ -105,13 +106,18 @@ class LiteTraining:
             d_len=config.d_len,
             scorer=scorer,
             trainable_layers=config.trainable_layers,
+            laurel=LaurelConfig(variants=tuple(config.laurel), rank=config.laurel_rank)
+            if config.laurel
+            else None,
         )
         self.model = LateInteractionModel(arch, device=config.device)
         self.model.encoder.backbone.model.requires_grad_(False)
         for layer in self.model.trainable_layers():
             layer.requires_grad_(True)
+        for param in laurel_parameters(self.model.encoder.backbone.model):
+            param.requires_grad_(True)
         self.cache: TokenCache | None = None
-        if config.trainable_layers == 0:
+        if config.trainable_layers == 0 and not config.laurel:
             if config.cache is not None and config.cache.is_file():
                 self.cache = TokenCache.load(config.cache)
             else:
@@ -236,7 +242,10 @@ def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainR
         metric="nDCG@10",
         save_best=job.model.save,
         device=job.model.device,
-        learning_rates={"encoder.": config.backbone_learning_rate},
+        learning_rates={
+            ".laurel.": config.learning_rate,
+            "encoder.": config.backbone_learning_rate,
+        },
     )
     result = trainer.train()
     summary = {

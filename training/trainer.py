@@ -69,15 +69,14 @@ def warmup_linear(step: int, warmup: int, total: int) -> float:
 def parameter_groups(
     module: nn.Module, config: TrainerConfig, learning_rates: dict[str, float]
 ) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and norms; a learning rate per name prefix
-    (e.g. ``{"encoder.": 2e-5}`` for a fine-tuned backbone), ``config.learning_rate`` else."""
+    """AdamW groups: no weight decay on biases and norms; a learning rate for parameters whose
+    name contains a key (first match wins, e.g. ``{".laurel.": 1e-3, "encoder.": 2e-5}``),
+    ``config.learning_rate`` for the rest."""
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
-        lr = next(
-            (v for k, v in learning_rates.items() if name.startswith(k)), config.learning_rate
-        )
+        lr = next((v for k, v in learning_rates.items() if k in name), config.learning_rate)
         decay = config.weight_decay if param.ndim >= 2 else 0.0
         groups.setdefault((lr, decay), []).append(param)
     if not groups:
@@ -137,11 +136,16 @@ class Trainer:
         enabled = self.config.mixed_precision and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """What training changes (frozen backbone weights are not checkpointed)."""
+        names = {n for n, p in self.module.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.module.state_dict().items() if k in names}
+
     def save_checkpoint(self) -> None:
         self.config.out.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
-            "module": {k: v for k, v in self.module.state_dict().items()},
+            "module": self._trainable_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "best_metric": self.best_metric,
@@ -157,7 +161,7 @@ class Trainer:
         if not (self.config.resume and self.checkpoint_path.is_file()):
             return False
         state = torch.load(self.checkpoint_path, weights_only=False)
-        self.module.load_state_dict(state["module"])
+        self.module.load_state_dict(state["module"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])

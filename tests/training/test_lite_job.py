@@ -79,6 +79,11 @@ def test_fine_tuned_layers_round_trip(tmp_path: Path, tiny_model_dir: Path) -> N
     assert np.all(np.isfinite(scores))
     state = loaded.trainable_backbone_state()
     assert state and all(".layer.1." in k for k in state)
+    # The fine-tuned layer really moved away from the base model's weights.
+    base = LateInteractionModel(
+        loaded.config.__class__(backbone=str(tiny_model_dir)), device="cpu"
+    ).encoder.backbone.model.state_dict()
+    assert any(not torch.equal(v, base[k]) for k, v in state.items())
 
 
 def test_qrels_examples_skip_known_positives() -> None:
@@ -143,3 +148,18 @@ def test_negatives_mined_from_an_index_skip_positives(
     assert examples[0].positive.startswith("Cats Cats")
     assert len(examples[0].negatives) == 3
     assert all("felines" not in n for n in examples[0].negatives)
+
+
+def test_laurel_on_a_frozen_backbone_trains_and_round_trips(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    cfg = config(
+        tmp_path, tiny_model_dir, laurel=["rw", "lr"], laurel_rank=4, max_steps=5, dev_fraction=0.0
+    )
+    train_lite(cfg, show_progress=False)
+    loaded = LateInteractionModel.load(cfg.out / "best", device="cpu")
+    state = loaded.trainable_backbone_state()
+    assert state and all(".laurel." in k for k in state)
+    assert loaded.config.laurel is not None and loaded.config.laurel.variants == ("rw", "lr")
+    # Training moved LAuReL off the identity (the zero-initialised up-projection is non-zero).
+    assert any(float(v.abs().sum()) > 0 for k, v in state.items() if k.endswith("up.weight"))
