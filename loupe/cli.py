@@ -301,6 +301,54 @@ def train_lite_command(
 register_serve(app)
 
 
+@train_app.command("dual")
+@user_errors
+def train_dual_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))] = None,
+    model: Annotated[
+        str | None, typer.Option(help="encoder to fine-tune", envvar=env("model"))
+    ] = None,
+    laurel: Annotated[
+        str | None, typer.Option(help="LAuReL variants, e.g. rw,lr", envvar=env("laurel"))
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))] = None,
+    learning_rate: Annotated[float | None, typer.Option(envvar=env("learning_rate"))] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))] = None,
+    seed: Annotated[int | None, typer.Option(envvar=env("seed"))] = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune the dual encoder (contrastive, in-batch + hard negatives, optional LAuReL);
+    the best encoder lands in OUT/best, ready for `loupe index build --model OUT/best`."""
+    from pydantic import ValidationError
+
+    from training.dual_job import load_dual_config, train_dual
+
+    overrides: dict[str, object] = {
+        "out": out,
+        "model": model,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+        "laurel": laurel.split(",") if laurel else None,
+    }
+    try:
+        train_config = load_dual_config(config, overrides)
+    except ValidationError as exc:
+        raise ValueError(f"invalid training config: {exc}") from exc
+    result = train_dual(train_config, show_progress=not quiet)
+    typer.echo(
+        f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "
+        f"{result.best_step}; encoder in {train_config.out / 'best'}"
+    )
+
+
 def main() -> None:
     settings = CommonSettings()
     logging.basicConfig(

@@ -93,6 +93,10 @@ def load_backbone(
         encoder = AutoModel.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load model {model!r} from {path}: {exc}") from exc
+    if Path(path).is_dir():
+        from models.laurel import load_laurel
+
+        load_laurel(encoder, Path(path))
     encoder.eval()
     if device is not None:
         encoder.to(device)

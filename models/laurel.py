@@ -17,10 +17,13 @@ dict (see :func:`laurel_state_dict`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.backbone import transformer_layers
@@ -133,3 +136,32 @@ def laurel_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def count_added_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in laurel_parameters(model))
+
+
+LAUREL_CONFIG = "laurel.json"
+LAUREL_WEIGHTS = "laurel.safetensors"
+
+
+def save_laurel(model: nn.Module, folder: Path) -> None:
+    """Write a LAuReL-augmented model's LAuReL config and weights beside its own files."""
+    config = getattr(model, "laurel_config", None)
+    if config is None:
+        raise ValueError("this model has no LAuReL residuals")
+    (folder / LAUREL_CONFIG).write_text(json.dumps(config.to_dict()))
+    save_file(
+        {k: v.cpu().contiguous() for k, v in laurel_state_dict(model).items()},
+        folder / LAUREL_WEIGHTS,
+    )
+
+
+def load_laurel(model: nn.Module, folder: Path) -> bool:
+    """Re-apply LAuReL saved in ``folder`` (if any) to a freshly loaded model."""
+    config_file = folder / LAUREL_CONFIG
+    if not config_file.is_file():
+        return False
+    data = json.loads(config_file.read_text())
+    apply_laurel(model, LaurelConfig(**{**data, "variants": tuple(data["variants"])}))
+    result = model.load_state_dict(load_file(folder / LAUREL_WEIGHTS), strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"{folder}: LAuReL weights do not match: {result.unexpected_keys[:3]}")
+    return True

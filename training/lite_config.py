@@ -12,11 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TriplesSource(_Strict):
+class TriplesSource(StrictModel):
     """MS MARCO triples: query, positive, negative per line."""
 
     kind: Literal["triples"] = "triples"
@@ -24,7 +24,7 @@ class TriplesSource(_Strict):
     limit: int | None = None
 
 
-class QrelsSource(_Strict):
+class QrelsSource(StrictModel):
     """Judged queries with negatives from a run (BM25, a dense index ...), optionally a
     teacher run whose scores are distilled."""
 
@@ -50,7 +50,7 @@ class QrelsSource(_Strict):
         return self
 
 
-class ScorerOptions(_Strict):
+class ScorerOptions(StrictModel):
     kind: Literal["maxsim", "separable", "flattened", "sorted"] = "sorted"
     top_k: int = 8
     sorted_hidden: int = 32
@@ -61,7 +61,7 @@ class ScorerOptions(_Strict):
     flat_hidden: int = 256
 
 
-class LiteTrainConfig(_Strict):
+class LiteTrainConfig(StrictModel):
     out: Path
     backbone: str = "default"
     dim: int | None = 128
