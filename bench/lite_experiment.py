@@ -71,7 +71,16 @@ def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, di
 def rerank_from_cache(
     model: LateInteractionModel, cache: TokenCache, spec: dict
 ) -> tuple[dict[str, dict[str, float]], float]:
-    """Re-rank each query's candidates from cached states; returns run and ms per query."""
+    """Re-rank each query's candidates from cached states; returns run and ms per query.
+
+    The cache holds the frozen base backbone's states: models that change the backbone
+    (fine-tuned layers, LAuReL) must be evaluated with ``loupe eval`` instead.
+    """
+    if model.config.trainable_layers or model.config.laurel is not None:
+        raise ValueError(
+            "cached frozen-backbone states cannot evaluate a model that changes "
+            "its backbone; use loupe eval"
+        )
     model.eval()
     c = model.config
     run: dict[str, dict[str, float]] = {}
