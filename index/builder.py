@@ -20,6 +20,7 @@ from index.readers.corpus import CorpusFormat, read_corpus
 from index.token_store import TokenStoreWriter
 from models.backbone import DEFAULT_MODEL
 from models.encoder import EncoderConfig, TextEncoder
+from models.index_encoding import encode_for_index
 from models.late_interaction import LateInteractionModel
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,15 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         tqdm(desc="indexing", unit="doc", disable=not config.show_progress) as bar,
     ):
         while chunk := list(islice(documents, config.chunk_size)):
-            vectors = encoder.encode([d.full_text for d in chunk])
-            keys, _ = store.upsert(chunk, vectors)
+            texts = [d.full_text for d in chunk]
             if token_encoder is not None and token_writer is not None:
-                matrices = token_encoder.document_matrices([d.full_text for d in chunk])
+                vectors, matrices = encode_for_index(encoder, token_encoder, texts)
+                keys, _ = store.upsert(chunk, vectors)
                 for key, matrix in zip(keys, matrices, strict=True):
                     token_writer.add(key, matrix)
+            else:
+                vectors = encoder.encode(texts)
+                keys, _ = store.upsert(chunk, vectors)
             all_keys.append(np.asarray(keys, dtype=np.int64))
             all_vectors.append(vectors)
             if config.bm25:

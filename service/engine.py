@@ -21,6 +21,7 @@ import numpy as np
 
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
+from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
 
 if TYPE_CHECKING:
@@ -327,12 +328,13 @@ class Engine:
         searching them later runs no transformer over the documents.
         """
         flat = [doc.full_text for docs in batches for doc in docs]
-        vectors = self.encoder.encode(flat)
         fingerprint = None
         matrices: list[np.ndarray] = []
         if isinstance(self.reranker, LateInteractionReranker) and self.reranker.model.fingerprint:
             fingerprint = self.reranker.model.fingerprint
-            matrices = self.reranker.model.document_matrices(flat)
+            vectors, matrices = encode_for_index(self.encoder, self.reranker.model, flat)
+        else:
+            vectors = self.encoder.encode(flat)
         keys, start = [], 0
         for docs in batches:
             end = start + len(docs)
