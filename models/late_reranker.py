@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from models.document_cache import DocumentCache, document_key
 from models.late_interaction import LateInteractionModel, pad_matrices
 from models.reranker import regroup
 
@@ -14,10 +15,18 @@ from models.reranker import regroup
 class LateInteractionReranker:
     """Scores texts (encoding them) or stored token matrices (encoding only the query)."""
 
-    def __init__(self, model: LateInteractionModel, name: str = "lite", batch_size: int = 32):
+    def __init__(
+        self,
+        model: LateInteractionModel,
+        name: str = "lite",
+        batch_size: int = 32,
+        cache: DocumentCache | None = None,
+    ):
         self.model = model.eval()
         self._name = name
         self.batch_size = batch_size
+        self.cache = cache
+        """Token matrices of documents seen before (needs a fingerprinted model)."""
 
     @property
     def name(self) -> str:
@@ -37,8 +46,23 @@ class LateInteractionReranker:
         if len(queries) != len(documents):
             raise ValueError("one document list per query is required")
         flat = [text for docs in documents for text in docs]
-        matrices = self.model.document_matrices(flat, self.batch_size) if flat else []
+        matrices = self.document_matrices(flat)
         return self.score_stored_many(queries, regroup(matrices, [len(d) for d in documents]))
+
+    def document_matrices(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Token matrices of the texts, from the document cache where it has them."""
+        fingerprint = self.model.fingerprint
+        if self.cache is None or fingerprint is None:
+            return self.model.document_matrices(texts, self.batch_size) if texts else []
+        keys = [document_key(fingerprint, text) for text in texts]
+        found: list[np.ndarray | None] = [self.cache.get(key) for key in keys]
+        missing = [i for i, m in enumerate(found) if m is None]
+        if missing:
+            fresh = self.model.document_matrices([texts[i] for i in missing], self.batch_size)
+            for i, matrix in zip(missing, fresh, strict=True):
+                found[i] = matrix
+                self.cache.put(keys[i], matrix)
+        return [m for m in found if m is not None]
 
     def score_stored(self, query: str, matrices: Sequence[np.ndarray]) -> np.ndarray:
         """Score stored ``(tokens_i, dim)`` document matrices without running the backbone

@@ -23,7 +23,9 @@ def load_engine(settings: ServiceSettings) -> Engine:
     """
     from index.live import LiveIndex
     from index.readers import read_corpus
+    from models.document_cache import DocumentCache
     from models.encoder import EncoderConfig, TextEncoder
+    from models.late_reranker import LateInteractionReranker
     from models.registry import load_reranker
 
     started = time.perf_counter()
@@ -33,6 +35,8 @@ def load_engine(settings: ServiceSettings) -> Engine:
         torch.set_num_threads(settings.torch_threads)
     encoder = TextEncoder(EncoderConfig(model=settings.encoder, device=settings.device))
     reranker = load_reranker(settings.reranker, device=settings.device)
+    if isinstance(reranker, LateInteractionReranker) and settings.document_cache_mb > 0:
+        reranker.cache = DocumentCache(settings.document_cache_mb * 2**20)
     index = LiveIndex.open_or_create(
         settings.index,
         model=encoder.model_name,

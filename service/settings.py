@@ -61,6 +61,8 @@ class ServiceSettings(BaseSettings):
     """Longest a request waits for its model work before a 504."""
     snapshot_every: int = Field(1000, ge=1)
     """Persist the FAISS index after this many document writes (and on shutdown)."""
+    document_cache_mb: int = Field(256, ge=0)
+    """Token matrices of documents /v1/rerank has seen, kept in an LRU of this size (0: off)."""
 
     @property
     def batching_enabled(self) -> bool:

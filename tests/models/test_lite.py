@@ -131,3 +131,24 @@ def test_save_load_round_trip_and_reranker(tmp_path: Path, tiny_encoder) -> None
     from_store = LateInteractionReranker(loaded).score_stored("cats", stored)
     np.testing.assert_allclose(from_store, after, atol=5e-3)
     assert (tmp_path / "lite" / "model.safetensors").stat().st_size < 200_000
+
+
+def test_document_cache_skips_the_transformer_for_seen_documents(tmp_path, tiny_encoder) -> None:
+    from models.document_cache import DocumentCache
+
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=16)
+    )
+    folder = LateInteractionModel(config, tiny_encoder).save(tmp_path / "lite")
+    model = LateInteractionModel.load(folder, device="cpu")
+    cached = LateInteractionReranker(model, cache=DocumentCache(1 << 20))
+    docs = ["first passage", "second passage", "third"]
+    before = cached.score("q", docs)
+    calls = []
+    original = model.document_matrices
+    model.document_matrices = lambda texts, *a: calls.append(list(texts)) or original(texts, *a)
+    again = cached.score("another query", [*docs[:2], "a new one"])
+    assert calls == [["a new one"]]  # only the unseen document was encoded
+    assert cached.cache is not None and cached.cache.hits == 2
+    np.testing.assert_allclose(cached.score("q", docs), before, atol=1e-6)
+    assert again.shape == (3,)
