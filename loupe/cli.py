@@ -27,6 +27,8 @@ index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 train_app = typer.Typer(help="Offline training jobs.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+export_app = typer.Typer(help="Export models for other runtimes.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -347,6 +349,26 @@ def train_dual_command(
         f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "
         f"{result.best_step}; encoder in {train_config.out / 'best'}"
     )
+
+
+@export_app.command("onnx")
+@user_errors
+def export_onnx_command(
+    model: Annotated[
+        str, typer.Argument(help="encoder ('default', folder, HF name) or re-ranker folder")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for the .onnx files", envvar=env("out"))],
+    int8: Annotated[
+        bool, typer.Option(help="also write int8 dynamically quantised graphs", envvar=env("int8"))
+    ] = False,
+) -> None:
+    """Export to ONNX (dynamic batch and sequence axes) and print parity against PyTorch."""
+    from models.onnx_export import export_onnx
+
+    for report in export_onnx(model, out, int8=int8):
+        rank = f", Spearman {report.spearman:.4f}" if report.spearman is not None else ""
+        typer.echo(f"{report.graph}: max abs difference {report.max_abs_difference:.2e}{rank}")
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:
