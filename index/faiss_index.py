@@ -135,6 +135,10 @@ class FaissIndex(VectorIndex):
     def save(self, path: Path) -> None:
         faiss.write_index(self._cpu_index, str(path))
 
+    def serialized_bytes(self) -> int:
+        """Size of the index as written to disk."""
+        return int(faiss.serialize_index(self._cpu_index).nbytes)
+
 
 def ivf_lists_of(index: faiss.Index) -> int:
     inner = faiss.downcast_index(index)
