@@ -97,9 +97,10 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
             config.show_progress,
             config.first_stage,
         )
-        name = config.name or f"index:{config.index.name}:{config.first_stage}"
+        name = f"index:{config.index.name}:{config.first_stage}"
         if reranker is not None:
             name = f"{name}>>{reranker.name}"
+        name = config.name or name
     metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
     result = EvalResult(name=name, metrics=metrics, run=run, timings=timings)
     if config.compare is not None:
