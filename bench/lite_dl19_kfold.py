@@ -22,7 +22,7 @@ from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
-from training.lite_config import LiteTrainConfig, QrelsSource, ScorerOptions
+from training.lite_config import LiteTrainConfig, QrelsSource
 from training.lite_job import train_lite
 from training.token_cache import TokenCache
 
@@ -71,7 +71,7 @@ def main() -> None:
                 out=args.out / f"{kind}-{args.loss}-fold{f}",
                 data=[source],
                 dim=args.dim,
-                scorer=ScorerOptions(kind=kind),
+                scorer=ScorerConfig(kind=kind),
                 loss=args.loss,
                 max_steps=args.steps,
                 dev_fraction=0.0,

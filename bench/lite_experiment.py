@@ -29,7 +29,7 @@ from index.readers.trec import ranked
 from index.searcher import Searcher
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
-from training.lite_config import LiteTrainConfig, QrelsSource, ScorerOptions, TriplesSource
+from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
 from training.lite_job import train_lite
 from training.token_cache import TokenCache
 
@@ -153,7 +153,7 @@ def main() -> None:
             out=args.out / f"{kind}-d{args.dim}-s{args.seed}",
             data=sources,
             dim=args.dim,
-            scorer=ScorerOptions(kind=kind),
+            scorer=ScorerConfig(kind=kind),
             max_steps=args.steps,
             seed=args.seed,
             cache=cache_path,

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.lite import ScorerConfig
+
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,24 +52,14 @@ class QrelsSource(StrictModel):
         return self
 
 
-class ScorerOptions(StrictModel):
-    kind: Literal["maxsim", "separable", "flattened", "sorted"] = "sorted"
-    top_k: int = 8
-    sorted_hidden: int = 32
-    row_hidden: int = 256
-    row_out: int = 128
-    col_hidden: int = 64
-    col_out: int = 32
-    flat_hidden: int = 256
-
-
 class LiteTrainConfig(StrictModel):
     out: Path
     backbone: str = "default"
     dim: int | None = 128
     q_len: int = 32
     d_len: int = 128
-    scorer: ScorerOptions = Field(default_factory=ScorerOptions)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    """The scorer (``kind`` and its sizes); its ``q_len``/``d_len`` follow the fields above."""
     backbone_learning_rate: float = 2e-5
     laurel: list[Literal["rw", "lr", "pa"]] | None = None
     """Add and train LAuReL residuals (e.g. ["rw", "lr"]) in the frozen backbone."""

@@ -6,7 +6,7 @@ import json
 import logging
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ir_measures
@@ -14,7 +14,6 @@ import torch
 
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.laurel import LaurelConfig, laurel_parameters
-from models.lite import ScorerConfig
 from training.examples import Example, examples_from_triples, load_qrels_examples, split_by_query
 from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
@@ -98,7 +97,7 @@ class LiteTraining:
     def __init__(self, config: LiteTrainConfig):
         self.config = config
         seed_everything(config.seed)
-        scorer = ScorerConfig(q_len=config.q_len, d_len=config.d_len, **config.scorer.model_dump())
+        scorer = replace(config.scorer, q_len=config.q_len, d_len=config.d_len)
         arch = LateInteractionConfig(
             backbone=config.backbone,
             dim=config.dim,
