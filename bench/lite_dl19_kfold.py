@@ -22,8 +22,9 @@ from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
-from training.lite_config import LiteTrainConfig, QrelsSource
+from training.lite_config import LiteTrainConfig
 from training.lite_job import train_lite
+from training.run_config import QrelsSource
 from training.token_cache import TokenCache
 
 

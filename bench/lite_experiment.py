@@ -29,8 +29,9 @@ from index.readers.trec import ranked
 from index.searcher import Searcher
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
-from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
+from training.lite_config import LiteTrainConfig
 from training.lite_job import train_lite
+from training.run_config import QrelsSource, TriplesSource
 from training.token_cache import TokenCache
 
 MEASURES = ["nDCG@10", "RR@10", "RR(rel=2)@10", "R@100"]

@@ -20,9 +20,9 @@ from index.readers import read_corpus, read_qrels, read_queries, read_run
 from index.readers.trec import ranked
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
+from training.batches import load_examples
 from training.examples import split_by_query
-from training.lite_config import QrelsSource, TriplesSource
-from training.lite_job import load_examples
+from training.run_config import QrelsSource, TriplesSource
 from training.token_cache import TokenCache
 
 

@@ -18,11 +18,11 @@ from torch import nn
 
 from models.encoder import EncoderConfig, TextEncoder
 from models.laurel import LaurelConfig, apply_laurel, laurel_parameters, save_laurel
+from training.batches import Batch, batches, split_training_data
 from training.dual_config import DualTrainConfig
-from training.examples import Example, split_by_query
-from training.lite_job import Batch, batches, load_examples
+from training.examples import Example
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
-from training.trainer import Trainer, TrainerConfig, TrainResult, seed_everything
+from training.trainer import Trainer, TrainResult, seed_everything
 
 SENTENCE_FILES = ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json")
 
@@ -100,28 +100,10 @@ def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainR
     """Train; the best encoder on held-out queries lands in ``out/best``."""
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
-    train, dev = split_by_query(load_examples(config.data), config.dev_fraction, config.seed)
-    if not train:
-        raise ValueError("no training examples left after holding out the dev queries")
-    with_teacher = config.loss != "ce"
-    if with_teacher and not all(e.teacher_positive is not None for e in train):
-        raise ValueError(f"loss {config.loss!r} needs teacher scores (teacher_run)")
+    _, train, dev, with_teacher = split_training_data(config)
     job = DualEncoderTraining(config)
     trainer = Trainer(
-        TrainerConfig(
-            out=config.out,
-            max_steps=config.max_steps,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            warmup_steps=config.warmup_steps,
-            grad_accumulation=config.grad_accumulation,
-            seed=config.seed,
-            eval_every=config.eval_every if dev else 0,
-            checkpoint_every=config.eval_every,
-            patience=config.patience if dev else None,
-            resume=config.resume,
-            show_progress=show_progress,
-        ),
+        config.trainer_config(has_dev=bool(dev), show_progress=show_progress),
         job,
         job.loss,
         batches(train, config.batch_size, config.negatives, config.seed, with_teacher),
@@ -148,7 +130,7 @@ def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainR
 
 
 def load_dual_config(path: Path | None, overrides: dict[str, object]) -> DualTrainConfig:
-    from training.lite_config import load_config_file
+    from training.run_config import load_config_file
 
     data = load_config_file(path) if path is not None else {}
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tomllib
 from pathlib import Path
-from string import Template
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from models.lite import ScorerConfig
+from training.run_config import TrainingRunConfig
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TriplesSource(StrictModel):
-    """MS MARCO triples: query, positive, negative per line."""
-
-    kind: Literal["triples"] = "triples"
-    path: Path
-    limit: int | None = None
-
-
-class QrelsSource(StrictModel):
-    """Judged queries with negatives from a run (BM25, a dense index ...), optionally a
-    teacher run whose scores are distilled."""
-
-    kind: Literal["qrels"] = "qrels"
-    queries: Path
-    qrels: Path
-    corpus: Path
-    negatives_run: Path | None = None
-    negatives_index: Path | None = None
-    """Mine hard negatives from this index folder instead of reading ``negatives_run``."""
-    split: str | None = None
-    negative_depth: int = 50
-    negatives_per_query: int = 16
-    min_positive_grade: int = 1
-    teacher_run: Path | None = None
-    query_ids_file: Path | None = None
-    """Keep only the query ids listed in this file (one per line), e.g. for k-fold."""
-
-    @model_validator(mode="after")
-    def _one_negative_source(self) -> QrelsSource:
-        if (self.negatives_run is None) == (self.negatives_index is None):
-            raise ValueError("give exactly one of negatives_run and negatives_index")
-        return self
-
-
-class LiteTrainConfig(StrictModel):
-    out: Path
+class LiteTrainConfig(TrainingRunConfig):
     backbone: str = "default"
     dim: int | None = 128
     q_len: int = 32
@@ -61,71 +18,9 @@ class LiteTrainConfig(StrictModel):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     """The scorer (``kind`` and its sizes); its ``q_len``/``d_len`` follow the fields above."""
     backbone_learning_rate: float = 2e-5
-    laurel: list[Literal["rw", "lr", "pa"]] | None = None
-    """Add and train LAuReL residuals (e.g. ["rw", "lr"]) in the frozen backbone."""
-    laurel_rank: int = 16
     trainable_layers: int = 0
-    """Fine-tune the backbone's top N layers too (slow on a CPU); with 0 the backbone is
-    frozen and its token states are cached."""
-    data: list[TriplesSource | QrelsSource] = Field(min_length=1)
-    negatives: int = 7
-    batch_size: int = 16
+    """Fine-tune the backbone's top N layers too (slow on a CPU); with 0 and no LAuReL the
+    backbone is frozen and its token states are cached."""
     in_batch_negatives: bool = True
-    loss: Literal["ce", "kl", "margin_mse"] = "ce"
-    distill_weight: float = 1.0
-    """With a teacher: loss = ce + distill_weight * (kl or margin_mse)."""
-    dev_fraction: float = 0.1
-    max_steps: int = 1000
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    grad_accumulation: int = 1
-    eval_every: int = 100
-    patience: int | None = 5
-    seed: int = 0
     cache: Path | None = None
     """Token-state cache file (.npz), reused across runs with the same backbone."""
-    device: str | None = None
-    resume: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> LiteTrainConfig:
-        if not 0 <= self.dev_fraction < 1:
-            raise ValueError("dev_fraction must be in [0, 1)")
-        if self.negatives < 1 or self.batch_size < 1:
-            raise ValueError("negatives and batch_size must be at least 1")
-        return self
-
-
-def default_data_dir() -> str:
-    """``$LOUPE_DATA_DIR``, else ``../shared/data`` beside the checkout."""
-    return os.environ.get("LOUPE_DATA_DIR") or str(
-        Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-
-
-def load_config_file(path: Path) -> dict[str, object]:
-    """Read a TOML or JSON config file into a dict.
-
-    ``$LOUPE_DATA_DIR`` (and other environment variables) in string values are expanded;
-    relative paths are resolved from the working directory.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no such config file: {path}")
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    mapping = {**os.environ, "LOUPE_DATA_DIR": default_data_dir()}
-    return dict(_expand(data, mapping))
-
-
-def _expand(value: Any, mapping: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return Template(value).safe_substitute(mapping)
-    if isinstance(value, list):
-        return [_expand(v, mapping) for v in value]
-    if isinstance(value, dict):
-        return {k: _expand(v, mapping) for k, v in value.items()}
-    return value

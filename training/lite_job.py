@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import ir_measures
@@ -14,81 +13,14 @@ import torch
 
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.laurel import LaurelConfig, laurel_parameters
-from training.examples import Example, examples_from_triples, load_qrels_examples, split_by_query
-from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
+from training.batches import Batch, batches, split_training_data
+from training.examples import Example
+from training.lite_config import LiteTrainConfig
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
 from training.token_cache import TokenCache
-from training.trainer import Trainer, TrainerConfig, TrainResult, seed_everything
+from training.trainer import Trainer, TrainResult, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Batch:
-    queries: list[str]
-    documents: list[str]  # query i's candidates at [i*(1+k), (i+1)*(1+k)), positive first
-    teacher: torch.Tensor | None  # (batch, 1+k)
-
-
-def load_examples(sources: Sequence[TriplesSource | QrelsSource]) -> list[Example]:
-    examples: list[Example] = []
-    for source in sources:
-        if isinstance(source, TriplesSource):
-            examples += examples_from_triples(source.path, source.limit)
-        else:
-            ids = None
-            if source.query_ids_file is not None:
-                ids = source.query_ids_file.read_text().split()
-            examples += load_qrels_examples(
-                source.queries,
-                source.qrels,
-                source.corpus,
-                source.negatives_run,
-                negatives_index=source.negatives_index,
-                split=source.split,
-                negatives_per_query=source.negatives_per_query,
-                negative_depth=source.negative_depth,
-                min_positive_grade=source.min_positive_grade,
-                teacher_path=source.teacher_run,
-                query_ids=ids,
-            )
-    if not examples:
-        raise ValueError(
-            "the training sources yield no example (no query with a positive and a negative)"
-        )
-    return examples
-
-
-def batches(
-    examples: list[Example], batch_size: int, negatives: int, seed: int, with_teacher: bool
-) -> Iterator[Batch]:
-    """Endless batches; each example contributes its positive and ``negatives`` sampled
-    negatives (with replacement only when its pool is smaller)."""
-    rng = random.Random(seed)
-    order: list[int] = []
-    while True:
-        if len(order) < batch_size:
-            fresh = list(range(len(examples)))
-            rng.shuffle(fresh)
-            order += fresh
-        picked, order = order[:batch_size], order[batch_size:]
-        queries, documents, teacher_rows = [], [], []
-        for i in picked:
-            ex = examples[i]
-            pool = list(range(len(ex.negatives)))
-            chosen = (
-                rng.sample(pool, negatives)
-                if len(pool) >= negatives
-                else [rng.choice(pool) for _ in range(negatives)]
-            )
-            queries.append(ex.query)
-            documents += [ex.positive] + [ex.negatives[j] for j in chosen]
-            if with_teacher:
-                teacher_rows.append(
-                    [ex.teacher_positive or 0.0] + [ex.teacher_negatives[j] for j in chosen]
-                )
-        teacher = torch.tensor(teacher_rows) if with_teacher else None
-        yield Batch(queries, documents, teacher)
 
 
 class LiteTraining:
@@ -206,34 +138,12 @@ def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainR
     """Train, keep the best model on held-out queries in ``out/best``, write a summary."""
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
-    examples = load_examples(config.data)
-    train, dev = split_by_query(examples, config.dev_fraction, config.seed)
-    if not train:
-        raise ValueError("no training examples left after holding out the dev queries")
+    examples, train, dev, with_teacher = split_training_data(config)
     log.info("%d training and %d dev examples", len(train), len(dev))
     job = LiteTraining(config)
     job.prepare_cache(examples, show_progress)
-    with_teacher = config.loss != "ce" and all(e.teacher_positive is not None for e in train)
-    if config.loss != "ce" and not with_teacher:
-        raise ValueError(
-            f"loss {config.loss!r} needs teacher scores on every example "
-            "(set teacher_run on the qrels sources)"
-        )
     trainer = Trainer(
-        TrainerConfig(
-            out=config.out,
-            max_steps=config.max_steps,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            warmup_steps=config.warmup_steps,
-            grad_accumulation=config.grad_accumulation,
-            seed=config.seed,
-            eval_every=config.eval_every if dev else 0,
-            checkpoint_every=config.eval_every,
-            patience=config.patience if dev else None,
-            resume=config.resume,
-            show_progress=show_progress,
-        ),
+        config.trainer_config(has_dev=bool(dev), show_progress=show_progress),
         job.model,
         job.loss,
         batches(train, config.batch_size, config.negatives, config.seed, with_teacher),
@@ -259,7 +169,7 @@ def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainR
 
 
 def load_lite_config(path: Path | None, overrides: dict[str, object]) -> LiteTrainConfig:
-    from training.lite_config import load_config_file
+    from training.run_config import load_config_file
 
     data = load_config_file(path) if path is not None else {}
     for key, value in overrides.items():

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from loupe.cli import app
 from models.encoder import EncoderConfig, TextEncoder
 from tests.training.test_lite_job import write_triples
+from training.batches import batches, load_examples
 from training.dual_config import DualTrainConfig
 from training.dual_job import DualEncoderTraining, train_dual
-from training.lite_config import TriplesSource
-from training.lite_job import batches, load_examples
+from training.run_config import TriplesSource
 
 
 def config(tmp_path: Path, model_dir: Path, **extra) -> DualTrainConfig:

@@ -8,9 +8,11 @@ import torch
 
 from models.late_interaction import LateInteractionModel
 from models.late_reranker import LateInteractionReranker
+from training.batches import Batch, batches, load_examples
 from training.examples import examples_from_qrels, split_by_query
-from training.lite_config import LiteTrainConfig, QrelsSource, TriplesSource
-from training.lite_job import Batch, LiteTraining, batches, load_examples, train_lite
+from training.lite_config import LiteTrainConfig
+from training.lite_job import LiteTraining, train_lite
+from training.run_config import QrelsSource, TriplesSource
 
 TOPICS = ["cats", "dogs", "stocks", "rain", "piano", "soccer", "bread", "rockets"]
 
