@@ -160,7 +160,7 @@ def retrieve_run(
 ) -> tuple[Run, dict[str, float]]:
     """First-stage retrieval, then (optionally) re-ranking of the top ``rerank_depth`` hits
     from the index's token store (documents are encoded only if the store lacks them)."""
-    from index.rerank import rerank_hits_many, stored_fraction
+    from index.rerank import rerank_hits_many
 
     searcher = Searcher.open(index, device=device)
     try:
@@ -172,7 +172,7 @@ def retrieve_run(
         timings = {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}
         if reranker is None:
             return run, timings
-        stored = []
+        stored: list[float] = []
         started = time.perf_counter()
         for qid, row in tqdm(
             list(zip(ids, hits, strict=True)),
@@ -181,8 +181,9 @@ def retrieve_run(
             disable=not show_progress,
         ):
             top = row[:rerank_depth]
-            stored.append(stored_fraction(reranker, searcher.reader, top))
-            scores = rerank_hits_many(reranker, searcher.reader, [queries[qid]], [top])[0]
+            scores = rerank_hits_many(
+                reranker, searcher.reader, [queries[qid]], [top], hit_rates=stored
+            )[0]
             run[qid] = {h.document.id: float(s) for h, s in zip(top, scores, strict=True)}
         elapsed = time.perf_counter() - started
         timings |= {

@@ -17,21 +17,32 @@ def rerank_hits_many(
     reader: IndexReader,
     queries: Sequence[str],
     hits: Sequence[Sequence[Hit]],
+    hit_rates: list[float] | None = None,
 ) -> list[np.ndarray]:
-    """Scores ``(len(hits[i]),)`` for each query's hits, in one batched call."""
+    """Scores ``(len(hits[i]),)`` for each query's hits, in one batched call.
+
+    Hits the store lacks are encoded together, across all queries (through the re-ranker's
+    document cache when it has one). ``hit_rates``, if given, receives each query's share of
+    hits served from storage.
+    """
     if not isinstance(reranker, LateInteractionReranker):
+        if hit_rates is not None:
+            hit_rates.extend(0.0 for _ in hits)
         return reranker.score_many(queries, [[h.document.full_text for h in row] for row in hits])
     fingerprint = reranker.model.fingerprint
-    grouped: list[list[np.ndarray]] = []
-    for row in hits:
-        stored = reader.token_matrices([h.key for h in row], fingerprint)
-        missing = [i for i, m in enumerate(stored) if m is None]
-        if missing:
-            fresh = reranker.model.document_matrices([row[i].document.full_text for i in missing])
-            for i, matrix in zip(missing, fresh, strict=True):
-                stored[i] = matrix
-        grouped.append([m for m in stored if m is not None])
-    return reranker.score_stored_many(queries, grouped)
+    grouped = [reader.token_matrices([h.key for h in row], fingerprint) for row in hits]
+    missing = [(r, i) for r, row in enumerate(grouped) for i, m in enumerate(row) if m is None]
+    if hit_rates is not None:
+        hit_rates.extend(
+            sum(m is not None for m in row) / len(row) if row else 0.0 for row in grouped
+        )
+    if missing:
+        fresh = reranker.document_matrices([hits[r][i].document.full_text for r, i in missing])
+        for (r, i), matrix in zip(missing, fresh, strict=True):
+            grouped[r][i] = matrix
+    return reranker.score_stored_many(
+        queries, [[m for m in row if m is not None] for row in grouped]
+    )
 
 
 def stored_fraction(reranker: Reranker, reader: IndexReader, hits: Sequence[Hit]) -> float:

@@ -86,3 +86,35 @@ def test_documents_added_live_keep_their_token_matrices(tmp_path: Path) -> None:
     assert reader.token_matrices(keys, "other") == [None, None]
     reader.docstore.delete("a")
     assert reader.token_matrices(keys, "fp-1")[0] is None
+
+
+def test_hit_rates_report_what_came_from_storage(tmp_path: Path, tiny_encoder) -> None:
+    from index.live import LiveIndex
+    from index.records import Document
+
+    lite = LateInteractionModel(
+        LateInteractionConfig(
+            dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=16)
+        ),
+        tiny_encoder,
+    )
+    reranker = LateInteractionReranker(
+        LateInteractionModel.load(lite.save(tmp_path / "m"), device="cpu")
+    )
+    live = LiveIndex.open_or_create(tmp_path / "live", model="m", dimension=tiny_encoder.dim)
+    docs = [Document("a", "cats purr"), Document("b", "dogs bark")]
+    texts = [d.text for d in docs]
+    live.add(
+        docs[:1],
+        tiny_encoder.encode(texts[:1]),
+        reranker.model.document_matrices(texts[:1]),
+        reranker.model.fingerprint,
+    )
+    live.add(docs[1:], tiny_encoder.encode(texts[1:]))  # no token matrix stored
+    hits = live.search_vectors(tiny_encoder.encode(["cats"]), k=2)
+    rates: list[float] = []
+    scores = rerank_hits_many(reranker, live.reader, ["cats"], hits, hit_rates=rates)[0]
+    assert rates == [0.5]
+    np.testing.assert_allclose(
+        scores, reranker.score("cats", [h.document.text for h in hits[0]]), atol=5e-3
+    )
