@@ -78,7 +78,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     all_vectors: list[np.ndarray] = []
     all_texts: list[str] = []
     tokens_name = f"tokens-{generation}"
-    token_encoder = _token_encoder(config) if config.token_store else None
+    token_encoder = _token_encoder(config, encoder) if config.token_store else None
     token_writer = (
         TokenStoreWriter(out / tokens_name, token_encoder.dim, token_encoder_meta(token_encoder))
         if token_encoder is not None
@@ -142,12 +142,13 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     return BuildStats(manifest=manifest, seconds=time.perf_counter() - started)
 
 
-def _token_encoder(config: IndexBuildConfig) -> LateInteractionModel:
-    """The re-ranker whose token matrices go into the store."""
+def _token_encoder(config: IndexBuildConfig, encoder: TextEncoder) -> LateInteractionModel:
+    """The re-ranker whose token matrices go into the store (on the index encoder itself
+    when both use the same frozen backbone)."""
     from models.registry import resolve_late_interaction
 
     folder = resolve_late_interaction(config.reranker)
-    model = LateInteractionModel.load(folder, device=config.device)
+    model = LateInteractionModel.load(folder, device=config.device, share_encoder=encoder)
     return model.eval()
 
 

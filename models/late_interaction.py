@@ -211,14 +211,27 @@ class LateInteractionModel(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, device: str | None = None) -> LateInteractionModel:
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        device: str | None = None,
+        share_encoder: TextEncoder | None = None,
+    ) -> LateInteractionModel:
+        """Load a model folder. ``share_encoder``: an already loaded encoder of the same frozen
+        backbone to reuse instead of loading a second copy (ignored when the model changes
+        its backbone or names another one)."""
         folder = Path(folder)
         if not is_late_interaction_folder(folder):
             raise ValueError(f"{folder} is not a Loupe late-interaction model folder")
         config = LateInteractionConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-        encoder = TextEncoder(
-            EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
-        )
+        unchanged = config.trainable_layers == 0 and config.laurel is None
+        if share_encoder is not None and unchanged and share_encoder.model_name == config.backbone:
+            encoder = share_encoder
+        else:
+            encoder = TextEncoder(
+                EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
+            )
         model = cls(config, encoder)
         model.fingerprint = folder_fingerprint(folder)
         state = load_file(folder / WEIGHTS_NAME)

@@ -34,8 +34,14 @@ def resolve_late_interaction(spec: str) -> Path:
     return Path(spec)
 
 
-def load_reranker(spec: str = DEFAULT_MODEL, *, device: str | None = None) -> Reranker:
-    """A re-ranker for ``spec``.
+def load_reranker(
+    spec: str = DEFAULT_MODEL,
+    *,
+    device: str | None = None,
+    share_encoder: TextEncoder | None = None,
+) -> Reranker:
+    """A re-ranker for ``spec``; ``share_encoder`` lets a late-interaction model on the same
+    frozen backbone reuse an encoder already in memory.
 
     - ``default``: the shipped LITE re-ranker (the packaged MiniLM's cosine if none ships);
     - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
@@ -46,13 +52,14 @@ def load_reranker(spec: str = DEFAULT_MODEL, *, device: str | None = None) -> Re
         shipped = default_reranker_path()
         if shipped is not None:
             return LateInteractionReranker(
-                LateInteractionModel.load(shipped, device=device), name="reranker-default"
+                LateInteractionModel.load(shipped, device=device, share_encoder=share_encoder),
+                name="reranker-default",
             )
         spec = "cosine"
     if spec == "cosine" or spec.startswith("cosine:"):
         model = spec.partition(":")[2] or DEFAULT_MODEL
         return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
     if is_late_interaction_folder(spec):
-        model = LateInteractionModel.load(spec, device=device)
+        model = LateInteractionModel.load(spec, device=device, share_encoder=share_encoder)
         return LateInteractionReranker(model, name=f"lite:{Path(spec).name}")
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))

@@ -34,7 +34,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
 
         torch.set_num_threads(settings.torch_threads)
     encoder = TextEncoder(EncoderConfig(model=settings.encoder, device=settings.device))
-    reranker = load_reranker(settings.reranker, device=settings.device)
+    reranker = load_reranker(settings.reranker, device=settings.device, share_encoder=encoder)
     if isinstance(reranker, LateInteractionReranker) and settings.document_cache_mb > 0:
         reranker.cache = DocumentCache(settings.document_cache_mb * 2**20)
     index = LiveIndex.open_or_create(

@@ -152,3 +152,19 @@ def test_document_cache_skips_the_transformer_for_seen_documents(tmp_path, tiny_
     assert cached.cache is not None and cached.cache.hits == 2
     np.testing.assert_allclose(cached.score("q", docs), before, atol=1e-6)
     assert again.shape == (3,)
+
+
+def test_loading_can_share_an_encoder_of_the_same_frozen_backbone(tmp_path, tiny_encoder) -> None:
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=16)
+    )
+    folder = LateInteractionModel(config, tiny_encoder).save(tmp_path / "lite")
+    alone = LateInteractionModel.load(folder, device="cpu")
+    shared = LateInteractionModel.load(folder, device="cpu", share_encoder=tiny_encoder)
+    assert shared.encoder is tiny_encoder and alone.encoder is not tiny_encoder
+    docs = ["a passage that is long enough to be cut at sixteen tokens " * 3, "short"]
+    np.testing.assert_allclose(
+        LateInteractionReranker(shared).score("q", docs),
+        LateInteractionReranker(alone).score("q", docs),
+        atol=1e-5,
+    )
