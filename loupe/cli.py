@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
+from loupe.cli_common import Device, Quiet, env, user_errors
+from loupe.gmlm_commands import register as register_gmlm
 from loupe.serve_command import register as register_serve
 from loupe.settings import CommonSettings
 
@@ -29,35 +29,6 @@ train_app = typer.Typer(help="Offline training jobs.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 export_app = typer.Typer(help="Export models for other runtimes.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def env(name: str) -> str:
-    return f"LOUPE_{name.upper()}"
-
-
-def user_errors(func: F) -> F:
-    """Turn expected failures (bad input, missing files) into a one-line error and exit 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from index.errors import IndexCorruptError, MalformedInputError
-
-        try:
-            return func(*args, **kwargs)
-        except (MalformedInputError, IndexCorruptError, FileNotFoundError, ValueError) as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-Device = Annotated[
-    str | None,
-    typer.Option(help="torch device (cuda, cpu); default: CUDA if present", envvar=env("device")),
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars", envvar=env("quiet"))]
 
 
 @index_app.command("build")
@@ -301,6 +272,7 @@ def train_lite_command(
 
 
 register_serve(app)
+register_gmlm(train_app)
 
 
 @train_app.command("dual")

@@ -53,20 +53,10 @@ class QrelsSource(StrictModel):
         return self
 
 
-class TrainingRunConfig(StrictModel):
-    """What every training job shares: data, negatives, loss, LAuReL and the schedule."""
+class RunSchedule(StrictModel):
+    """The run's output folder and schedule, as every job's config has them."""
 
     out: Path
-    data: list[TriplesSource | QrelsSource] = Field(min_length=1)
-    negatives: int = 7
-    """Hard negatives per query (sampled from each example's pool), on top of in-batch ones."""
-    batch_size: int = 16
-    loss: Literal["ce", "kl", "margin_mse"] = "ce"
-    distill_weight: float = 1.0
-    """With a teacher: loss = ce + distill_weight * (kl or margin_mse)."""
-    laurel: list[Literal["rw", "lr", "pa"]] | None = None
-    """Add and train LAuReL residuals (e.g. ["rw", "lr"]) in the backbone."""
-    laurel_rank: int = 16
     dev_fraction: float = 0.1
     max_steps: int = 1000
     learning_rate: float = 1e-3
@@ -80,11 +70,9 @@ class TrainingRunConfig(StrictModel):
     resume: bool = True
 
     @model_validator(mode="after")
-    def _check_schedule(self) -> TrainingRunConfig:
+    def _check_dev_fraction(self) -> RunSchedule:
         if not 0 <= self.dev_fraction < 1:
             raise ValueError("dev_fraction must be in [0, 1)")
-        if self.negatives < 1 or self.batch_size < 1:
-            raise ValueError("negatives and batch_size must be at least 1")
         return self
 
     def trainer_config(self, *, has_dev: bool, show_progress: bool) -> TrainerConfig:
@@ -103,6 +91,27 @@ class TrainingRunConfig(StrictModel):
             resume=self.resume,
             show_progress=show_progress,
         )
+
+
+class TrainingRunConfig(RunSchedule):
+    """What the re-ranker and dual-encoder jobs share: data, negatives, loss, LAuReL."""
+
+    data: list[TriplesSource | QrelsSource] = Field(min_length=1)
+    negatives: int = 7
+    """Hard negatives per query (sampled from each example's pool), on top of in-batch ones."""
+    batch_size: int = 16
+    loss: Literal["ce", "kl", "margin_mse"] = "ce"
+    distill_weight: float = 1.0
+    """With a teacher: loss = ce + distill_weight * (kl or margin_mse)."""
+    laurel: list[Literal["rw", "lr", "pa"]] | None = None
+    """Add and train LAuReL residuals (e.g. ["rw", "lr"]) in the backbone."""
+    laurel_rank: int = 16
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> TrainingRunConfig:
+        if self.negatives < 1 or self.batch_size < 1:
+            raise ValueError("negatives and batch_size must be at least 1")
+        return self
 
 
 def default_data_dir() -> str:

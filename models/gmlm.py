@@ -1,0 +1,246 @@
+"""GMLM: a conditional masked language model that writes a target text (a query) for a source
+text (a passage) by filling every target position at once (PaDIR-style, arXiv 2407.21046).
+
+Architecture: a pretrained encoder (default: the packaged MiniLM) reads the source once; a
+small transformer decoder whose self-attention is bidirectional reads the target (masks,
+tokens predicted so far) and the source through cross-attention; the output layer is tied to
+the encoder's word embeddings (a BERT-style transform and a bias on top). A length head
+classifies the target length (content tokens plus EOS, 1..max_target_length) from the pooled
+source. The same class in ``mode="autoregressive"`` (causal self-attention, BOS-shifted inputs)
+is the baseline decoder of the same size.
+
+A target of length L holds L-1 content tokens, EOS at position L-1, then padding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models.backbone import DEFAULT_MODEL, Backbone, load_backbone
+from models.gmlm_layers import CrossKV, DecoderLayer, SelfAttentionCache
+
+CONFIG_NAME = "gmlm_config.json"
+WEIGHTS_NAME = "gmlm.safetensors"
+GmlmMode = Literal["parallel", "autoregressive"]
+
+
+@dataclass(frozen=True)
+class GmlmConfig:
+    backbone: str = DEFAULT_MODEL
+    """Encoder (and vocabulary): 'default' (packaged MiniLM), a folder or a Hugging Face name."""
+    mode: GmlmMode = "parallel"
+    decoder_layers: int = 2
+    max_source_length: int = 256
+    max_target_length: int = 32
+    """Longest target, EOS included."""
+    freeze_encoder: bool = True
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("parallel", "autoregressive"):
+            raise ValueError(f"mode must be 'parallel' or 'autoregressive', not {self.mode!r}")
+        if self.decoder_layers < 1 or self.max_target_length < 2 or self.max_source_length < 2:
+            raise ValueError("decoder_layers >= 1, max_target_length >= 2, max_source_length >= 2")
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    pad: int
+    mask: int
+    eos: int
+    bos: int
+    banned: tuple[int, ...] = field(default=())
+    """Never generated as content (pad, mask, bos, unk and any other special token)."""
+
+
+@dataclass
+class EncodedSource:
+    """A batch of encoded sources and the decoder's cross-attention keys/values for them."""
+
+    states: torch.Tensor  # (batch, src_len, hidden)
+    mask: torch.Tensor  # (batch, src_len) bool
+    cross: list[CrossKV]  # one per decoder layer
+
+    def repeat(self, times: int) -> EncodedSource:
+        """Each source ``times`` times in a row (candidates of one source stay together)."""
+        return EncodedSource(
+            self.states.repeat_interleave(times, 0),
+            self.mask.repeat_interleave(times, 0),
+            [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.cross],
+        )
+
+
+def special_tokens(tokenizer: object) -> SpecialTokens:
+    """Pad, mask, EOS and BOS ids of a tokenizer (BERT's [SEP] serves as EOS, [CLS] as BOS)."""
+    get = lambda name: getattr(tokenizer, name, None)  # noqa: E731
+    pad, mask = get("pad_token_id"), get("mask_token_id")
+    eos = get("sep_token_id") if get("sep_token_id") is not None else get("eos_token_id")
+    bos = get("cls_token_id") if get("cls_token_id") is not None else get("bos_token_id")
+    named = (("pad", pad), ("mask", mask), ("eos/sep", eos), ("bos/cls", bos))
+    missing = [name for name, value in named if value is None]
+    if missing:
+        raise ValueError(f"the backbone's tokenizer has no {', '.join(missing)} token")
+    specials = set(getattr(tokenizer, "all_special_ids", [])) | {pad, mask, bos}
+    specials.discard(eos)
+    return SpecialTokens(int(pad), int(mask), int(eos), int(bos), tuple(sorted(specials)))  # type: ignore[arg-type]
+
+
+class GenerativeMaskedLM(nn.Module):
+    """Encoder + parallel (or causal) decoder + tied output layer + length head."""
+
+    def __init__(self, config: GmlmConfig, backbone: Backbone | None = None):
+        super().__init__()
+        self.config = config
+        backbone = backbone or load_backbone(config.backbone)
+        self.tokenizer = backbone.tokenizer
+        self.encoder = backbone.model
+        self.backbone_path = backbone.path
+        self.special = special_tokens(self.tokenizer)
+        hidden = int(self.encoder.config.hidden_size)
+        heads = int(self.encoder.config.num_attention_heads)
+        self.hidden = hidden
+        self.positions = nn.Embedding(config.max_target_length, hidden)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        self.input_norm = nn.LayerNorm(hidden)
+        self.layers = nn.ModuleList(
+            DecoderLayer(hidden, heads, 4 * hidden, config.dropout)
+            for _ in range(config.decoder_layers)
+        )
+        self.final_norm = nn.LayerNorm(hidden)
+        self.transform = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
+        vocab = self.word_embeddings.weight.shape[0]
+        self.output_bias = nn.Parameter(torch.zeros(vocab))
+        self.length_head = nn.Sequential(
+            nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, config.max_target_length)
+        )
+        self.encoder.requires_grad_(not config.freeze_encoder)
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        embeddings = self.encoder.get_input_embeddings()
+        assert isinstance(embeddings, nn.Embedding)
+        return embeddings
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.weight.device
+
+    # --- source side -------------------------------------------------------------------
+    def tokenize_sources(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_source_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def encode_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(batch, src_len)`` ids -> ``(batch, src_len, hidden)`` encoder states."""
+        train_encoder = self.training and not self.config.freeze_encoder
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+    def prepare_source(self, states: torch.Tensor, mask: torch.Tensor) -> EncodedSource:
+        """Encoder states ``(batch, src_len, hidden)`` and mask -> what the decoder reads."""
+        mask = mask.bool()
+        return EncodedSource(states, mask, [layer.cross_kv(states) for layer in self.layers])
+
+    def encode(self, texts: list[str]) -> EncodedSource:
+        batch = self.tokenize_sources(texts)
+        states = self.encode_states(batch["input_ids"], batch["attention_mask"])
+        return self.prepare_source(states, batch["attention_mask"])
+
+    def length_logits(self, source: EncodedSource) -> torch.Tensor:
+        """``(batch, max_target_length)``: class i is a target of length i + 1 (EOS included)."""
+        weights = source.mask.unsqueeze(-1).to(source.states.dtype)
+        pooled = (source.states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.length_head(pooled)
+
+    # --- target side -------------------------------------------------------------------
+    def decode_states(
+        self,
+        source: EncodedSource,
+        target_ids: torch.Tensor,
+        target_mask: torch.Tensor | None = None,
+        *,
+        caches: list[SelfAttentionCache] | None = None,
+        offset: int = 0,
+    ) -> torch.Tensor:
+        """Decoder states ``(batch, tgt_len, hidden)`` for target ids ``(batch, tgt_len)``.
+
+        Parallel mode attends both ways over ``target_mask``; autoregressive mode is causal,
+        and with ``caches`` (one per layer) decodes the new positions starting at ``offset``.
+        """
+        n = target_ids.shape[1]
+        positions = torch.arange(offset, offset + n, device=target_ids.device)
+        x = self.word_embeddings(target_ids) + self.positions(positions)[None]
+        x = self.input_norm(x)
+        causal = self.config.mode == "autoregressive"
+        for i, (layer, cross) in enumerate(zip(self.layers, source.cross, strict=True)):
+            x = layer(
+                x,
+                cross,
+                source.mask,
+                target_mask=target_mask,
+                causal=causal,
+                cache=None if caches is None else caches[i],
+            )
+        return self.final_norm(x)
+
+    def vocab_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """``(..., hidden)`` decoder states -> ``(..., vocab)`` logits (tied output layer)."""
+        return self.transform(states) @ self.word_embeddings.weight.T + self.output_bias
+
+    # --- folders -----------------------------------------------------------------------
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Everything but a frozen encoder (the encoder loads from ``config.backbone``)."""
+        return {
+            name: tensor.detach().contiguous()
+            for name, tensor in self.state_dict().items()
+            if not (self.config.freeze_encoder and name.startswith("encoder."))
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = asdict(self.config)
+        config["backbone"] = self.config.backbone
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        state = self.trained_state()
+        # the output layer is tied to the word embeddings: store them once
+        save_file({k: v.cpu() for k, v in state.items()}, str(folder / WEIGHTS_NAME))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: torch.device | None = None) -> GenerativeMaskedLM:
+        folder = Path(folder)
+        config_file = folder / CONFIG_NAME
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{folder} is not a GMLM folder (no {CONFIG_NAME})")
+        try:
+            config = GmlmConfig(**json.loads(config_file.read_text()))
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{config_file}: {exc}") from exc
+        model = cls(config)
+        state = load_file(str(folder / WEIGHTS_NAME))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        not_loaded = [m for m in missing if not m.startswith("encoder.")] + list(unexpected)
+        if not_loaded:
+            raise ValueError(f"{folder}: weights do not match the config: {not_loaded[:5]}")
+        model.eval()
+        if device is not None:
+            model.to(device)
+        return model
+
+
+def is_gmlm_folder(path: str | Path) -> bool:
+    return (Path(path) / CONFIG_NAME).is_file()
