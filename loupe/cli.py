@@ -60,11 +60,32 @@ def index_build(
     bm25: Annotated[
         bool, typer.Option(help="also build a BM25 index (second first stage)", envvar=env("bm25"))
     ] = False,
+    expand: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="doc2query: append N generated queries to each document",
+            envvar=env("expand"),
+        ),
+    ] = 0,
+    generator: Annotated[
+        Path | None,
+        typer.Option(help="GMLM folder for --expand (loupe train gmlm)", envvar=env("generator")),
+    ] = None,
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Encode a corpus with the dual encoder and write a FAISS index, docstore and manifest."""
     from index.builder import IndexBuildConfig, build_index
+    from models.doc2query import ExpansionConfig
+
+    if expand and generator is None:
+        raise ValueError("--expand needs --generator (a GMLM folder from `loupe train gmlm`)")
+    expansion = (
+        ExpansionConfig(str(generator), queries_per_document=expand, device=device)
+        if expand and generator is not None
+        else None
+    )
 
     stats = build_index(
         IndexBuildConfig(
@@ -79,6 +100,7 @@ def index_build(
             token_store=token_store,
             reranker=reranker,
             bm25=bm25,
+            expansion=expansion,
         )
     )
     m = stats.manifest

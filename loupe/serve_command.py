@@ -46,6 +46,9 @@ def serve(
     reranker: Annotated[
         str | None, _option("reranker", "re-ranker: 'default', folder or HF name")
     ] = None,
+    generator: Annotated[
+        str | None, _option("generator", "GMLM folder served at /v1/generate (none: 503)")
+    ] = None,
     api_key: Annotated[
         str | None, _option("api_key", "require 'Authorization: Bearer <key>' on /v1 and /v2")
     ] = None,
@@ -81,7 +84,8 @@ def serve(
         str, typer.Option(help="uvicorn log level", envvar=_env("log_level"))
     ] = "info",
 ) -> None:
-    """Serve the HTTP API (rerank, search, documents, embed, health, metrics; docs at /docs)."""
+    """Serve the HTTP API (rerank, search, documents, embed, generate, health, metrics; docs
+    at /docs)."""
     from service.server import run_server
 
     given: dict[str, Any] = {
@@ -91,6 +95,7 @@ def serve(
         "corpus": corpus,
         "encoder": encoder,
         "reranker": reranker,
+        "generator": generator,
         "api_key": api_key,
         "device": device,
         "torch_threads": torch_threads,

@@ -23,6 +23,7 @@ from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
+from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
 if TYPE_CHECKING:
     from index.live import LiveIndex
@@ -133,6 +134,7 @@ class Engine:
         index: LiveIndex,
         *,
         snapshot_every: int = 1000,
+        generator: QueryGenerator | None = None,
     ):
         if index.manifest.dimension != encoder.dim:
             raise ValueError(
@@ -143,6 +145,7 @@ class Engine:
         self.reranker = reranker
         self.index = index
         self.snapshot_every = snapshot_every
+        self.generator = generator
         self._writes = 0
         self._write_lock = threading.Lock()
 
@@ -316,6 +319,13 @@ class Engine:
             )
             start += len(texts)
         return outcomes
+
+    # --- generate -------------------------------------------------------------------------
+
+    def generate_many(self, jobs: Sequence[GenerateJob]) -> list[GenerateOutcome]:
+        if self.generator is None:
+            raise RuntimeError("no query generator is loaded")
+        return self.generator.generate_many(jobs)
 
     # --- documents ------------------------------------------------------------------------
 

@@ -10,9 +10,21 @@ import logging
 import time
 
 from service.engine import Engine
+from service.generation import QueryGenerator
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+def load_generator(settings: ServiceSettings) -> QueryGenerator | None:
+    """The GMLM named by ``settings.generator``, or None."""
+    if not settings.generator:
+        return None
+    from models.device import pick_device
+    from models.gmlm import GenerativeMaskedLM
+
+    model = GenerativeMaskedLM.load(settings.generator, device=pick_device(settings.device))
+    return QueryGenerator(model, name=settings.generator)
 
 
 def load_engine(settings: ServiceSettings) -> Engine:
@@ -51,7 +63,13 @@ def load_engine(settings: ServiceSettings) -> Engine:
                 index.manifest.model,
                 encoder.model_name,
             )
-        engine = Engine(encoder, reranker, index, snapshot_every=settings.snapshot_every)
+        engine = Engine(
+            encoder,
+            reranker,
+            index,
+            snapshot_every=settings.snapshot_every,
+            generator=load_generator(settings),
+        )
         if settings.corpus is not None and engine.document_count() == 0:
             log.info("indexing corpus %s into %s", settings.corpus, settings.index)
             count = engine.index_corpus(read_corpus(settings.corpus))

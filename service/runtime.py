@@ -17,6 +17,7 @@ from service.engine import (
     SearchJob,
     SearchOutcome,
 )
+from service.generation import GenerateJob, GenerateOutcome
 from service.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -50,6 +51,9 @@ class Runtime:
         self.documents: MicroBatcher[Sequence[Document], list[int]] = batcher(
             "documents", engine.add_documents_many
         )
+        self.generate: MicroBatcher[GenerateJob, GenerateOutcome] = batcher(
+            "generate", engine.generate_many
+        )
 
     def _batcher(
         self, name: str, process: Callable[[Sequence[T]], Sequence[R]]
@@ -60,7 +64,7 @@ class Runtime:
 
     @property
     def batchers(self) -> list[MicroBatcher[Any, Any]]:
-        return [self.rerank, self.search, self.embed, self.documents]
+        return [self.rerank, self.search, self.embed, self.documents, self.generate]
 
     async def start(self) -> None:
         for batcher in self.batchers:

@@ -247,7 +247,7 @@ class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
     owned_by: str = "loupe"
-    role: Literal["encoder", "reranker"]
+    role: Literal["encoder", "reranker", "generator"]
     dimension: int | None = None
     max_tokens: int | None = None
 
@@ -255,3 +255,37 @@ class ModelCard(BaseModel):
 class ModelsResponse(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# --- generate ------------------------------------------------------------------------------
+
+
+class GenerateRequest(_Request):
+    text: NonBlank = Field(description="the passage to write queries for")
+    num_generations: int = Field(3, ge=1, le=32, description="distinct queries to return")
+    max_length: int | None = Field(None, ge=1, le=512, description="most tokens per query")
+    iterations: int = Field(4, ge=1, le=32, description="parallel refinement passes")
+    length_candidates: int | None = Field(
+        None, ge=1, le=32, description="target lengths tried (default: num_generations, >= 2)"
+    )
+    temperature: float = Field(0.0, ge=0, le=10, description="0: most likely tokens")
+    seed: int | None = Field(0, description="sampling seed (with temperature > 0)")
+    model: str | None = None
+
+
+class GeneratedText(BaseModel):
+    text: str
+    score: float = Field(description="mean log-probability per token")
+
+
+class GenerateMeta(BaseModel):
+    iterations_run: int
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class GenerateResponse(BaseModel):
+    id: str
+    model: str
+    generations: list[GeneratedText]
+    meta: GenerateMeta
+    usage: Usage

@@ -31,6 +31,8 @@ class ServiceSettings(BaseSettings):
     """First-stage encoder: ``default`` (packaged MiniLM), a folder or a HF name."""
     reranker: str = "default"
     """Re-ranker, loaded with ``models.registry.load_reranker``."""
+    generator: str | None = None
+    """GMLM folder (``loupe train gmlm``) served at ``/v1/generate``; none: that answers 503."""
     device: str | None = None
     """torch device; default: CUDA when present."""
     torch_threads: int | None = Field(None, ge=1)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from service.routers import documents, embed, models, ops, rerank, search
+from service.routers import documents, embed, generate, models, ops, rerank, search
 
-ALL = (ops.router, models.router, rerank.router, search.router, documents.router, embed.router)
+ALL = (
+    ops.router,
+    models.router,
+    rerank.router,
+    search.router,
+    documents.router,
+    embed.router,
+    generate.router,
+)
 
 __all__ = ["ALL"]

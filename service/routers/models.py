@@ -19,8 +19,10 @@ router = APIRouter(tags=["models"])
     responses=errors(401, 503),
 )
 async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelsResponse:
-    """The re-ranker (used by rerank and search) and the first-stage encoder (embed)."""
+    """The re-ranker (rerank, search), the first-stage encoder (embed) and the query
+    generator (generate) when one is loaded."""
     engine = runtime.engine
+    generator = [ModelCard(id=engine.generator.name, role="generator")] if engine.generator else []
     return ModelsResponse(
         data=[
             ModelCard(id=engine.reranker_name, role="reranker"),
@@ -30,5 +32,6 @@ async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelsResponse
                 dimension=engine.dimension,
                 max_tokens=engine.max_length,
             ),
+            *generator,
         ]
     )

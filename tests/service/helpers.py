@@ -38,14 +38,22 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
 
 
 def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings], Engine]:
-    """An engine loader that reuses already-loaded models and opens the settings' index."""
+    """An engine loader that reuses already-loaded models and opens the settings' index
+    (and loads the settings' generator, as the service does)."""
 
     def load(settings: ServiceSettings) -> Engine:
         from index.live import LiveIndex
+        from service.loading import load_generator
 
         index = LiveIndex.open_or_create(
             settings.index, model=encoder.model_name, dimension=encoder.dim
         )
-        return Engine(encoder, reranker, index, snapshot_every=settings.snapshot_every)
+        return Engine(
+            encoder,
+            reranker,
+            index,
+            snapshot_every=settings.snapshot_every,
+            generator=load_generator(settings),
+        )
 
     return load
