@@ -4,7 +4,10 @@ text (a passage) by filling every target position at once (PaDIR-style, arXiv 24
 Architecture: a pretrained encoder (default: the packaged MiniLM) reads the source once; a
 small transformer decoder whose self-attention is bidirectional reads the target (masks,
 tokens predicted so far) and the source through cross-attention; the output layer is tied to
-the encoder's word embeddings (a BERT-style transform and a bias on top). A length head
+the encoder's word embeddings (a BERT-style transform and a bias on top). With a BERT-style
+backbone, the decoder starts from the backbone's embeddings (positions, LayerNorm) and its
+first ``decoder_layers`` layers (``decoder_init="backbone"``, BERT2BERT-style warm start:
+far less data is needed than for a decoder learnt from scratch). A length head
 classifies the target length (content tokens plus EOS, 1..max_target_length) from the pooled
 source. The same class in ``mode="autoregressive"`` (causal self-attention, BOS-shifted inputs)
 is the baseline decoder of the same size.
@@ -23,8 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.backbone import DEFAULT_MODEL, Backbone, load_backbone
-from models.gmlm_layers import CrossKV, DecoderLayer, SelfAttentionCache
+from models.backbone import DEFAULT_MODEL, Backbone, load_backbone, transformer_layers
+from models.gmlm_layers import (
+    CrossKV,
+    DecoderLayer,
+    SelfAttentionCache,
+    copy_bert_layer,
+    is_bert_layer,
+)
 
 CONFIG_NAME = "gmlm_config.json"
 WEIGHTS_NAME = "gmlm.safetensors"
@@ -42,10 +51,17 @@ class GmlmConfig:
     """Longest target, EOS included."""
     freeze_encoder: bool = True
     dropout: float = 0.1
+    decoder_init: Literal["backbone", "random"] = "backbone"
+    """'backbone': copy the backbone's first layers and embeddings into the decoder (BERT-style
+    backbones); 'random': a freshly initialised decoder."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("parallel", "autoregressive"):
             raise ValueError(f"mode must be 'parallel' or 'autoregressive', not {self.mode!r}")
+        if self.decoder_init not in ("backbone", "random"):
+            raise ValueError(
+                f"decoder_init must be 'backbone' or 'random', not {self.decoder_init!r}"
+            )
         if self.decoder_layers < 1 or self.max_target_length < 2 or self.max_source_length < 2:
             raise ValueError("decoder_layers >= 1, max_target_length >= 2, max_source_length >= 2")
 
@@ -106,14 +122,17 @@ class GenerativeMaskedLM(nn.Module):
         hidden = int(self.encoder.config.hidden_size)
         heads = int(self.encoder.config.num_attention_heads)
         self.hidden = hidden
+        eps = float(getattr(self.encoder.config, "layer_norm_eps", 1e-12))
+        ffn = int(getattr(self.encoder.config, "intermediate_size", 4 * hidden))
         self.positions = nn.Embedding(config.max_target_length, hidden)
         nn.init.normal_(self.positions.weight, std=0.02)
-        self.input_norm = nn.LayerNorm(hidden)
+        self.input_norm = nn.LayerNorm(hidden, eps=eps)
         self.layers = nn.ModuleList(
-            DecoderLayer(hidden, heads, 4 * hidden, config.dropout)
+            DecoderLayer(hidden, heads, ffn, config.dropout, eps)
             for _ in range(config.decoder_layers)
         )
-        self.final_norm = nn.LayerNorm(hidden)
+        if config.decoder_init == "backbone":
+            self._warm_start()
         self.transform = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
         vocab = self.word_embeddings.weight.shape[0]
         self.output_bias = nn.Parameter(torch.zeros(vocab))
@@ -121,6 +140,30 @@ class GenerativeMaskedLM(nn.Module):
             nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, config.max_target_length)
         )
         self.encoder.requires_grad_(not config.freeze_encoder)
+
+    @torch.no_grad()
+    def _warm_start(self) -> None:
+        """Decoder embeddings and layers from the backbone (BERT-style names required); decoder
+        layers beyond the backbone's depth stay freshly initialised."""
+        embeddings = getattr(self.encoder, "embeddings", None)
+        layers = transformer_layers(self.encoder)
+        if embeddings is None or not is_bert_layer(layers[0]):
+            raise ValueError(
+                f"decoder_init='backbone' needs a BERT-style backbone; "
+                f"{type(self.encoder).__name__} is not one (use decoder_init='random')"
+            )
+        table = embeddings.position_embeddings.weight
+        if table.shape[0] < self.config.max_target_length:
+            raise ValueError(
+                f"the backbone has {table.shape[0]} positions; fewer than max_target_length"
+            )
+        self.positions.weight.copy_(table[: self.config.max_target_length])
+        token_type = getattr(embeddings, "token_type_embeddings", None)
+        if token_type is not None:  # BERT adds segment 0's embedding to every token
+            self.positions.weight.add_(token_type.weight[0])
+        self.input_norm.load_state_dict(embeddings.LayerNorm.state_dict())
+        for target, source in zip(self.layers, layers, strict=False):
+            copy_bert_layer(target, source)
 
     @property
     def word_embeddings(self) -> nn.Embedding:
@@ -183,7 +226,7 @@ class GenerativeMaskedLM(nn.Module):
         n = target_ids.shape[1]
         positions = torch.arange(offset, offset + n, device=target_ids.device)
         x = self.word_embeddings(target_ids) + self.positions(positions)[None]
-        x = self.input_norm(x)
+        x = self.input_norm(x)  # (batch, tgt_len, hidden), as BERT's embedding output
         causal = self.config.mode == "autoregressive"
         for i, (layer, cross) in enumerate(zip(self.layers, source.cross, strict=True)):
             x = layer(
@@ -194,7 +237,7 @@ class GenerativeMaskedLM(nn.Module):
                 causal=causal,
                 cache=None if caches is None else caches[i],
             )
-        return self.final_norm(x)
+        return x
 
     def vocab_logits(self, states: torch.Tensor) -> torch.Tensor:
         """``(..., hidden)`` decoder states -> ``(..., vocab)`` logits (tied output layer)."""

@@ -1,6 +1,8 @@
 """Transformer decoder blocks for the GMLM generator: self-attention over the target
 (bidirectional for parallel decoding, causal for the autoregressive baseline), cross-attention
-over the encoded source, a feed-forward block; pre-LayerNorm residuals.
+over the encoded source, a feed-forward block; post-LayerNorm residuals as in BERT, so a block
+can start from a pretrained BERT layer (:func:`copy_bert_layer`; BERT2BERT-style warm start)
+with its cross-attention starting at zero.
 
 Cross-attention keys and values are computed once per source (:meth:`DecoderLayer.cross_kv`)
 and reused by every decoding iteration or step; the causal mode keeps a self-attention cache so
@@ -37,24 +39,22 @@ CrossKV = tuple[torch.Tensor, torch.Tensor]
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float = 0.1):
+    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float = 0.1, eps: float = 1e-12):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
         self.heads = heads
         self.head_dim = hidden // heads
         self.dropout = dropout
-        self.self_norm = nn.LayerNorm(hidden)
         self.self_qkv = nn.Linear(hidden, 3 * hidden)
         self.self_out = nn.Linear(hidden, hidden)
-        self.cross_norm = nn.LayerNorm(hidden)
+        self.self_norm = nn.LayerNorm(hidden, eps=eps)
         self.cross_q = nn.Linear(hidden, hidden)
         self.cross_kv_proj = nn.Linear(hidden, 2 * hidden)
         self.cross_out = nn.Linear(hidden, hidden)
-        self.ffn_norm = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(
-            nn.Linear(hidden, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, hidden)
-        )
+        self.cross_norm = nn.LayerNorm(hidden, eps=eps)
+        self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.GELU(), nn.Linear(ffn, hidden))
+        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
         self.drop = nn.Dropout(dropout)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +95,7 @@ class DecoderLayer(nn.Module):
             ``(batch, tgt_len, hidden)``.
         """
         p = self.dropout if self.training else 0.0
-        q, k, v = self._split_qkv(self.self_qkv(self.self_norm(x)))
+        q, k, v = self._split_qkv(self.self_qkv(x))
         if cache is not None:
             k, v = cache.extend(k, v)
             attn_mask = None  # the new position may see every cached one
@@ -111,14 +111,51 @@ class DecoderLayer(nn.Module):
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
         )
-        x = x + self.drop(self.self_out(self._merge(attended)))
-        q = self._split(self.cross_q(self.cross_norm(x)))
+        x = self.self_norm(x + self.drop(self.self_out(self._merge(attended))))
+        q = self._split(self.cross_q(x))
         attended = F.scaled_dot_product_attention(
             q, cross[0], cross[1], attn_mask=memory_mask[:, None, None, :], dropout_p=p
         )
-        x = x + self.drop(self.cross_out(self._merge(attended)))
-        return x + self.drop(self.ffn(self.ffn_norm(x)))
+        x = self.cross_norm(x + self.drop(self.cross_out(self._merge(attended))))
+        return self.ffn_norm(x + self.drop(self.ffn(x)))
 
     def _split_qkv(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q, k, v = qkv.chunk(3, dim=-1)
         return self._split(q), self._split(k), self._split(v)
+
+
+BERT_LAYER_PARAMETERS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "attention.output.LayerNorm",
+    "intermediate.dense",
+    "output.dense",
+    "output.LayerNorm",
+)
+
+
+def is_bert_layer(layer: nn.Module) -> bool:
+    names = {name for name, _ in layer.named_modules()}
+    return all(p in names for p in BERT_LAYER_PARAMETERS)
+
+
+@torch.no_grad()
+def copy_bert_layer(target: DecoderLayer, bert_layer: nn.Module) -> None:
+    """Start a decoder block from a BERT-style encoder layer: self-attention, feed-forward and
+    their LayerNorms copied; cross-attention's output projection zeroed, so the block begins as
+    the pretrained layer plus a LayerNorm."""
+    if not is_bert_layer(bert_layer):
+        raise ValueError(f"{type(bert_layer).__name__} is not a BERT-style layer")
+    get = bert_layer.get_submodule
+    q, k, v = (get(f"attention.self.{n}") for n in ("query", "key", "value"))
+    target.self_qkv.weight.copy_(torch.cat([q.weight, k.weight, v.weight]))
+    target.self_qkv.bias.copy_(torch.cat([q.bias, k.bias, v.bias]))
+    target.self_out.load_state_dict(get("attention.output.dense").state_dict())
+    target.self_norm.load_state_dict(get("attention.output.LayerNorm").state_dict())
+    target.ffn[0].load_state_dict(get("intermediate.dense").state_dict())
+    target.ffn[2].load_state_dict(get("output.dense").state_dict())
+    target.ffn_norm.load_state_dict(get("output.LayerNorm").state_dict())
+    target.cross_out.weight.zero_()
+    target.cross_out.bias.zero_()

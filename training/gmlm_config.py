@@ -28,6 +28,8 @@ class GmlmTrainConfig(RunSchedule):
     the backbone and data (e.g. the parallel model and its autoregressive baseline) can share
     it."""
     dropout: float = 0.1
+    decoder_init: Literal["backbone", "random"] = "backbone"
+    """Start the decoder from the backbone's first layers (BERT-style) or from scratch."""
     min_density: float = 0.0
     max_density: float = 1.0
     mask_prob: float = 0.8
@@ -60,6 +62,7 @@ class GmlmTrainConfig(RunSchedule):
             max_target_length=self.max_target_length,
             freeze_encoder=self.freeze_encoder,
             dropout=self.dropout,
+            decoder_init=self.decoder_init,
         )
 
     def corruption(self) -> CorruptionConfig:

@@ -241,3 +241,22 @@ def test_split_keeps_a_group_on_one_side() -> None:
     train, dev = split_pairs(pairs, 0.25, seed=0)
     assert len(train) + len(dev) == 60 and dev
     assert not {p.group for p in train} & {p.group for p in dev}
+
+
+def test_decoder_starts_from_the_backbone_layers(tiny_backbone: Path) -> None:
+    model = GenerativeMaskedLM(GmlmConfig(backbone=str(tiny_backbone), max_target_length=8))
+    bert = model.encoder.encoder.layer[0]
+    layer = model.layers[0]
+    query = bert.attention.self.query.weight
+    assert torch.equal(layer.self_qkv.weight[: query.shape[0]], query)
+    assert torch.equal(layer.ffn[0].weight, bert.intermediate.dense.weight)
+    assert torch.count_nonzero(layer.cross_out.weight) == 0
+    embeddings = model.encoder.embeddings
+    expected = (
+        embeddings.position_embeddings.weight[:8] + embeddings.token_type_embeddings.weight[0]
+    )
+    assert torch.allclose(model.positions.weight, expected)
+    random = GenerativeMaskedLM(
+        GmlmConfig(backbone=str(tiny_backbone), max_target_length=8, decoder_init="random")
+    )
+    assert not torch.equal(random.layers[0].self_qkv.weight[: query.shape[0]], query)
