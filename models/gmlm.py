@@ -54,6 +54,9 @@ class GmlmConfig:
     decoder_init: Literal["backbone", "random"] = "backbone"
     """'backbone': copy the backbone's first layers and embeddings into the decoder (BERT-style
     backbones); 'random': a freshly initialised decoder."""
+    copy_head: bool = True
+    """A pointer (copy) head: each position mixes the vocabulary softmax with attention over
+    the source's tokens, so words of the passage are easy to reuse (See et al., 2017)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("parallel", "autoregressive"):
@@ -78,18 +81,25 @@ class SpecialTokens:
 
 @dataclass
 class EncodedSource:
-    """A batch of encoded sources and the decoder's cross-attention keys/values for them."""
+    """A batch of encoded sources and what the decoder reads of them."""
 
     states: torch.Tensor  # (batch, src_len, hidden)
     mask: torch.Tensor  # (batch, src_len) bool
     cross: list[CrossKV]  # one per decoder layer
+    ids: torch.Tensor  # (batch, src_len) token ids, for copying
+    copy_keys: torch.Tensor | None  # (batch, src_len, hidden), None without the copy head
+    copyable: torch.Tensor  # (batch, src_len) bool: real, non-special source tokens
 
     def repeat(self, times: int) -> EncodedSource:
         """Each source ``times`` times in a row (candidates of one source stay together)."""
+        twice = lambda t: t.repeat_interleave(times, 0)  # noqa: E731
         return EncodedSource(
-            self.states.repeat_interleave(times, 0),
-            self.mask.repeat_interleave(times, 0),
-            [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.cross],
+            twice(self.states),
+            twice(self.mask),
+            [(twice(k), twice(v)) for k, v in self.cross],
+            twice(self.ids),
+            None if self.copy_keys is None else twice(self.copy_keys),
+            twice(self.copyable),
         )
 
 
@@ -139,6 +149,9 @@ class GenerativeMaskedLM(nn.Module):
         self.length_head = nn.Sequential(
             nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, config.max_target_length)
         )
+        self.copy_query = nn.Linear(hidden, hidden) if config.copy_head else None
+        self.copy_key = nn.Linear(hidden, hidden) if config.copy_head else None
+        self.copy_gate = nn.Linear(hidden, 1) if config.copy_head else None
         self.encoder.requires_grad_(not config.freeze_encoder)
 
     @torch.no_grad()
@@ -192,15 +205,28 @@ class GenerativeMaskedLM(nn.Module):
         with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
 
-    def prepare_source(self, states: torch.Tensor, mask: torch.Tensor) -> EncodedSource:
-        """Encoder states ``(batch, src_len, hidden)`` and mask -> what the decoder reads."""
+    def prepare_source(
+        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor
+    ) -> EncodedSource:
+        """Encoder states ``(batch, src_len, hidden)``, mask and token ids ``(batch, src_len)``
+        -> what the decoder reads."""
         mask = mask.bool()
-        return EncodedSource(states, mask, [layer.cross_kv(states) for layer in self.layers])
+        specials = torch.tensor(
+            sorted({*self.special.banned, self.special.eos}), device=ids.device, dtype=ids.dtype
+        )
+        return EncodedSource(
+            states,
+            mask,
+            [layer.cross_kv(states) for layer in self.layers],
+            ids,
+            None if self.copy_key is None else self.copy_key(states),
+            mask & ~torch.isin(ids, specials),
+        )
 
     def encode(self, texts: list[str]) -> EncodedSource:
         batch = self.tokenize_sources(texts)
         states = self.encode_states(batch["input_ids"], batch["attention_mask"])
-        return self.prepare_source(states, batch["attention_mask"])
+        return self.prepare_source(states, batch["attention_mask"], batch["input_ids"])
 
     def length_logits(self, source: EncodedSource) -> torch.Tensor:
         """``(batch, max_target_length)``: class i is a target of length i + 1 (EOS included)."""
@@ -242,6 +268,35 @@ class GenerativeMaskedLM(nn.Module):
     def vocab_logits(self, states: torch.Tensor) -> torch.Tensor:
         """``(..., hidden)`` decoder states -> ``(..., vocab)`` logits (tied output layer)."""
         return self.transform(states) @ self.word_embeddings.weight.T + self.output_bias
+
+    def token_log_probs(
+        self, states: torch.Tensor, source: EncodedSource, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Log-probabilities of the next token at each position.
+
+        Args:
+            states: ``(batch, tgt_len, hidden)`` decoder states.
+            select: ``(batch, tgt_len)`` bool: only these positions (saves the vocabulary
+                projection elsewhere).
+        Returns:
+            ``(n_selected, vocab)`` with ``select``, else ``(batch, tgt_len, vocab)``.
+        """
+        b, t, h = states.shape
+        everything = select is None
+        if select is None:
+            select = torch.ones(b, t, dtype=torch.bool, device=states.device)
+        picked = states[select]  # (n, hidden)
+        vocab = self.vocab_logits(picked).log_softmax(-1)
+        if self.copy_query is not None and self.copy_gate is not None:
+            assert source.copy_keys is not None
+            scores = self.copy_query(states) @ source.copy_keys.transpose(1, 2) / h**0.5
+            scores = scores.masked_fill(~source.copyable[:, None, :], -torch.inf)
+            attention = scores.softmax(-1).nan_to_num(0.0)[select]  # (n, src_len)
+            rows = select.nonzero()[:, 0]
+            gate = torch.sigmoid(self.copy_gate(picked))  # (n, 1): the vocabulary's share
+            copied = torch.zeros_like(vocab).scatter_add_(1, source.ids[rows], attention)
+            vocab = torch.log((gate * vocab.exp() + (1 - gate) * copied).clamp_min(1e-12))
+        return vocab.view(b, t, -1) if everything else vocab
 
     # --- folders -----------------------------------------------------------------------
     def trained_state(self) -> dict[str, torch.Tensor]:

@@ -183,7 +183,7 @@ def parallel_decode(
     for iteration in range(config.iterations):
         iterations_run += 1
         states = model.decode_states(source, tokens, valid)
-        logits = model.vocab_logits(states) + banned
+        logits = model.token_log_probs(states, source) + banned
         new_tokens, new_log_probs = _choose(logits, config.temperature, generator)
         tokens = torch.where(masked, new_tokens, tokens)
         log_probs = torch.where(masked, new_log_probs, log_probs)
@@ -230,7 +230,7 @@ def autoregressive_decode(
         states = model.decode_states(source, current, caches=caches, offset=step)
         # the last allowed position must be EOS; earlier ones may not be EOS at step 0
         bias = banned if step > 0 else no_eos
-        logits = model.vocab_logits(states[:, -1]) + bias
+        logits = model.token_log_probs(states, source)[:, -1] + bias
         if step == limit - 1:
             logits = torch.full_like(logits, -math.inf)
             logits[:, model.special.eos] = 0.0

@@ -30,6 +30,8 @@ class GmlmTrainConfig(RunSchedule):
     dropout: float = 0.1
     decoder_init: Literal["backbone", "random"] = "backbone"
     """Start the decoder from the backbone's first layers (BERT-style) or from scratch."""
+    copy_head: bool = True
+    """A pointer head that copies source tokens (mixed with the vocabulary softmax)."""
     min_density: float = 0.0
     max_density: float = 1.0
     mask_prob: float = 0.8
@@ -63,6 +65,7 @@ class GmlmTrainConfig(RunSchedule):
             freeze_encoder=self.freeze_encoder,
             dropout=self.dropout,
             decoder_init=self.decoder_init,
+            copy_head=self.copy_head,
         )
 
     def corruption(self) -> CorruptionConfig:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GmlmBatch:
     source_states: torch.Tensor | None  # (batch, src_len, hidden) cached, frozen encoder
-    source_ids: torch.Tensor | None  # (batch, src_len) when the encoder trains
+    source_ids: torch.Tensor  # (batch, src_len)
     source_mask: torch.Tensor  # (batch, src_len)
     targets: Targets
 
@@ -131,11 +131,14 @@ class GmlmTraining(nn.Module):
         )["input_ids"]
         targets = make_targets(target_ids, model.config.max_target_length, special.eos, special.pad)
         sources = [p.source for p in pairs]
-        if self.cache is not None:
-            states, mask = self.cache.batch(sources)
-            return GmlmBatch(states, None, mask, targets)
         tokens = model.tokenize_sources(sources)
-        return GmlmBatch(None, tokens["input_ids"], tokens["attention_mask"], targets)
+        ids, mask = tokens["input_ids"].cpu(), tokens["attention_mask"].cpu()
+        if self.cache is not None:
+            states, cached_mask = self.cache.batch(sources)
+            if not torch.equal(cached_mask, mask):
+                raise ValueError(f"{self.cache.path} does not match the tokenizer: delete it")
+            return GmlmBatch(states, ids, mask, targets)
+        return GmlmBatch(None, ids, mask, targets)
 
     def batches(self, pairs: Sequence[TextPair]) -> Iterator[GmlmBatch]:
         rng = random.Random(self.config.seed)
@@ -150,19 +153,19 @@ class GmlmTraining(nn.Module):
     def loss(self, batch: GmlmBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         model, device = self.model, self.device_
         mask = batch.source_mask.to(device)
+        ids = batch.source_ids.to(device)
         if batch.source_states is not None:
             states = batch.source_states.to(device)
         else:
-            assert batch.source_ids is not None
-            states = model.encode_states(batch.source_ids.to(device), mask)
-        source = model.prepare_source(states, mask)
+            states = model.encode_states(ids, mask)
+        source = model.prepare_source(states, mask, ids)
         targets = batch.targets
         length_loss = F.cross_entropy(model.length_logits(source), (targets.lengths - 1).to(device))
-        valid, ids = targets.valid.to(device), targets.ids.to(device)
+        valid, gold = targets.valid.to(device), targets.ids.to(device)
         if model.config.mode == "autoregressive":
             inputs = autoregressive_inputs(targets, model.special.bos).to(device)
-            logits = model.vocab_logits(model.decode_states(source, inputs, valid)[valid])
-            token_loss = F.cross_entropy(logits, ids[valid])
+            states = model.decode_states(source, inputs, valid)
+            token_loss = F.nll_loss(model.token_log_probs(states, source, valid), gold[valid])
         else:
             corrupted = corrupt(
                 targets,
@@ -175,11 +178,12 @@ class GmlmTraining(nn.Module):
             inputs, noised = corrupted.inputs.to(device), corrupted.noised.to(device)
             token_loss = torch.zeros((), device=device)
             for stage in range(self.config.unrolled_stages):
-                logits = model.vocab_logits(model.decode_states(source, inputs, valid)[noised])
-                token_loss = token_loss + F.cross_entropy(logits, ids[noised])
+                states = model.decode_states(source, inputs, valid)
+                log_probs = model.token_log_probs(states, source, noised)
+                token_loss = token_loss + F.nll_loss(log_probs, gold[noised])
                 if stage + 1 < self.config.unrolled_stages:
                     inputs = inputs.clone()
-                    inputs[noised] = logits.detach().argmax(-1)
+                    inputs[noised] = log_probs.detach().argmax(-1)
             token_loss = token_loss / self.config.unrolled_stages
         return token_loss + self.config.length_loss_weight * length_loss
 
