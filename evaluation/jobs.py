@@ -16,7 +16,9 @@ from index.readers.corpus import read_corpus
 from index.readers.queries import read_queries
 from index.readers.trec import Run, ranked, read_qrels, read_run, write_run
 from index.searcher import Searcher
+from models.registry import reranker_encoders
 from models.reranker import Reranker
+from models.runtime import RuntimeChoice, RuntimeConfig, RuntimeName, apply_runtimes
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class EvalConfig:
     compare: Path | None = None
     name: str | None = None
     device: str | None = None
+    runtime: RuntimeName = "torch"
+    """Where the encoders run (``models.runtime``): auto, torch or onnx."""
     show_progress: bool = True
 
     def validate(self) -> None:
@@ -58,6 +62,7 @@ class EvalResult:
     run: Run
     timings: dict[str, float] = field(default_factory=dict)
     comparison: Comparison | None = None
+    runtimes: list[RuntimeChoice] = field(default_factory=list)
 
 
 def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult:
@@ -68,6 +73,8 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
     if not evaluated:
         raise ValueError(f"no query of {config.queries} has judgments in {config.qrels}")
     timings: dict[str, float] = {}
+    runtime = RuntimeConfig(config.runtime)
+    runtimes = apply_runtimes(reranker_encoders(reranker), runtime) if reranker is not None else []
     if config.run is not None:
         run = read_run(config.run)
         name = config.name or config.run.stem
@@ -96,13 +103,15 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
             config.rerank_depth,
             config.show_progress,
             config.first_stage,
+            runtime,
+            runtimes,
         )
         name = f"index:{config.index.name}:{config.first_stage}"
         if reranker is not None:
             name = f"{name}>>{reranker.name}"
         name = config.name or name
     metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
-    result = EvalResult(name=name, metrics=metrics, run=run, timings=timings)
+    result = EvalResult(name=name, metrics=metrics, run=run, timings=timings, runtimes=runtimes)
     if config.compare is not None:
         baseline = evaluate(qrels, read_run(config.compare), list(metrics.aggregate), evaluated)
         result.comparison = compare(
@@ -157,12 +166,22 @@ def retrieve_run(
     rerank_depth: int = 100,
     show_progress: bool = False,
     first_stage: str = "dense",
+    runtime: RuntimeConfig | None = None,
+    runtimes: list[RuntimeChoice] | None = None,
 ) -> tuple[Run, dict[str, float]]:
     """First-stage retrieval, then (optionally) re-ranking of the top ``rerank_depth`` hits
-    from the index's token store (documents are encoded only if the store lacks them)."""
+    from the index's token store (documents are encoded only if the store lacks them).
+
+    ``runtime``: where the query encoder runs (None: PyTorch); its choice is appended to
+    ``runtimes``.
+    """
     from index.rerank import rerank_hits_many
 
     searcher = Searcher.open(index, device=device)
+    if runtime is not None:
+        chosen = apply_runtimes([searcher.encoder], runtime)
+        if runtimes is not None:
+            runtimes += chosen
     try:
         ids = list(queries)
         started = time.perf_counter()
@@ -210,6 +229,7 @@ def save_outputs(config: EvalConfig, result: EvalResult) -> None:
         "metrics": result.metrics.aggregate,
         "per_query": result.metrics.per_query,
         "timings": result.timings,
+        "runtimes": [choice.to_dict() for choice in result.runtimes],
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
     }
     if result.comparison is not None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from loupe.cli_common import Device, Quiet, env, user_errors
+from loupe.cli_common import Device, Quiet, Runtime, RuntimeOption, env, user_errors
 from loupe.gmlm_commands import register as register_gmlm
 from loupe.serve_command import register as register_serve
 from loupe.settings import CommonSettings
@@ -73,11 +73,13 @@ def index_build(
         typer.Option(help="GMLM folder for --expand (loupe train gmlm)", envvar=env("generator")),
     ] = None,
     device: Device = None,
+    runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
 ) -> None:
     """Encode a corpus with the dual encoder and write a FAISS index, docstore and manifest."""
     from index.builder import IndexBuildConfig, build_index
     from models.doc2query import ExpansionConfig
+    from models.runtime import RuntimeConfig
 
     if expand and generator is None:
         raise ValueError("--expand needs --generator (a GMLM folder from `loupe train gmlm`)")
@@ -101,6 +103,7 @@ def index_build(
             reranker=reranker,
             bm25=bm25,
             expansion=expansion,
+            runtime=RuntimeConfig(runtime.value),
         )
     )
     m = stats.manifest
@@ -195,6 +198,7 @@ def evaluate(
         typer.Option(help="dense or bm25 (an index built with --bm25)", envvar=env("first_stage")),
     ] = "dense",
     device: Device = None,
+    runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
 ) -> None:
     """Score a run, re-rank candidates, or retrieve from an index; write run, metrics, report."""
@@ -218,6 +222,7 @@ def evaluate(
         compare=compare,
         name=name,
         device=device,
+        runtime=runtime.value,
         show_progress=not quiet,
     )
     config.validate()
@@ -227,6 +232,8 @@ def evaluate(
     typer.echo(summary_table(result))
     for key, value in result.timings.items():
         typer.echo(f"{key}: {value:.2f}")
+    for choice in result.runtimes:
+        typer.echo(f"runtime {choice.summary()}")
     if result.comparison is not None:
         c = result.comparison
         typer.echo(

@@ -4,6 +4,7 @@ and common option types."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from functools import wraps
 from typing import Annotated, Any, TypeVar
 
@@ -37,3 +38,21 @@ Device = Annotated[
     typer.Option(help="torch device (cuda, cpu); default: CUDA if present", envvar=env("device")),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars", envvar=env("quiet"))]
+
+
+class RuntimeOption(StrEnum):
+    """Where the encoders run (``models.runtime``)."""
+
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
+Runtime = Annotated[
+    RuntimeOption,
+    typer.Option(
+        help="encoder runtime: auto (measure PyTorch and ONNX Runtime, keep the faster), "
+        "torch or onnx",
+        envvar=env("runtime"),
+    ),
+]

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from loupe.cli_common import RuntimeOption
 from service.settings import ServiceSettings
 
 
@@ -58,6 +59,16 @@ def serve(
     torch_threads: Annotated[
         int | None, _option("torch_threads", "CPU threads for torch (default: one per core)", min=1)
     ] = None,
+    runtime: Annotated[
+        RuntimeOption | None,
+        _option("runtime", "encoder runtime: auto (measure both at start-up), torch or onnx"),
+    ] = None,
+    onnx_dir: Annotated[
+        Path | None, _option("onnx_dir", "a `loupe export onnx` folder to take graphs from")
+    ] = None,
+    onnx_cache: Annotated[
+        Path | None, _option("onnx_cache", "where ONNX graphs are exported on first use")
+    ] = None,
     max_documents: Annotated[
         int | None, _option("max_documents", "documents per request (413 above)", min=1)
     ] = None,
@@ -99,6 +110,9 @@ def serve(
         "api_key": api_key,
         "device": device,
         "torch_threads": torch_threads,
+        "runtime": runtime.value if runtime is not None else None,
+        "onnx_dir": onnx_dir,
+        "onnx_cache": onnx_cache,
         "max_documents": max_documents,
         "max_text_chars": max_text_chars,
         "max_body_bytes": max_body_bytes,

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from tqdm.auto import tqdm
 from models.backbone import DEFAULT_MODEL, Backbone, PoolingMode, load_backbone
 from models.device import pick_device
 from models.pooling import cls_pool, l2_normalize, mean_pool
+
+if TYPE_CHECKING:
+    from models.runtime import RuntimeChoice
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,19 @@ class TokenBatch:
 
     embeddings: torch.Tensor
     mask: torch.Tensor
+
+
+class TokenRunner(Protocol):
+    """Runs the backbone outside PyTorch (e.g. ONNX Runtime, see :mod:`models.runtime`).
+
+    Called with ``input_ids`` and ``attention_mask`` ``(batch, tokens)``; returns the last
+    hidden states ``(batch, tokens, hidden)`` float32 on the encoder's device.
+    """
+
+    name: str
+    provider: str
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
 
 
 def _folder_max_length(model_path: str) -> int | None:
@@ -83,6 +100,11 @@ class TextEncoder:
         tokenizer_limit = getattr(self.backbone.tokenizer, "model_max_length", 512) or 512
         limit = self.config.max_length or _folder_max_length(self.backbone.path) or tokenizer_limit
         self.max_length = int(min(limit, tokenizer_limit, 512))
+        self.runner: TokenRunner | None = None
+        """Runs inference passes instead of PyTorch when set (``models.runtime``); passes that
+        need gradients always run in PyTorch."""
+        self.runtime_choice: RuntimeChoice | None = None
+        """How the runtime was chosen, when ``models.runtime.apply_runtime`` chose it."""
 
     @property
     def dim(self) -> int:
@@ -116,11 +138,27 @@ class TextEncoder:
         return [len(x) for x in ids]
 
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> TokenBatch:
-        """Run the backbone on a tokenised batch; gradients flow if enabled by the caller."""
-        output = self.backbone.model(**batch)
+        """Run the backbone on a tokenised batch; gradients flow if enabled by the caller.
+
+        Inference passes go to ``self.runner`` when one is set (ONNX Runtime); a pass that
+        needs gradients runs in PyTorch whatever the runtime.
+        """
         mask = batch["attention_mask"].bool()
-        hidden = output.last_hidden_state * mask.unsqueeze(-1)
-        return TokenBatch(embeddings=hidden, mask=mask)
+        if self.runner is not None and not self._needs_gradients():
+            hidden = self.runner(batch["input_ids"], batch["attention_mask"])
+        else:
+            hidden = self.backbone.model(**batch).last_hidden_state
+        return TokenBatch(embeddings=hidden * mask.unsqueeze(-1), mask=mask)
+
+    def _needs_gradients(self) -> bool:
+        return torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.backbone.model.parameters()
+        )
+
+    @property
+    def runtime(self) -> str:
+        """Where inference passes run: ``torch`` or the runner's name (``onnx``)."""
+        return "torch" if self.runner is None else self.runner.name
 
     def pool(self, tokens: TokenBatch) -> torch.Tensor:
         """``(batch, tokens, dim) -> (batch, dim)``, normalised if configured."""

@@ -8,6 +8,8 @@ normalised as the model does). A Loupe late-interaction folder adds ``late_token
 (``q_tokens (1, q, dim)``, ``q_mask (1, q)``, ``d_tokens (1, n, t, dim)``, ``d_mask (1, n, t)``
 -> ``scores (1, n)``). Tokenizer files are copied beside them. ``int8=True`` adds dynamically
 quantised copies (``*.int8.onnx``). Every export is checked against PyTorch on a sample.
+``onnx_config.json`` records the backbone's fingerprint, so that ``--runtime onnx`` with
+``--onnx-dir`` (``models.runtime``) runs ``encoder.onnx`` for the model it came from.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 from models.encoder import EncoderConfig, TextEncoder
 from models.late_interaction import LateInteractionModel, is_late_interaction_folder
+from models.onnx_backbone import backbone_fingerprint
 from models.pooling import cls_pool, l2_normalize, mean_pool
 
 SAMPLE_QUERY = "what is the effect of vitamin d on bone density"
@@ -230,6 +233,7 @@ def export_onnx(model: str, out: Path, *, int8: bool = False) -> list[ParityRepo
         json.dumps(
             {
                 "source": model,
+                "backbone_fingerprint": backbone_fingerprint(encoder.backbone.model),
                 "pooling": encoder.backbone.pooling,
                 "max_length": encoder.max_length,
                 "late_interaction": late.config.to_dict() if late is not None else None,

@@ -63,3 +63,12 @@ def load_reranker(
         model = LateInteractionModel.load(spec, device=device, share_encoder=share_encoder)
         return LateInteractionReranker(model, name=f"lite:{Path(spec).name}")
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
+
+
+def reranker_encoders(reranker: Reranker) -> list[TextEncoder]:
+    """The text encoders a re-ranker runs (to choose their runtime); none for other kinds."""
+    if isinstance(reranker, LateInteractionReranker):
+        return [reranker.model.encoder]
+    if isinstance(reranker, DualEncoderReranker):
+        return [reranker.encoder]
+    return []

@@ -38,7 +38,8 @@ def load_engine(settings: ServiceSettings) -> Engine:
     from models.document_cache import DocumentCache
     from models.encoder import EncoderConfig, TextEncoder
     from models.late_reranker import LateInteractionReranker
-    from models.registry import load_reranker
+    from models.registry import load_reranker, reranker_encoders
+    from models.runtime import RuntimeConfig, apply_runtimes
 
     started = time.perf_counter()
     if settings.torch_threads is not None:
@@ -47,6 +48,10 @@ def load_engine(settings: ServiceSettings) -> Engine:
         torch.set_num_threads(settings.torch_threads)
     encoder = TextEncoder(EncoderConfig(model=settings.encoder, device=settings.device))
     reranker = load_reranker(settings.reranker, device=settings.device, share_encoder=encoder)
+    apply_runtimes(
+        [encoder, *reranker_encoders(reranker)],
+        RuntimeConfig(settings.runtime, settings.onnx_cache, settings.onnx_dir),
+    )
     if isinstance(reranker, LateInteractionReranker) and settings.document_cache_mb > 0:
         reranker.cache = DocumentCache(settings.document_cache_mb * 2**20)
     index = LiveIndex.open_or_create(
@@ -78,8 +83,9 @@ def load_engine(settings: ServiceSettings) -> Engine:
         index.close()
         raise
     log.info(
-        "loaded encoder %s, re-ranker %s and %d documents in %.1fs",
+        "loaded encoder %s (%s), re-ranker %s and %d documents in %.1fs",
         engine.encoder_name,
+        encoder.runtime,
         engine.reranker_name,
         engine.document_count(),
         time.perf_counter() - started,

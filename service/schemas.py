@@ -243,6 +243,18 @@ class ReadyResponse(BaseModel):
     error: ErrorDetail | None = None
 
 
+class RuntimeInfo(BaseModel):
+    """Where a model's encoder runs, and why (``loupe serve --runtime``)."""
+
+    runtime: Literal["torch", "onnx"]
+    requested: Literal["auto", "torch", "onnx"]
+    provider: str
+    """torch device, or the ONNX Runtime execution provider."""
+    reason: str
+    calibration_ms: dict[str, float] = {}
+    """``auto``: milliseconds per runtime on the start-up calibration batch."""
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -250,6 +262,7 @@ class ModelCard(BaseModel):
     role: Literal["encoder", "reranker", "generator"]
     dimension: int | None = None
     max_tokens: int | None = None
+    runtime: RuntimeInfo | None = None
 
 
 class ModelsResponse(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,16 @@ class ServiceSettings(BaseSettings):
     device: str | None = None
     """torch device; default: CUDA when present."""
     torch_threads: int | None = Field(None, ge=1)
-    """CPU threads torch may use (default: torch's choice, one per core)."""
+    """CPU threads torch may use (default: torch's choice, one per core); ONNX Runtime
+    uses as many."""
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    """Where the encoders run: ``auto`` measures PyTorch and ONNX Runtime at start-up on a
+    small calibration batch and keeps the faster; ``torch``; ``onnx`` (CUDA provider when
+    onnxruntime-gpu and a GPU are present)."""
+    onnx_dir: Path | None = None
+    """A ``loupe export onnx`` folder whose graph is used for the encoder it came from."""
+    onnx_cache: Path | None = None
+    """Where ONNX graphs are exported on first use (default: ``~/.cache/loupe``)."""
     index_factory: str = "Flat"
     """FAISS factory for a new empty index (Flat or HNSW32; IVF needs training data)."""
     api_key: SecretStr | None = None

@@ -42,6 +42,16 @@ def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int =
     return folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def onnx_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Graphs the ONNX runtime exports on first use go to a temporary folder, not the
+    user's ``~/.cache/loupe``."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LOUPE_CACHE_DIR", str(tmp_path_factory.mktemp("loupe-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

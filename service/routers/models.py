@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Depends
 
 from service.deps import get_runtime
 from service.routers.responses import errors
 from service.runtime import Runtime
-from service.schemas import ModelCard, ModelsResponse
+from service.schemas import ModelCard, ModelsResponse, RuntimeInfo
+
+if TYPE_CHECKING:
+    from models.encoder import TextEncoder
 
 router = APIRouter(tags=["models"])
 
@@ -21,17 +26,38 @@ router = APIRouter(tags=["models"])
 async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelsResponse:
     """The re-ranker (rerank, search), the first-stage encoder (embed) and the query
     generator (generate) when one is loaded."""
+    from models.registry import reranker_encoders  # torch is loaded by now
+
     engine = runtime.engine
     generator = [ModelCard(id=engine.generator.name, role="generator")] if engine.generator else []
+    rerank_encoders = reranker_encoders(engine.reranker)
     return ModelsResponse(
         data=[
-            ModelCard(id=engine.reranker_name, role="reranker"),
+            ModelCard(
+                id=engine.reranker_name,
+                role="reranker",
+                runtime=_runtime_info(rerank_encoders[0]) if rerank_encoders else None,
+            ),
             ModelCard(
                 id=engine.encoder_name,
                 role="encoder",
                 dimension=engine.dimension,
                 max_tokens=engine.max_length,
+                runtime=_runtime_info(engine.encoder),
             ),
             *generator,
         ]
+    )
+
+
+def _runtime_info(encoder: TextEncoder) -> RuntimeInfo | None:
+    choice = getattr(encoder, "runtime_choice", None)
+    if choice is None:
+        return None
+    return RuntimeInfo(
+        runtime=choice.runtime,
+        requested=choice.requested,
+        provider=choice.provider,
+        reason=choice.reason,
+        calibration_ms=choice.calibration_ms,
     )
