@@ -72,6 +72,12 @@ def index_build(
         Path | None,
         typer.Option(help="GMLM folder for --expand (loupe train gmlm)", envvar=env("generator")),
     ] = None,
+    expand_iterations: Annotated[
+        int,
+        typer.Option(
+            min=1, help="parallel decoding passes for --expand", envvar=env("expand_iterations")
+        ),
+    ] = 4,
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
@@ -84,7 +90,12 @@ def index_build(
     if expand and generator is None:
         raise ValueError("--expand needs --generator (a GMLM folder from `loupe train gmlm`)")
     expansion = (
-        ExpansionConfig(str(generator), queries_per_document=expand, device=device)
+        ExpansionConfig(
+            str(generator),
+            queries_per_document=expand,
+            iterations=expand_iterations,
+            device=device,
+        )
         if expand and generator is not None
         else None
     )

@@ -183,10 +183,12 @@ def parallel_decode(
     for iteration in range(config.iterations):
         iterations_run += 1
         states = model.decode_states(source, tokens, valid)
-        logits = model.token_log_probs(states, source) + banned
+        # only the masked positions are predicted: (n_masked, vocab)
+        logits = model.token_log_probs(states, source, masked) + banned
         new_tokens, new_log_probs = _choose(logits, config.temperature, generator)
-        tokens = torch.where(masked, new_tokens, tokens)
-        log_probs = torch.where(masked, new_log_probs, log_probs)
+        tokens, log_probs = tokens.clone(), log_probs.clone()
+        tokens[masked] = new_tokens
+        log_probs[masked] = new_log_probs
         unchanged = before_remask is not None and torch.equal(tokens, before_remask)
         if iteration == config.iterations - 1 or (config.early_stop and unchanged):
             break
