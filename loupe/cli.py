@@ -13,9 +13,11 @@ from typing import Annotated
 import typer
 
 from loupe.cli_common import Device, Quiet, Runtime, RuntimeOption, env, user_errors
+from loupe.generate_command import register as register_generate
 from loupe.gmlm_commands import register as register_gmlm
 from loupe.serve_command import register as register_serve
 from loupe.settings import CommonSettings
+from loupe.softsrv_commands import register as register_softsrv
 
 app = typer.Typer(
     name="loupe",
@@ -312,7 +314,9 @@ def train_lite_command(
 
 
 register_serve(app)
+register_generate(app)
 register_gmlm(train_app)
+register_softsrv(train_app)
 
 
 @train_app.command("dual")

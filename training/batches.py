@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from training.examples import Example, examples_from_triples, load_qrels_examples, split_by_query
-from training.run_config import QrelsSource, TrainingRunConfig, TriplesSource
+from training.run_config import QrelsSource, SyntheticSource, TrainingRunConfig, TriplesSource
+from training.synthetic_examples import mix_synthetic
 
 
 @dataclass
@@ -19,9 +20,15 @@ class Batch:
     teacher: torch.Tensor | None  # (batch, 1+k)
 
 
-def load_examples(sources: Sequence[TriplesSource | QrelsSource]) -> list[Example]:
+def load_examples(
+    sources: Sequence[TriplesSource | QrelsSource | SyntheticSource],
+) -> list[Example]:
+    """The real examples of the sources (synthetic ones are mixed in by
+    :func:`split_training_data`, into the training side only)."""
     examples: list[Example] = []
     for source in sources:
+        if isinstance(source, SyntheticSource):
+            continue
         if isinstance(source, TriplesSource):
             examples += examples_from_triples(source.path, source.limit)
         else:
@@ -83,12 +90,15 @@ def batches(
 def split_training_data(
     config: TrainingRunConfig,
 ) -> tuple[list[Example], list[Example], list[Example], bool]:
-    """``(all, train, dev, with_teacher)``: whole queries held out for dev; a distillation
-    loss requires teacher scores on every training example."""
+    """``(all, train, dev, with_teacher)``: whole queries held out for dev; synthetic pairs
+    join the training side only, at their sources' mixing ratios; a distillation loss
+    requires teacher scores on every training example."""
     examples = load_examples(config.data)
     train, dev = split_by_query(examples, config.dev_fraction, config.seed)
     if not train:
         raise ValueError("no training examples left after holding out the dev queries")
+    synthetic = mix_synthetic(config.data, len(train), config.seed)
+    train, examples = train + synthetic, examples + synthetic
     with_teacher = config.loss != "ce"
     if with_teacher and not all(e.teacher_positive is not None for e in train):
         raise ValueError(

@@ -53,6 +53,30 @@ class QrelsSource(StrictModel):
         return self
 
 
+class SyntheticSource(StrictModel):
+    """Generated (query, passage) pairs from ``loupe generate`` (rows the consistency filter
+    dropped are skipped), mixed into the training examples only, never the dev split:
+    ``ratio`` synthetic examples per real training example (a seeded sample; all of them
+    when the file holds fewer). Negatives are mined from ``negatives_index``, read from
+    ``negatives_run`` (keyed by the synthetic query ids), or else drawn at random from
+    ``corpus``."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    pairs: Path
+    corpus: Path
+    ratio: float = Field(default=1.0, ge=0)
+    negatives_index: Path | None = None
+    negatives_run: Path | None = None
+    negative_depth: int = 50
+    negatives_per_query: int = 16
+
+    @model_validator(mode="after")
+    def _one_negative_source(self) -> SyntheticSource:
+        if self.negatives_index is not None and self.negatives_run is not None:
+            raise ValueError("give at most one of negatives_index and negatives_run")
+        return self
+
+
 class RunSchedule(StrictModel):
     """The run's output folder and schedule, as every job's config has them."""
 
@@ -96,7 +120,7 @@ class RunSchedule(StrictModel):
 class TrainingRunConfig(RunSchedule):
     """What the re-ranker and dual-encoder jobs share: data, negatives, loss, LAuReL."""
 
-    data: list[TriplesSource | QrelsSource] = Field(min_length=1)
+    data: list[TriplesSource | QrelsSource | SyntheticSource] = Field(min_length=1)
     negatives: int = 7
     """Hard negatives per query (sampled from each example's pool), on top of in-batch ones."""
     batch_size: int = 16
