@@ -12,7 +12,21 @@ from typing import Annotated
 
 import typer
 
-from loupe.cli_common import Device, Quiet, Runtime, RuntimeOption, env, user_errors
+from loupe.cli_common import (
+    BatchSize,
+    ConfigFile,
+    Device,
+    LearningRate,
+    MaxSteps,
+    OutFolder,
+    Quiet,
+    Runtime,
+    RuntimeOption,
+    Seed,
+    env,
+    load_job_config,
+    user_errors,
+)
 from loupe.generate_command import register as register_generate
 from loupe.gmlm_commands import register as register_gmlm
 from loupe.serve_command import register as register_serve
@@ -259,19 +273,16 @@ def evaluate(
 @train_app.command("lite")
 @user_errors
 def train_lite_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))] = None,
+    config: ConfigFile = None,
+    out: OutFolder = None,
     scorer: Annotated[
         str | None, typer.Option(help="maxsim, sorted, separable, flattened", envvar=env("scorer"))
     ] = None,
     dim: Annotated[int | None, typer.Option(help="projection width", envvar=env("dim"))] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))] = None,
-    learning_rate: Annotated[float | None, typer.Option(envvar=env("learning_rate"))] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))] = None,
-    seed: Annotated[int | None, typer.Option(envvar=env("seed"))] = None,
+    max_steps: MaxSteps = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    seed: Seed = None,
     cache: Annotated[
         Path | None, typer.Option(help="token-state cache file (.npz)", envvar=env("cache"))
     ] = None,
@@ -285,8 +296,6 @@ def train_lite_command(
     quiet: Quiet = False,
 ) -> None:
     """Train a LITE (or MaxSim) late-interaction re-ranker; the best model lands in OUT/best."""
-    from pydantic import ValidationError
-
     from training.lite_job import load_lite_config, train_lite
 
     overrides: dict[str, object] = {
@@ -302,10 +311,7 @@ def train_lite_command(
     }
     if scorer is not None:
         overrides["scorer"] = {"kind": scorer}
-    try:
-        train_config = load_lite_config(config, overrides)
-    except ValidationError as exc:
-        raise ValueError(f"invalid training config: {exc}") from exc
+    train_config = load_job_config(load_lite_config, config, overrides)
     result = train_lite(train_config, show_progress=not quiet)
     typer.echo(
         f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "
@@ -322,28 +328,23 @@ register_softsrv(train_app)
 @train_app.command("dual")
 @user_errors
 def train_dual_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))] = None,
+    config: ConfigFile = None,
+    out: OutFolder = None,
     model: Annotated[
         str | None, typer.Option(help="encoder to fine-tune", envvar=env("model"))
     ] = None,
     laurel: Annotated[
         str | None, typer.Option(help="LAuReL variants, e.g. rw,lr", envvar=env("laurel"))
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))] = None,
-    learning_rate: Annotated[float | None, typer.Option(envvar=env("learning_rate"))] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))] = None,
-    seed: Annotated[int | None, typer.Option(envvar=env("seed"))] = None,
+    max_steps: MaxSteps = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    seed: Seed = None,
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune the dual encoder (contrastive, in-batch + hard negatives, optional LAuReL);
     the best encoder lands in OUT/best, ready for `loupe index build --model OUT/best`."""
-    from pydantic import ValidationError
-
     from training.dual_job import load_dual_config, train_dual
 
     overrides: dict[str, object] = {
@@ -356,10 +357,7 @@ def train_dual_command(
         "device": device,
         "laurel": laurel.split(",") if laurel else None,
     }
-    try:
-        train_config = load_dual_config(config, overrides)
-    except ValidationError as exc:
-        raise ValueError(f"invalid training config: {exc}") from exc
+    train_config = load_job_config(load_dual_config, config, overrides)
     result = train_dual(train_config, show_progress=not quiet)
     typer.echo(
         f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -56,3 +57,32 @@ Runtime = Annotated[
         envvar=env("runtime"),
     ),
 ]
+
+
+# --- options every `loupe train` command takes ------------------------------------------------
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
+]
+OutFolder = Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))]
+MaxSteps = Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))]
+LearningRate = Annotated[float | None, typer.Option(envvar=env("learning_rate"))]
+BatchSize = Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))]
+Seed = Annotated[int | None, typer.Option(envvar=env("seed"))]
+
+C = TypeVar("C")
+
+
+def load_job_config(
+    loader: Callable[[Path | None, dict[str, object]], C],
+    path: Path | None,
+    overrides: dict[str, object],
+) -> C:
+    """A training job's typed config from its file and the flags; invalid ones become a
+    ValueError (printed as a one-line error by :func:`user_errors`)."""
+    from pydantic import ValidationError
+
+    try:
+        return loader(path, overrides)
+    except ValidationError as exc:
+        raise ValueError(f"invalid training config: {exc}") from exc

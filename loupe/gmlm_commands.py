@@ -3,21 +3,29 @@ baseline with ``--mode autoregressive``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from loupe.cli_common import Device, Quiet, env, user_errors
+from loupe.cli_common import (
+    BatchSize,
+    ConfigFile,
+    Device,
+    LearningRate,
+    MaxSteps,
+    OutFolder,
+    Quiet,
+    Seed,
+    env,
+    load_job_config,
+    user_errors,
+)
 
 
 @user_errors
 def train_gmlm_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))] = None,
+    config: ConfigFile = None,
+    out: OutFolder = None,
     mode: Annotated[
         str | None,
         typer.Option(help="parallel (GMLM) or autoregressive (baseline)", envvar=env("mode")),
@@ -25,17 +33,15 @@ def train_gmlm_command(
     backbone: Annotated[
         str | None, typer.Option(help="encoder: default, folder or HF name", envvar=env("backbone"))
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))] = None,
-    learning_rate: Annotated[float | None, typer.Option(envvar=env("learning_rate"))] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))] = None,
-    seed: Annotated[int | None, typer.Option(envvar=env("seed"))] = None,
+    max_steps: MaxSteps = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    seed: Seed = None,
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Train the GMLM query generator on (passage, query) pairs; the best model (lowest dev
     loss) lands in OUT/best, ready for `loupe generate --gmlm OUT/best`."""
-    from pydantic import ValidationError
-
     from training.gmlm_job import load_gmlm_config, train_gmlm
 
     overrides: dict[str, object] = {
@@ -48,10 +54,7 @@ def train_gmlm_command(
         "seed": seed,
         "device": device,
     }
-    try:
-        train_config = load_gmlm_config(config, overrides)
-    except ValidationError as exc:
-        raise ValueError(f"invalid training config: {exc}") from exc
+    train_config = load_job_config(load_gmlm_config, config, overrides)
     result = train_gmlm(train_config, show_progress=not quiet)
     best = None if result.best_metric is None else f"{-result.best_metric:.4f}"
     typer.echo(

@@ -3,21 +3,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from loupe.cli_common import Device, Quiet, env, user_errors
+from loupe.cli_common import (
+    BatchSize,
+    ConfigFile,
+    Device,
+    LearningRate,
+    MaxSteps,
+    OutFolder,
+    Quiet,
+    Seed,
+    env,
+    load_job_config,
+    user_errors,
+)
 
 
 @user_errors
 def train_softsrv_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))] = None,
+    config: ConfigFile = None,
+    out: OutFolder = None,
     prompt: Annotated[
         str | None,
         typer.Option(help="noncontextual, mixture or mlp", envvar=env("prompt")),
@@ -26,17 +34,15 @@ def train_softsrv_command(
         int | None, typer.Option(min=1, help="prompt vectors", envvar=env("prompt_length"))
     ] = None,
     lm: Annotated[str | None, typer.Option(help="frozen causal LM", envvar=env("lm"))] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))] = None,
-    learning_rate: Annotated[float | None, typer.Option(envvar=env("learning_rate"))] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))] = None,
-    seed: Annotated[int | None, typer.Option(envvar=env("seed"))] = None,
+    max_steps: MaxSteps = None,
+    learning_rate: LearningRate = None,
+    batch_size: BatchSize = None,
+    seed: Seed = None,
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a SoftSRV contextual soft prompt for a frozen causal LM on (passage, query) pairs;
     the best prompt (dev loss) lands in OUT/best, ready for `loupe generate --softsrv`."""
-    from pydantic import ValidationError
-
     from training.softsrv_job import load_softsrv_config
     from training.softsrv_job import train_softsrv as run
 
@@ -51,10 +57,7 @@ def train_softsrv_command(
         "seed": seed,
         "device": device,
     }
-    try:
-        train_config = load_softsrv_config(config, overrides)
-    except ValidationError as exc:
-        raise ValueError(f"invalid training config: {exc}") from exc
+    train_config = load_job_config(load_softsrv_config, config, overrides)
     result = run(train_config, show_progress=not quiet)
     best = -result.best_metric if result.best_metric is not None else None
     typer.echo(
