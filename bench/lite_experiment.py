@@ -37,6 +37,22 @@ from training.token_cache import TokenCache
 MEASURES = ["nDCG@10", "RR@10", "RR(rel=2)@10", "R@100"]
 
 
+def training_sources(data: Path, negatives: Path) -> list[QrelsSource | TriplesSource]:
+    """The re-ranker's real training data: SciFact train judgments with hard negatives from
+    ``negatives`` (a TREC run), and the MS MARCO triples sample."""
+    sci = data / "beir-scifact"
+    return [
+        QrelsSource(
+            queries=sci / "queries.jsonl",
+            qrels=sci / "qrels" / "train.tsv",
+            corpus=sci,
+            negatives_run=negatives,
+            split="train",
+        ),
+        TriplesSource(path=data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"),
+    ]
+
+
 def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, dict]:
     """Queries, qrels, candidate runs and passage texts of the two evaluation sets."""
     dl19 = data / "trec-dl-2019-passage"
@@ -126,16 +142,7 @@ def main() -> None:
         queries = read_queries(sci / "queries.jsonl", "train")
         run, _ = retrieve_run(args.scifact_index, queries, 50, None)
         write_run(run, negatives, tag="minilm-dense")
-    sources = [
-        QrelsSource(
-            queries=sci / "queries.jsonl",
-            qrels=sci / "qrels" / "train.tsv",
-            corpus=sci,
-            negatives_run=negatives,
-            split="train",
-        ),
-        TriplesSource(path=data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"),
-    ]
+    sources = training_sources(data, negatives)
     sets = eval_sets(data, args.scifact_index)
 
     # Untrained MaxSim over raw 384-d MiniLM tokens also warms the shared cache.

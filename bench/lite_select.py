@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lite_experiment import rerank_from_cache
+from bench.lite_experiment import rerank_from_cache, training_sources
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
@@ -22,7 +22,6 @@ from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from training.batches import load_examples
 from training.examples import split_by_query
-from training.run_config import QrelsSource, TriplesSource
 from training.token_cache import TokenCache
 
 
@@ -39,16 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     data = data_root()
     sci = data / "beir-scifact"
-    sources = [
-        QrelsSource(
-            queries=sci / "queries.jsonl",
-            qrels=sci / "qrels" / "train.tsv",
-            corpus=sci,
-            negatives_run=args.negatives,
-            split="train",
-        ),
-        TriplesSource(path=data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"),
-    ]
+    sources = training_sources(data, args.negatives)
     _, dev = split_by_query(load_examples(sources), args.dev_fraction, args.seed)
     dev_ids = sorted({e.query_id for e in dev if e.query_id is not None})
     queries = read_queries(sci / "queries.jsonl", "train")

@@ -16,14 +16,14 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lite_experiment import MEASURES, eval_sets, rerank_from_cache
+from bench.lite_experiment import MEASURES, eval_sets, rerank_from_cache, training_sources
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
 from training.lite_job import train_lite
-from training.run_config import QrelsSource, SyntheticSource, TriplesSource
+from training.run_config import SyntheticSource
 from training.token_cache import TokenCache
 
 
@@ -42,16 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     data = data_root()
     sci = data / "beir-scifact"
-    real = [
-        QrelsSource(
-            queries=sci / "queries.jsonl",
-            qrels=sci / "qrels" / "train.tsv",
-            corpus=sci,
-            negatives_run=args.negatives,
-            split="train",
-        ),
-        TriplesSource(path=data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"),
-    ]
+    real = training_sources(data, args.negatives)
     conditions: dict[str, list] = {"real": real}
     for item in args.pairs:
         name, _, path = item.partition("=")

@@ -130,8 +130,6 @@ def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainR
 
 
 def load_dual_config(path: Path | None, overrides: dict[str, object]) -> DualTrainConfig:
-    from training.run_config import load_config_file
+    from training.run_config import config_from_file
 
-    data = load_config_file(path) if path is not None else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return DualTrainConfig.model_validate(data)
+    return config_from_file(DualTrainConfig, path, overrides)

@@ -239,8 +239,6 @@ def train_gmlm(config: GmlmTrainConfig, *, show_progress: bool = True) -> TrainR
 
 
 def load_gmlm_config(path: Path | None, overrides: dict[str, object]) -> GmlmTrainConfig:
-    from training.run_config import load_config_file
+    from training.run_config import config_from_file
 
-    data = load_config_file(path) if path is not None else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return GmlmTrainConfig.model_validate(data)
+    return config_from_file(GmlmTrainConfig, path, overrides)

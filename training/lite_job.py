@@ -169,14 +169,6 @@ def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainR
 
 
 def load_lite_config(path: Path | None, overrides: dict[str, object]) -> LiteTrainConfig:
-    from training.run_config import load_config_file
+    from training.run_config import config_from_file
 
-    data = load_config_file(path) if path is not None else {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}  # type: ignore[dict-item]
-        else:
-            data[key] = value
-    return LiteTrainConfig.model_validate(data)
+    return config_from_file(LiteTrainConfig, path, overrides)

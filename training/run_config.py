@@ -8,7 +8,7 @@ import os
 import tomllib
 from pathlib import Path
 from string import Template
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -160,6 +160,23 @@ def load_config_file(path: Path) -> dict[str, object]:
         raise ValueError(f"{path}: {exc}") from exc
     mapping = {**os.environ, "LOUPE_DATA_DIR": default_data_dir()}
     return dict(_expand(data, mapping))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def config_from_file(model: type[M], path: Path | None, overrides: dict[str, object]) -> M:
+    """A job's typed config: the file (if any), then the flags that were given (None: not
+    given); a dict flag updates the file's table of that name key by key."""
+    data = load_config_file(path) if path is not None else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}  # type: ignore[dict-item]
+        else:
+            data[key] = value
+    return model.model_validate(data)
 
 
 def _expand(value: Any, mapping: dict[str, str]) -> Any:

@@ -143,8 +143,6 @@ def train_softsrv(
 
 
 def load_softsrv_config(path: Path | None, overrides: dict[str, object]) -> SoftSRVTrainConfig:
-    from training.run_config import load_config_file
+    from training.run_config import config_from_file
 
-    data = load_config_file(path) if path is not None else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return SoftSRVTrainConfig.model_validate(data)
+    return config_from_file(SoftSRVTrainConfig, path, overrides)
