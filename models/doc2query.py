@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from models.gmlm import GenerativeMaskedLM
-from models.gmlm_decoding import DecodingConfig, generate
+from models.gmlm_decoding import DecodingConfig, generate, length_candidates_for
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class DocumentExpander:
         self.model = GenerativeMaskedLM.load(config.generator, device=pick_device(config.device))
         n = config.queries_per_document
         self.decoding = DecodingConfig(
-            iterations=config.iterations, length_candidates=max(2, n), num_generations=n
+            iterations=config.iterations,
+            length_candidates=length_candidates_for(n, 0.0),
+            num_generations=n,
         )
 
     def queries(self, texts: Sequence[str]) -> list[list[str]]:

@@ -44,6 +44,16 @@ class DecodingConfig:
             raise ValueError("max_length must be >= 1")
 
 
+def length_candidates_for(num_generations: int, temperature: float) -> int:
+    """Length candidates that give ``num_generations`` distinct texts: argmax decoding writes
+    one text per length, so it needs that many lengths; sampling draws several per length.
+
+    >>> length_candidates_for(3, 0.0), length_candidates_for(1, 0.0), length_candidates_for(5, 1.0)
+    (3, 2, 2)
+    """
+    return max(2, num_generations) if temperature == 0 else 2
+
+
 @dataclass(frozen=True)
 class Generation:
     text: str

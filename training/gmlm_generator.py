@@ -10,7 +10,7 @@ import torch
 
 from models.device import pick_device
 from models.gmlm import GenerativeMaskedLM
-from models.gmlm_decoding import DecodingConfig, generate
+from models.gmlm_decoding import DecodingConfig, generate, length_candidates_for
 from models.prompted_lm import SamplingConfig
 
 
@@ -27,7 +27,7 @@ class GmlmQueryGenerator:
         n = sampling.num_per_prompt
         return DecodingConfig(
             iterations=self.iterations,
-            length_candidates=max(2, n) if sampling.temperature == 0 else 2,
+            length_candidates=length_candidates_for(n, sampling.temperature),
             num_generations=n,
             temperature=sampling.temperature,
             max_length=min(sampling.max_new_tokens, self.model.config.max_target_length - 1),

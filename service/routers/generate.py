@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, Depends
 
-from models.gmlm_decoding import DecodingConfig
+from models.gmlm_decoding import DecodingConfig, length_candidates_for
 from service.deps import get_runtime, submit
 from service.errors import ApiError
 from service.generation import GenerateJob
@@ -54,9 +54,9 @@ async def generate(
         raise ApiError(
             422, f"max_length: the generator writes at most {generator.max_target_length} tokens"
         )
-    length_candidates = body.length_candidates or max(2, body.num_generations)
-    if body.temperature > 0:
-        length_candidates = body.length_candidates or 2
+    length_candidates = body.length_candidates or length_candidates_for(
+        body.num_generations, body.temperature
+    )
     config = DecodingConfig(
         iterations=body.iterations,
         length_candidates=length_candidates,
