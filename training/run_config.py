@@ -92,6 +92,8 @@ class RunSchedule(StrictModel):
     seed: int = 0
     device: str | None = None
     resume: bool = True
+    cpu_bf16: bool = False
+    """bf16 autocast when training on the CPU (fast on CPUs with AMX / AVX512-BF16)."""
 
     @model_validator(mode="after")
     def _check_dev_fraction(self) -> RunSchedule:
@@ -113,6 +115,7 @@ class RunSchedule(StrictModel):
             checkpoint_every=self.eval_every,
             patience=self.patience if has_dev else None,
             resume=self.resume,
+            cpu_bf16=self.cpu_bf16,
             show_progress=show_progress,
         )
 
