@@ -124,3 +124,15 @@ def test_bench_doctests() -> None:
 
     for module in (harness, flops):
         assert doctest.testmod(module).failed == 0
+
+
+def test_search_profile_quick_attributes_time_to_every_stage(tmp_path: Path) -> None:
+    from bench import search_profile
+
+    payload = search_profile.main(["--quick", "--out", str(tmp_path / "profile.json")])
+    stages = payload["stages_ms"]
+    # every stage's function was found on the profiled call stack (a rename would zero it)
+    assert all(ms > 0 for ms in stages.values()), stages
+    assert 0 < payload["of_which_tokenise_ms"] < payload["engine_ms_per_request"]
+    assert payload["http_p50_ms"] > 0
+    assert "FAISS search" in search_profile.render(payload)
