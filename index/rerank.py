@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from index.searcher import Hit, IndexReader
 from models.late_reranker import LateInteractionReranker
@@ -18,8 +19,12 @@ def rerank_hits_many(
     queries: Sequence[str],
     hits: Sequence[Sequence[Hit]],
     hit_rates: list[float] | None = None,
+    query_tokens: Sequence[torch.Tensor | None] | None = None,
 ) -> list[np.ndarray]:
     """Scores ``(len(hits[i]),)`` for each query's hits, in one batched call.
+
+    ``query_tokens`` (late interaction only): the queries' projected token matrices where
+    already computed (see ``LateInteractionReranker.query_matrices_from_states``).
 
     Hits the store lacks are encoded together, across all queries (through the re-ranker's
     document cache when it has one). ``hit_rates``, if given, receives each query's share of
@@ -41,7 +46,7 @@ def rerank_hits_many(
         for (r, i), matrix in zip(missing, fresh, strict=True):
             grouped[r][i] = matrix
     return reranker.score_stored_many(
-        queries, [[m for m in row if m is not None] for row in grouped]
+        queries, [[m for m in row if m is not None] for row in grouped], query_tokens
     )
 
 

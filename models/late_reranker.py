@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from models.document_cache import DocumentCache, document_key
+from models.encoder import TextEncoder, TokenBatch
 from models.late_interaction import LateInteractionModel, pad_matrices
 from models.reranker import regroup
 
@@ -36,6 +37,43 @@ class LateInteractionReranker:
     def query_matrices(self, queries: Sequence[str]) -> list[torch.Tensor]:
         encoded = self.model.encode_queries(list(queries))
         return [encoded.tokens[i, : int(encoded.mask[i].sum())] for i in range(len(queries))]
+
+    @torch.inference_mode()
+    def query_matrices_from_states(
+        self, encoder: TextEncoder, states: TokenBatch
+    ) -> list[torch.Tensor | None]:
+        """Projected query matrices ``(q_tokens_i, dim)`` from backbone states another
+        component already computed with ``encoder`` (the first stage's pass over the
+        queries), so a query is not run through the transformer twice.
+
+        Only exact reuse: when this re-ranker runs on that very encoder and the query has
+        at most ``q_len`` tokens (a longer query is truncated differently, so its entry is
+        None and :meth:`score_stored_many` encodes it).
+        """
+        if self.model.encoder is not encoder:
+            return [None] * len(states.mask)
+        found: list[torch.Tensor | None] = []
+        for row, mask in zip(states.embeddings, states.mask, strict=True):
+            n = int(mask.sum())
+            fits = n <= self.model.config.q_len
+            found.append(self.model.project(row[None, :n], mask[None, :n])[0] if fits else None)
+        return found
+
+    def _complete_query_tokens(
+        self, queries: Sequence[str], given: Sequence[torch.Tensor | None] | None
+    ) -> list[torch.Tensor]:
+        """``given`` with its missing entries encoded (all of them when None)."""
+        if given is None:
+            return self.query_matrices(queries)
+        if len(given) != len(queries):
+            raise ValueError("one query matrix (or None) per query is required")
+        missing = [i for i, m in enumerate(given) if m is None]
+        fresh = (
+            dict(zip(missing, self.query_matrices([queries[i] for i in missing]), strict=True))
+            if missing
+            else {}
+        )
+        return [m if m is not None else fresh[i] for i, m in enumerate(given)]
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]
@@ -71,9 +109,15 @@ class LateInteractionReranker:
 
     @torch.inference_mode()
     def score_stored_many(
-        self, queries: Sequence[str], matrices: Sequence[Sequence[np.ndarray]]
+        self,
+        queries: Sequence[str],
+        matrices: Sequence[Sequence[np.ndarray]],
+        query_tokens: Sequence[torch.Tensor | None] | None = None,
     ) -> list[np.ndarray]:
-        query_tokens = self.query_matrices(queries)
+        """Scores of each query's stored document matrices; ``query_tokens`` may hold the
+        queries' projected matrices already (see :meth:`query_matrices_from_states`), None
+        where a query must be encoded."""
+        query_tokens = self._complete_query_tokens(queries, query_tokens)
         device = self.model.device
         scores: list[np.ndarray] = []
         for q, docs in zip(query_tokens, matrices, strict=True):

@@ -26,6 +26,8 @@ from models.late_reranker import LateInteractionReranker
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
 if TYPE_CHECKING:
+    import torch
+
     from index.live import LiveIndex
     from index.searcher import Hit
     from models.encoder import TextEncoder
@@ -251,16 +253,24 @@ class Engine:
         return self.rerank_hits_many([query], [hits])[0]
 
     def rerank_hits_many(
-        self, queries: Sequence[str], hits: Sequence[Sequence[Hit]]
+        self,
+        queries: Sequence[str],
+        hits: Sequence[Sequence[Hit]],
+        query_tokens: Sequence[torch.Tensor | None] | None = None,
     ) -> list[list[RankedHit]]:
         """Re-score each query's first-stage hits with the re-ranker; best first.
 
         A late-interaction re-ranker scores the token matrices the index stored at build
         time (no transformer pass over the documents); hits the store lacks (documents added
-        since, or a store written by another model) are encoded.
+        since, or a store written by another model) are encoded. ``query_tokens``: the
+        queries' re-ranker matrices where the first stage's pass already gave them.
         """
         scores = (
-            score_hits(self.reranker, self.index.reader, list(queries), hits) if queries else []
+            score_hits(
+                self.reranker, self.index.reader, list(queries), hits, query_tokens=query_tokens
+            )
+            if queries
+            else []
         )
         ranked: list[list[RankedHit]] = []
         for row, row_scores in zip(hits, scores, strict=True):
@@ -272,12 +282,31 @@ class Engine:
             )
         return ranked
 
+    def _encode_search_queries(
+        self, queries: list[str], rerank: Sequence[bool]
+    ) -> tuple[np.ndarray, list[torch.Tensor | None] | None]:
+        """First-stage vectors ``(n, dim)`` and, when the late-interaction re-ranker runs on
+        the same encoder, the re-ranker's query matrices from that same transformer pass
+        (one pass per query instead of two)."""
+        reranker = self.reranker
+        if (
+            isinstance(reranker, LateInteractionReranker)
+            and reranker.model.encoder is self.encoder
+            and any(rerank)
+        ):
+            states = self.encoder.encode_tokens(queries)
+            vectors = self.encoder.pool(states).float().cpu().numpy()
+            return vectors, reranker.query_matrices_from_states(self.encoder, states)
+        return self.encoder.encode(queries), None
+
     # --- search ---------------------------------------------------------------------------
 
     def search_many(self, jobs: Sequence[SearchJob]) -> list[SearchOutcome]:
         """First stage for all queries at once, then one re-ranking call for those asking."""
         started = time.perf_counter()
-        vectors = self.encoder.encode([job.query for job in jobs])
+        vectors, query_tokens = self._encode_search_queries(
+            [job.query for job in jobs], [job.rerank for job in jobs]
+        )
         encoded = time.perf_counter()
         depth = max(max(job.candidates, job.top_n) for job in jobs)
         first = self.index.search_vectors(vectors, depth)
@@ -287,7 +316,9 @@ class Engine:
         searched = time.perf_counter()
         wanted = [i for i, job in enumerate(jobs) if job.rerank and first[i]]
         reranked = self.rerank_hits_many(
-            [jobs[i].query for i in wanted], [first[i] for i in wanted]
+            [jobs[i].query for i in wanted],
+            [first[i] for i in wanted],
+            [query_tokens[i] for i in wanted] if query_tokens is not None else None,
         )
         by_job = dict(zip(wanted, reranked, strict=True))
         done = time.perf_counter()

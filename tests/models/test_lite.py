@@ -168,3 +168,33 @@ def test_loading_can_share_an_encoder_of_the_same_frozen_backbone(tmp_path, tiny
         LateInteractionReranker(alone).score("q", docs),
         atol=1e-5,
     )
+
+
+def test_query_matrices_reused_from_the_first_stage_pass_match_a_fresh_encode(
+    tmp_path, tiny_encoder
+) -> None:
+    """/v1/search runs the transformer once per query: the first stage's token states,
+    projected, are exactly what the re-ranker would compute (queries within q_len)."""
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=16)
+    )
+    folder = LateInteractionModel(config, tiny_encoder).save(tmp_path / "lite")
+    reranker = LateInteractionReranker(
+        LateInteractionModel.load(folder, device="cpu", share_encoder=tiny_encoder)
+    )
+    queries = ["short query", "a query that is far longer than eight tokens in all", "x"]
+    states = tiny_encoder.encode_tokens(queries)  # the first stage's pass (max_length 64)
+    reused = reranker.query_matrices_from_states(tiny_encoder, states)
+    assert reused[1] is None  # longer than q_len: truncated differently, so encoded again
+    fresh = reranker.query_matrices(queries)
+    for mine, theirs in zip(reused, fresh, strict=True):
+        if mine is not None:
+            torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+    docs = [np.random.default_rng(0).standard_normal((5, 8)).astype(np.float16)] * 3
+    np.testing.assert_allclose(
+        np.stack(reranker.score_stored_many(queries, [docs] * 3, reused)),
+        np.stack(reranker.score_stored_many(queries, [docs] * 3)),
+        atol=1e-4,
+    )
+    other = LateInteractionReranker(LateInteractionModel.load(folder, device="cpu"))
+    assert other.query_matrices_from_states(tiny_encoder, states) == [None] * 3

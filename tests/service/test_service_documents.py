@@ -178,3 +178,38 @@ def test_lite_reranker_stores_token_matrices_of_added_documents(
     reader = client.app.state.loupe.runtime.engine.index.reader
     keys = [reader.docstore.get(d["id"]).key for d in CORPUS]
     assert all(m is not None for m in reader.token_matrices(keys, reranker.model.fingerprint))
+
+
+def test_search_runs_the_transformer_once_when_the_reranker_shares_the_encoder(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
+):
+    """The first stage's pass over the query also gives the re-ranker's query matrix (same
+    encoder, query within q_len): one transformer pass per search, scores unchanged."""
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
+    from models.lite import ScorerConfig
+
+    encoder, _ = tiny_models
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=32, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=32)
+    )
+    folder = LateInteractionModel(config, encoder).save(tmp_path / "lite")
+    reranker = LateInteractionReranker(
+        LateInteractionModel.load(folder, device="cpu", share_encoder=encoder)
+    )
+    client = make_client(reranker=reranker)
+    add(client)
+    passes: list[int] = []
+    original = encoder.forward_tokens
+    monkeypatch.setattr(
+        encoder, "forward_tokens", lambda batch: passes.append(1) or original(batch)
+    )
+    body = search(client, top_n=5, candidates=5)
+    assert len(passes) == 1
+    reader = client.app.state.loupe.runtime.engine.index.reader
+    keys = [reader.docstore.get(r["id"]).key for r in body["results"]]
+    stored = reader.token_matrices(keys, reranker.model.fingerprint)
+    expected = reranker.score_stored("magnifying lens", stored)  # encodes the query itself
+    assert [r["score"] for r in body["results"]] == pytest.approx(
+        [float(x) for x in expected], abs=1e-4
+    )
