@@ -240,6 +240,42 @@ def report_markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot_quality_latency(payload: dict[str, Any], path: Path) -> Path:
+    """nDCG@10 against p50 latency at batch 1 (log scale), one point per method; methods
+    without a quality figure (the untrained cross-encoder) are a vertical line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    measured = [r["ndcg10"] for r in payload["results"] if r["ndcg10"] is not None]
+    if measured:
+        ax.set_ylim(min(measured) - 0.05, max(measured) + 0.05)
+    for k, r in enumerate(payload["results"]):
+        ms = r["latency_batch1"]["p50_ms"]
+        if r["ndcg10"] is None:
+            ax.axvline(ms, linestyle="--", color="grey")
+            ax.annotate(f"{r['method']}\n(quality not measured)", (ms, 0.02), fontsize=8,
+                        xycoords=("data", "axes fraction"), rotation=90, ha="right")  # fmt: skip
+            continue
+        ax.plot(ms, r["ndcg10"], "o")
+        ax.annotate(r["method"], (ms, r["ndcg10"]), textcoords="offset points",
+                    xytext=(5, 6 if k % 2 else -12), fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 ms per query, batch 1 (log)")
+    ax.set_ylabel(f"nDCG@10 ({payload['task']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(
+        "Quality against latency" + (" (quick: tiny random models)" if payload["quick"] else "")
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny random models, synthetic data")
@@ -248,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--no-cross-encoder", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--plot", type=Path, help="PNG of quality against latency")
     args = parser.parse_args(argv)
     from models.backbone import packaged_minilm_path
     from models.registry import resolve_late_interaction
@@ -310,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     print(report_markdown(payload))
     write_json(args.out, payload)
+    if args.plot:
+        plot_quality_latency(payload, args.plot)
     return payload
 
 

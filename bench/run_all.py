@@ -44,7 +44,11 @@ class Bench:
 
 
 BENCHES = (
-    Bench("rerank_alternatives", "bench.rerank_alternatives"),
+    Bench(
+        "rerank_alternatives",
+        "bench.rerank_alternatives",
+        extra=("--plot", "{report_dir}/quality_latency.png"),
+    ),
     Bench(
         "rerank_scaling",
         "bench.rerank_scaling",
@@ -54,6 +58,8 @@ BENCHES = (
     Bench("service_memory", "bench.service_memory", ("--index", "runs/bench/memory-index")),
     Bench("first_stage", "bench.first_stage", ("--sizes", "100000", "1000000")),
     Bench("rerank_runtimes", "bench.rerank_runtimes", ("--onnx", str(ONNX_EXPORT)), quick=False),
+    Bench("search_profile", "bench.search_profile", ("--index", "runs/scifact-index-lite")),
+    Bench("infinity_compare", "bench.infinity_compare", quick=False),
 )
 
 
