@@ -155,7 +155,7 @@ def report_markdown(payload: dict[str, Any]) -> str:
     lines = [f"- {k}: {v}x" for k, v in ratios.items()]
     return "\n".join(
         [
-            machine_line(payload["machine"]),
+            machine_line(payload["machine"]) + "\n",
             f"{payload['queries']} DL19 queries x 100 BM25 candidates per request, "
             f"{payload['threads']} torch threads per server.\n",
             table,

@@ -105,6 +105,7 @@ def sweep(
 def plot(payload: dict[str, Any], path: Path) -> Path:
     """Latency against candidates (log-log) and against passage length, both paths."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,6 +118,8 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
         ax.plot(xs, [r["token_store_ms"] for r in rows], "s-", label="token store")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(xs, [str(v) for v in xs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylabel("ms per query (median)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_xlabel(f"candidates ({payload['fixed_length']} tokens each)")

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import markdown_table
+from bench.harness import machine, machine_line, markdown_table
 
 STAGES: dict[str, tuple[str, ...]] = {
     "first-stage query encode (tokenise, forward, pool)": (
@@ -154,6 +154,8 @@ def profile(
         reverse=True,
     )[:25]
     return {
+        "benchmark": "search_profile",
+        "machine": machine(),
         "requests": requests,
         "runtime": runtime,
         "engine_ms_per_request": round(engine_ms, 2),
@@ -176,7 +178,11 @@ def report_markdown(payload: dict[str, Any]) -> str:
     rows.append(["engine total", payload["engine_ms_per_request"]])
     http = payload["http_p50_ms"]
     rows.append(["HTTP round trip p50 (routing, validation, queue, JSON)", http])
-    return markdown_table(["stage of one /v1/search (100 candidates, top 10)", "ms"], rows)
+    header = f"{payload['requests']} SciFact queries, runtime {payload['runtime']}"
+    if "machine" in payload:
+        header = f"{machine_line(payload['machine'])}\n\n{header}"
+    table = markdown_table(["stage of one /v1/search (100 candidates, top 10)", "ms"], rows)
+    return f"{header}; ms per request.\n\n{table}"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
