@@ -85,7 +85,10 @@ class DualEncoderTraining(nn.Module):
         """A plain encoder folder (weights, tokenizer, pooling), plus LAuReL files if any."""
         folder.mkdir(parents=True, exist_ok=True)
         base = Path(self.encoder.backbone.path)
-        self.backbone.save_pretrained(folder)
+        # the plain weights only: LAuReL's go to their own file, so the folder loads as an
+        # ordinary Hugging Face model (without "unexpected keys") and Loupe re-applies LAuReL
+        plain = {k: v for k, v in self.backbone.state_dict().items() if ".laurel." not in k}
+        self.backbone.save_pretrained(folder, state_dict=plain)
         self.encoder.backbone.tokenizer.save_pretrained(folder)
         for name in SENTENCE_FILES:
             if (base / name).is_file():

@@ -67,6 +67,11 @@ def test_laurel_on_a_frozen_encoder_saves_and_loads_with_the_folder(
     train_dual(cfg, show_progress=False)
     best = cfg.out / "best"
     assert (best / "laurel.json").is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(best / "model.safetensors"), "pt") as weights:
+        names = list(weights.keys())
+    assert names and not [k for k in names if ".laurel." in k]  # plain HF weights only
     texts = ["about cats", "rain facts"]
     saved = TextEncoder(EncoderConfig(model=str(best), device="cpu"))
     plain = TextEncoder(EncoderConfig(model=str(tiny_model_dir), device="cpu"))
