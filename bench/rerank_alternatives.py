@@ -16,10 +16,10 @@ Methods (all score each query's candidates; documents are encoded 32 at a time):
   all-MiniLM-L6-v2 (same 6-layer, 384-wide backbone), query and passage together, up to
   ``q_len + d_len`` tokens. No trained MiniLM-L6 cross-encoder ships offline, so its
   classification head is random: its latency is real, its quality is not reported.
-- PyLate ColBERT: **not run**. ``pip install pylate`` (1.6.0) pulls a CUDA build of torch
+- PyLate ColBERT: not here. ``pip install pylate`` (1.6.0) pulls a CUDA build of torch
   2.11 and the CUDA toolkit (through fast-plaid) and downgrades transformers and
-  sentence-transformers; it does not install cleanly beside Loupe's CPU torch. Loupe's MaxSim
-  over stored matrices is the same ColBERT-style computation.
+  sentence-transformers, so it runs in its own environment: ``bench.pylate_rerank``, same
+  protocol.
 
 Reported per method: p50/p99 milliseconds per query at batch 1 (one query and its
 candidates per call), throughput (queries/s) at the best of several batch sizes (queries per
@@ -66,8 +66,8 @@ log = logging.getLogger(__name__)
 
 ScoreMany = Callable[[list[str], list[list[str]]], list[np.ndarray]]
 PYLATE_NOTE = (
-    "not run: pip install pylate 1.6.0 pulls CUDA torch 2.11 and the CUDA toolkit (fast-plaid) "
-    "and downgrades transformers; it does not install beside a CPU torch"
+    "measured by bench.pylate_rerank in its own environment (pylate 1.6.0 pins CUDA torch 2.11 "
+    "and fast-plaid, and does not install beside Loupe's CPU torch)"
 )
 
 

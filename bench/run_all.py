@@ -60,6 +60,7 @@ BENCHES = (
     Bench("rerank_runtimes", "bench.rerank_runtimes", ("--onnx", str(ONNX_EXPORT)), quick=False),
     Bench("search_profile", "bench.search_profile", ("--index", "runs/scifact-index-lite")),
     Bench("infinity_compare", "bench.infinity_compare", quick=False),
+    Bench("pylate_rerank", "bench.pylate_rerank", quick=False),
 )
 
 
