@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 import httpx
 
 from bench.harness import dl19_task, machine, machine_line, markdown_table, write_json
-from bench.service_load import drive, free_port, percentile
+from bench.service_load import drive, free_port, percentile, stop_process, wait_for_ready
 
 INFINITY = Path("runs/infinity-venv/bin/infinity_emb")
 
@@ -53,24 +52,13 @@ class Process:
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def wait_ready(self, timeout: float = 600.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.name}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{self.url} not ready")
+        try:
+            wait_for_ready(self.process, self.url + self.ready_path, timeout, interval=0.5)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; see {self.log.name}") from exc
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
 
 

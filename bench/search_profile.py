@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import machine, machine_line, markdown_table
+from bench.harness import machine, machine_line, markdown_table, write_json
 
 STAGES: dict[str, tuple[str, ...]] = {
     "first-stage query encode (tokenise, forward, pool)": (
@@ -212,9 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
     print(report_markdown(payload))
     print(json.dumps(payload["top_cumulative"][:15], indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2))
+    write_json(args.out, payload)
     return payload
 
 

@@ -117,26 +117,38 @@ class Server:
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def wait_ready(self, timeout: float = 300.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
-            try:
-                response = httpx.get(f"{self.url}/ready", timeout=2)
-                if response.status_code == 200:
-                    return dict(response.json())
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("server not ready")
+        return dict(wait_for_ready(self.process, f"{self.url}/ready", timeout).json())
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
+
+
+def wait_for_ready(
+    process: subprocess.Popen, url: str, timeout: float, interval: float = 0.2
+) -> httpx.Response:
+    """Poll ``url`` until it answers 200 (returned); fail if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f} s")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate, and kill if it has not exited within a minute."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 async def drive(
