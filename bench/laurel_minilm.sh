@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 D=${LOUPE_DATA_DIR:-../shared/data}
 loupe="${LOUPE_VENV:-.venv}/bin/loupe"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export LOUPE_RUNTIME=${LOUPE_RUNTIME:-torch}  # the same runtime for every arm
 
 [ -f runs/scifact-index/manifest.json ] ||
     "$loupe" index build --corpus "$D/beir-scifact" --out runs/scifact-index -q
