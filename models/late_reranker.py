@@ -52,12 +52,12 @@ class LateInteractionReranker:
         """
         if self.model.encoder is not encoder:
             return [None] * len(states.mask)
-        found: list[torch.Tensor | None] = []
-        for row, mask in zip(states.embeddings, states.mask, strict=True):
-            n = int(mask.sum())
-            fits = n <= self.model.config.q_len
-            found.append(self.model.project(row[None, :n], mask[None, :n])[0] if fits else None)
-        return found
+        projected = self.model.project(states.embeddings, states.mask)  # (n, tokens, dim)
+        lengths = states.mask.sum(dim=1).tolist()
+        return [
+            projected[i, :n] if n <= self.model.config.q_len else None
+            for i, n in enumerate(lengths)
+        ]
 
     def _complete_query_tokens(
         self, queries: Sequence[str], given: Sequence[torch.Tensor | None] | None
