@@ -18,6 +18,7 @@ from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.readers.corpus import CorpusFormat, read_corpus
 from index.records import Document
+from index.token_quantization import TokenDtype
 from index.token_store import TokenStoreWriter
 from models.backbone import DEFAULT_MODEL
 from models.doc2query import DocumentExpander, ExpansionConfig, expanded_text
@@ -48,6 +49,9 @@ class IndexBuildConfig:
     """Also store each document's projected token matrix for the re-ranker."""
     reranker: str = DEFAULT_MODEL
     """The late-interaction model whose token matrices the store holds."""
+    token_dtype: TokenDtype = TokenDtype.int8
+    """How the token store keeps values: per-token int8 (default; half of float16, same
+    ranking in reports/lite.md), int4 (a quarter) or float16."""
     bm25: bool = False
     """Also build a BM25 index (a second first stage)."""
     expansion: ExpansionConfig | None = None
@@ -93,7 +97,12 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         extra = [token_encoder.encoder] if token_encoder is not None else []
         apply_runtimes([encoder, *extra], config.runtime)
     token_writer = (
-        TokenStoreWriter(out / tokens_name, token_encoder.dim, token_encoder_meta(token_encoder))
+        TokenStoreWriter(
+            out / tokens_name,
+            token_encoder.dim,
+            token_encoder_meta(token_encoder),
+            config.token_dtype,
+        )
         if token_encoder is not None
         else None
     )

@@ -1,10 +1,12 @@
-"""Token store: each document's projected token matrix, float16, in one memory-mapped file.
+"""Token store: each document's projected token matrix in one memory-mapped file.
 
-A store is a folder ``tokens-<gen>/`` holding ``tokens.f16`` (all rows, ``(total, dim)``),
+A store is a folder ``tokens-<gen>/`` holding the rows of every matrix (``tokens.f16``:
+float16 ``(total, dim)``; or ``tokens.i8`` / ``tokens.i4``: per-token int8 or packed int4
+codes, with ``scales.f16``, one float16 scale per token; see ``index.token_quantization``),
 ``index.npz`` (sorted docstore keys with each matrix's offset and length) and ``meta.json``
-(dimension and the re-ranker that wrote it, with a fingerprint of its weights). Reading a
-candidate's matrix is a slice of the memory map: re-ranking never re-runs the transformer
-over an indexed document.
+(dimension, value type and the re-ranker that wrote it, with a fingerprint of its weights).
+Reading a candidate's matrix is a slice of the memory map: re-ranking never re-runs the
+transformer over an indexed document.
 """
 
 from __future__ import annotations
@@ -16,33 +18,64 @@ from typing import Any
 
 import numpy as np
 
-DATA_NAME = "tokens.f16"
+from index.token_quantization import TokenDtype, decode_tokens, encode_tokens, packed_int4_width
+
+DATA_NAMES = {
+    TokenDtype.float16: "tokens.f16",
+    TokenDtype.int8: "tokens.i8",
+    TokenDtype.int4: "tokens.i4",
+}
+SCALES_NAME = "scales.f16"
 INDEX_NAME = "index.npz"
 META_NAME = "meta.json"
+
+
+def payload_layout(dtype: TokenDtype, dim: int) -> tuple[type[np.generic], int]:
+    """numpy type and row width of the stored payload."""
+    if dtype is TokenDtype.float16:
+        return np.float16, dim
+    if dtype is TokenDtype.int8:
+        return np.int8, dim
+    return np.uint8, packed_int4_width(dim)
 
 
 class TokenStoreWriter:
     """Appends ``(key, (tokens, dim))`` matrices; ``close`` writes the index and metadata."""
 
-    def __init__(self, folder: Path, dim: int, meta: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        dim: int,
+        meta: dict[str, Any] | None = None,
+        dtype: TokenDtype = TokenDtype.float16,
+    ):
         self.folder = folder
         self.dim = dim
-        self.meta = dict(meta or {})
+        self.dtype = TokenDtype(dtype)
+        self.meta = {**(meta or {}), "dtype": self.dtype.value}
         folder.mkdir(parents=True, exist_ok=False)
-        self._data = (folder / DATA_NAME).open("wb")
+        self._data = (folder / DATA_NAMES[self.dtype]).open("wb")
+        self._scales = (
+            (folder / SCALES_NAME).open("wb") if self.dtype is not TokenDtype.float16 else None
+        )
         self._keys: list[int] = []
         self._lengths: list[int] = []
 
     def add(self, key: int, matrix: np.ndarray) -> None:
         if matrix.ndim != 2 or matrix.shape[1] != self.dim:
             raise ValueError(f"expected a (tokens, {self.dim}) matrix, got {matrix.shape}")
-        self._data.write(np.ascontiguousarray(matrix, dtype=np.float16).tobytes())
+        payload, scales = encode_tokens(matrix, self.dtype)
+        self._data.write(payload.tobytes())
+        if self._scales is not None and scales is not None:
+            self._scales.write(scales.tobytes())
         self._keys.append(int(key))
         self._lengths.append(int(matrix.shape[0]))
 
     def close(self) -> Path:
-        self._data.flush()
-        self._data.close()
+        for handle in (self._data, self._scales):
+            if handle is not None:
+                handle.flush()
+                handle.close()
         keys = np.asarray(self._keys, dtype=np.int64)
         lengths = np.asarray(self._lengths, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -55,7 +88,12 @@ class TokenStoreWriter:
             offsets=offsets[order],
             lengths=lengths[order],
         )
-        meta = {**self.meta, "dim": self.dim, "count": len(keys), "tokens": int(lengths.sum())}
+        meta = {
+            **self.meta,
+            "dim": self.dim,
+            "count": len(keys),
+            "tokens": int(lengths.sum()),
+        }
         (self.folder / META_NAME).write_text(json.dumps(meta, indent=2))
         return self.folder
 
@@ -67,47 +105,75 @@ class TokenStore:
         self.folder = folder
         self.meta: dict[str, Any] = json.loads((folder / META_NAME).read_text())
         self.dim = int(self.meta["dim"])
+        self.dtype = TokenDtype(self.meta.get("dtype", TokenDtype.float16.value))
         index = np.load(folder / INDEX_NAME)
         self._keys = index["keys"]
         self._offsets = index["offsets"]
         self._lengths = index["lengths"]
         total = int(self._lengths.sum()) if len(self._lengths) else 0
-        size = (folder / DATA_NAME).stat().st_size
-        if size != total * self.dim * 2:
-            raise ValueError(
-                f"{folder / DATA_NAME} holds {size} bytes; expected {total * self.dim * 2}"
-            )
-        self._data = (
-            np.memmap(folder / DATA_NAME, dtype=np.float16, mode="r", shape=(total, self.dim))
-            if total
-            else np.zeros((0, self.dim), np.float16)
+        kind, width = payload_layout(self.dtype, self.dim)
+        self._data = _map_rows(folder / DATA_NAMES[self.dtype], kind, (total, width))
+        self._scales = (
+            _map_rows(folder / SCALES_NAME, np.float16, (total,))
+            if self.dtype is not TokenDtype.float16
+            else None
         )
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def keys(self) -> list[int]:
+        """Every stored docstore key, ascending."""
+        return [int(k) for k in self._keys]
 
     def __contains__(self, key: int) -> bool:
         i = int(np.searchsorted(self._keys, key))
         return i < len(self._keys) and int(self._keys[i]) == key
 
     def get(self, keys: Iterable[int]) -> list[np.ndarray | None]:
-        """Each key's ``(tokens, dim)`` float16 matrix, or None for keys not stored."""
+        """Each key's ``(tokens, dim)`` matrix, or None for keys not stored: float16 from a
+        float16 store, float32 decoded from a quantised one.
+
+        The rows of all found keys are gathered and decoded in one call.
+        """
         wanted = np.asarray(list(keys), dtype=np.int64)
         pos = np.searchsorted(self._keys, wanted)
-        out: list[np.ndarray | None] = []
-        for key, i in zip(wanted, pos, strict=True):
-            if i < len(self._keys) and self._keys[i] == key:
-                start = int(self._offsets[i])
-                out.append(np.asarray(self._data[start : start + int(self._lengths[i])]))
-            else:
-                out.append(None)
-        return out
+        found = [
+            int(i) if i < len(self._keys) and self._keys[i] == key else -1
+            for key, i in zip(wanted, pos, strict=True)
+        ]
+        rows = [
+            slice(int(self._offsets[i]), int(self._offsets[i] + self._lengths[i]))
+            for i in found
+            if i >= 0
+        ]
+        if not rows:
+            return [None] * len(found)
+        payload = np.concatenate([self._data[r] for r in rows])
+        scales = (
+            np.concatenate([self._scales[r] for r in rows]) if self._scales is not None else None
+        )
+        decoded = decode_tokens(payload, scales, self.dtype, self.dim)
+        bounds = np.cumsum([r.stop - r.start for r in rows])[:-1]
+        matrices = iter(np.split(decoded, bounds))
+        return [next(matrices) if i >= 0 else None for i in found]
 
     def bytes_per_document(self) -> float:
-        return (
-            self._data.nbytes
-            + sum((self.folder / n).stat().st_size for n in (INDEX_NAME, META_NAME))
-        ) / max(1, len(self))
+        files = [DATA_NAMES[self.dtype], INDEX_NAME, META_NAME]
+        if self._scales is not None:
+            files.append(SCALES_NAME)
+        return sum((self.folder / n).stat().st_size for n in files) / max(1, len(self))
+
+
+def _map_rows(path: Path, kind: type[np.generic], shape: tuple[int, ...]) -> np.ndarray:
+    """Read-only memory map of ``shape`` values of ``kind``; the file size must match."""
+    expected = int(np.prod(shape)) * np.dtype(kind).itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise ValueError(f"{path} holds {size} bytes; expected {expected}")
+    if expected == 0:
+        return np.zeros(shape, kind)
+    return np.memmap(path, dtype=kind, mode="r", shape=shape)
 
 
 def write_token_store(
@@ -116,8 +182,9 @@ def write_token_store(
     matrices: Sequence[np.ndarray],
     dim: int,
     meta: dict[str, Any] | None = None,
+    dtype: TokenDtype = TokenDtype.float16,
 ) -> TokenStore:
-    writer = TokenStoreWriter(folder, dim, meta)
+    writer = TokenStoreWriter(folder, dim, meta, dtype)
     for key, matrix in zip(keys, matrices, strict=True):
         writer.add(key, matrix)
     writer.close()

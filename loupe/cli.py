@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from index.token_quantization import TokenDtype
 from loupe.cli_common import (
     BatchSize,
     ConfigFile,
@@ -73,6 +74,13 @@ def index_build(
         str,
         typer.Option(help="late-interaction model for --token-store", envvar=env("reranker")),
     ] = "default",
+    token_dtype: Annotated[
+        TokenDtype,
+        typer.Option(
+            help="token store values: per-token int8 (half of float16), int4 or float16",
+            envvar=env("token_dtype"),
+        ),
+    ] = TokenDtype.int8,
     bm25: Annotated[
         bool, typer.Option(help="also build a BM25 index (second first stage)", envvar=env("bm25"))
     ] = False,
@@ -128,6 +136,7 @@ def index_build(
             show_progress=not quiet,
             token_store=token_store,
             reranker=reranker,
+            token_dtype=token_dtype,
             bm25=bm25,
             expansion=expansion,
             runtime=RuntimeConfig(runtime.value),

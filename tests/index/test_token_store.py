@@ -8,6 +8,7 @@ import pytest
 from index.builder import IndexBuildConfig, build_index
 from index.rerank import rerank_hits_many, stored_fraction
 from index.searcher import IndexReader, Searcher
+from index.token_quantization import TokenDtype
 from index.token_store import TokenStore, write_token_store
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.late_reranker import LateInteractionReranker
@@ -27,6 +28,59 @@ def test_round_trip_by_key(tmp_path: Path) -> None:
     assert 20 in store and 11 not in store and len(store) == 3
 
 
+@pytest.mark.parametrize(
+    ("dtype", "bytes_per_token", "tolerance"),
+    [(TokenDtype.int8, 8 + 2, 0.01), (TokenDtype.int4, 4 + 2, 0.08)],
+)
+def test_quantized_round_trip_is_close_and_small(
+    tmp_path: Path, dtype: TokenDtype, bytes_per_token: int, tolerance: float
+) -> None:
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(n, 8)) for n in (3, 1, 5)]
+    matrices = [(m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float16) for m in matrices]
+    write_token_store(tmp_path / "q", [30, 10, 20], matrices, dim=8, dtype=dtype)
+    store = TokenStore(tmp_path / "q")
+    assert store.dtype is dtype and store.meta["dtype"] == dtype.value
+    got = store.get([20, 7, 10, 30])
+    assert got[1] is None
+    for stored, original in zip(
+        [got[0], got[2], got[3]], [matrices[2], matrices[1], matrices[0]], strict=True
+    ):
+        assert stored is not None and stored.dtype == np.float32
+        assert stored.shape == original.shape
+        assert np.abs(stored.astype(np.float32) - original).max() <= tolerance
+    tokens = sum(len(m) for m in matrices)
+    assert dtype.bytes_per_token(8) == bytes_per_token
+    data = sum(
+        (tmp_path / "q" / name).stat().st_size
+        for name in ("tokens.i8", "tokens.i4", "scales.f16")
+        if (tmp_path / "q" / name).exists()
+    )
+    assert data == tokens * bytes_per_token
+
+
+def test_quantized_store_rejects_a_truncated_scales_file(tmp_path: Path) -> None:
+    write_token_store(tmp_path / "s", [1], [np.ones((2, 4))], dim=4, dtype=TokenDtype.int8)
+    scales = tmp_path / "s" / "scales.f16"
+    scales.write_bytes(scales.read_bytes()[:-2])
+    with pytest.raises(ValueError, match="bytes"):
+        TokenStore(tmp_path / "s")
+
+
+def test_store_written_before_dtypes_reads_as_float16(tmp_path: Path) -> None:
+    import json
+
+    matrix = np.arange(8, dtype=np.float16).reshape(2, 4)
+    write_token_store(tmp_path / "old", [5], [matrix], dim=4)
+    meta_path = tmp_path / "old" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["dtype"]
+    meta_path.write_text(json.dumps(meta))
+    got = TokenStore(tmp_path / "old").get([5])[0]
+    assert got is not None
+    np.testing.assert_array_equal(got, matrix)
+
+
 def test_rejects_bad_shapes_duplicates_and_truncated_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="matrix"):
         write_token_store(tmp_path / "a", [1], [np.zeros((2, 3))], dim=4)
@@ -39,8 +93,12 @@ def test_rejects_bad_shapes_duplicates_and_truncated_files(tmp_path: Path) -> No
         TokenStore(tmp_path / "c")
 
 
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    [(TokenDtype.float16, 5e-3), (TokenDtype.int8, 2e-2), (TokenDtype.int4, 0.2)],
+)
 def test_index_with_token_store_reranks_without_encoding(
-    tmp_path: Path, tiny_corpus: Path, tiny_encoder
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder, dtype: TokenDtype, tolerance: float
 ) -> None:
     lite = LateInteractionModel(
         LateInteractionConfig(
@@ -55,18 +113,20 @@ def test_index_with_token_store_reranks_without_encoding(
             out=tmp_path / "index",
             token_store=True,
             reranker=str(lite_dir),
+            token_dtype=dtype,
             show_progress=False,
         ),
         encoder=tiny_encoder,
     )
     reader = IndexReader.open(tmp_path / "index")
     assert reader.tokens is not None and len(reader.tokens) == 4
+    assert reader.tokens.dtype is dtype
     reranker = LateInteractionReranker(LateInteractionModel.load(lite_dir, device="cpu"))
     hits = Searcher(reader, tiny_encoder).search(["cats and dogs"], k=4)[0]
     assert stored_fraction(reranker, reader, hits) == 1.0
     from_store = rerank_hits_many(reranker, reader, ["cats and dogs"], [hits])[0]
     encoded = reranker.score("cats and dogs", [h.document.full_text for h in hits])
-    np.testing.assert_allclose(from_store, encoded, atol=5e-3)
+    np.testing.assert_allclose(from_store, encoded, atol=tolerance)
     # Another model's fingerprint: the store is not used, texts are encoded instead.
     assert reader.token_matrices([hits[0].key], "another-model") == [None]
 
