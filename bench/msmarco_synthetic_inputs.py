@@ -8,8 +8,9 @@ Writes, under ``--out``:
   triples' positives and negatives and ``collection.first100.tsv``), deduplicated, as a corpus
   for ``loupe generate``. These passages were never retrieved for a DL19 query;
 - ``dl19-run-passages.txt``: the DL19 corpus passages that some first-stage run retrieved,
-  in a seeded random order. Passages that only NOS-IRv3 contributed (relevant passages no run
-  found) are left out, since their presence in the corpus reveals relevance.
+  in a seeded random order, and ``dl19-run-corpus.jsonl``, those passages' texts (the corpus
+  random negatives are drawn from). Passages that only NOS-IRv3 contributed (relevant
+  passages no run found) are left out, since their presence in the corpus reveals relevance.
 
 Texts get the same mojibake repair as the DL19 corpus (``latin-1`` bytes read back as UTF-8
 when that round-trips).
@@ -76,6 +77,16 @@ def main() -> None:
     retrieved = sorted({line.split()[2] for run in dl19.glob("run.*.trec") for line in run.open()})
     random.Random(args.seed).shuffle(retrieved)
     (args.out / "dl19-run-passages.txt").write_text("\n".join(retrieved) + "\n")
+    keep = set(retrieved)
+    with (
+        (dl19 / "corpus.jsonl").open(encoding="utf-8") as source,
+        (args.out / "dl19-run-corpus.jsonl").open("w", encoding="utf-8") as target,
+    ):
+        for line in source:
+            row = json.loads(line)
+            if row["_id"] in keep:
+                row.pop("sources", None)
+                target.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(
         f"{len(shots)} shots, {len(passages)} training passages, {len(retrieved)} DL19 run passages"
     )
