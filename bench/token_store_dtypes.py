@@ -2,7 +2,8 @@
 
 Reads every matrix of ``--index``'s float16 token store, writes it again in each of
 ``--dtypes`` (``index.token_quantization``) into a copy of the index folder
-(``OUT/<dtype>``, manifest updated), and prints bytes per passage. Score the copies with the
+(``OUT/<dtype>``, manifest updated), and prints bytes per passage and the median time of
+reading 100 random candidates' matrices. Score the copies with the
 product's own paths:
 
     PYTHONPATH=. python bench/token_store_dtypes.py --index runs/scifact-index-lite \\
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
+import statistics
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,6 +56,19 @@ def convert(index: Path, out: Path, dtype: TokenDtype, chunk: int = 512) -> Toke
     return TokenStore(out / name)
 
 
+def get_ms(store: TokenStore, draws: int = 50, candidates: int = 100, seed: int = 0) -> float:
+    """Median milliseconds of ``store.get`` for ``candidates`` random keys."""
+    rng = random.Random(seed)
+    keys = store.keys()
+    times = []
+    for _ in range(draws):
+        batch = rng.sample(keys, min(candidates, len(keys)))
+        started = time.perf_counter()
+        store.get(batch)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, required=True)
@@ -72,6 +89,7 @@ def main() -> None:
             "bytes_per_passage": round(store.bytes_per_document(), 1),
             "bytes_per_token": store.dtype.bytes_per_token(store.dim),
             "tokens_per_passage": round(tokens / max(1, len(store)), 1),
+            "get_100_ms_median": round(get_ms(store), 2),
         }
         print(name, report[name])
     args.out.mkdir(parents=True, exist_ok=True)
