@@ -26,6 +26,7 @@ from loupe.cli_common import (
     Seed,
     env,
     load_job_config,
+    schedule_overrides,
     user_errors,
 )
 from loupe.generate_command import register as register_generate
@@ -308,14 +309,9 @@ def train_lite_command(
     from training.lite_job import load_lite_config, train_lite
 
     overrides: dict[str, object] = {
-        "out": out,
+        **schedule_overrides(out, max_steps, learning_rate, batch_size, seed, device),
         "dim": dim,
-        "max_steps": max_steps,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "seed": seed,
         "cache": cache,
-        "device": device,
         "trainable_layers": trainable_layers,
     }
     if scorer is not None:
@@ -357,13 +353,8 @@ def train_dual_command(
     from training.dual_job import load_dual_config, train_dual
 
     overrides: dict[str, object] = {
-        "out": out,
+        **schedule_overrides(out, max_steps, learning_rate, batch_size, seed, device),
         "model": model,
-        "max_steps": max_steps,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "seed": seed,
-        "device": device,
         "laurel": laurel.split(",") if laurel else None,
     }
     train_config = load_job_config(load_dual_config, config, overrides)

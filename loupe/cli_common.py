@@ -73,6 +73,29 @@ Seed = Annotated[int | None, typer.Option(envvar=env("seed"))]
 C = TypeVar("C")
 
 
+def schedule_overrides(
+    out: Path | None,
+    max_steps: int | None,
+    learning_rate: float | None,
+    batch_size: int | None,
+    seed: int | None,
+    device: str | None,
+) -> dict[str, object]:
+    """The flags every training job shares, as config overrides (None: keep the file's).
+
+    >>> schedule_overrides(None, 10, None, None, 0, "cpu")["max_steps"]
+    10
+    """
+    return {
+        "out": out,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+    }
+
+
 def load_job_config(
     loader: Callable[[Path | None, dict[str, object]], C],
     path: Path | None,

@@ -18,6 +18,7 @@ from loupe.cli_common import (
     Seed,
     env,
     load_job_config,
+    schedule_overrides,
     user_errors,
 )
 
@@ -45,14 +46,9 @@ def train_gmlm_command(
     from training.gmlm_job import load_gmlm_config, train_gmlm
 
     overrides: dict[str, object] = {
-        "out": out,
+        **schedule_overrides(out, max_steps, learning_rate, batch_size, seed, device),
         "mode": mode,
         "backbone": backbone,
-        "max_steps": max_steps,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "seed": seed,
-        "device": device,
     }
     train_config = load_job_config(load_gmlm_config, config, overrides)
     result = train_gmlm(train_config, show_progress=not quiet)

@@ -18,6 +18,7 @@ from loupe.cli_common import (
     Seed,
     env,
     load_job_config,
+    schedule_overrides,
     user_errors,
 )
 
@@ -47,15 +48,10 @@ def train_softsrv_command(
     from training.softsrv_job import train_softsrv as run
 
     overrides: dict[str, object] = {
-        "out": out,
+        **schedule_overrides(out, max_steps, learning_rate, batch_size, seed, device),
         "prompt": prompt,
         "prompt_length": prompt_length,
         "lm": lm,
-        "max_steps": max_steps,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "seed": seed,
-        "device": device,
     }
     train_config = load_job_config(load_softsrv_config, config, overrides)
     result = run(train_config, show_progress=not quiet)
