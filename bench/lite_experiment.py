@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -84,6 +85,22 @@ def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, di
     return sets
 
 
+def projected_candidates(
+    model: LateInteractionModel, cache: TokenCache, spec: dict
+) -> Iterator[tuple[str, list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per query with candidates: its id, the candidate ids, the projected query
+    ``(1, q_tokens, dim)`` with mask ``(1, q_tokens)`` and the projected candidates
+    ``(n, d_tokens, dim)`` with mask ``(n, d_tokens)``, from cached backbone states."""
+    c = model.config
+    for qid, text in spec["queries"].items():
+        docs = spec["top"][qid]
+        if not docs:
+            continue
+        q_raw, q_mask = cache.batch([text], c.q_len)
+        d_raw, d_mask = cache.batch([spec["texts"][d] for d in docs], c.d_len)
+        yield qid, docs, model.project(q_raw, q_mask), q_mask, model.project(d_raw, d_mask), d_mask
+
+
 @torch.no_grad()
 def rerank_from_cache(
     model: LateInteractionModel, cache: TokenCache, spec: dict
@@ -99,17 +116,9 @@ def rerank_from_cache(
             "its backbone; use loupe eval"
         )
     model.eval()
-    c = model.config
     run: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
-    for qid, text in spec["queries"].items():
-        docs = spec["top"][qid]
-        if not docs:
-            continue
-        q_raw, q_mask = cache.batch([text], c.q_len)
-        d_raw, d_mask = cache.batch([spec["texts"][d] for d in docs], c.d_len)
-        q = model.project(q_raw, q_mask)
-        d = model.project(d_raw, d_mask)
+    for qid, docs, q, q_mask, d, d_mask in projected_candidates(model, cache, spec):
         scores = model(q, q_mask, d[None], d_mask[None])[0].tolist()
         run[qid] = dict(zip(docs, scores, strict=True))
     ms = 1000 * (time.perf_counter() - started) / max(1, len(spec["queries"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bench.lite_experiment import MEASURES, eval_sets
+from bench.lite_experiment import MEASURES, eval_sets, projected_candidates
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from index.token_quantization import TokenDtype, decode_tokens, encode_tokens
@@ -50,27 +50,19 @@ def main() -> None:
     reranker = load_reranker(args.reranker, device="cpu")
     model: LateInteractionModel = reranker.model
     model.eval()
-    c = model.config
     sets = eval_sets(data_root(), args.scifact_index)
     cache = TokenCache.load(args.cache)
     rows: dict[str, dict[str, float]] = {}
     for set_name, spec in sets.items():
         runs: dict[TokenDtype, dict[str, dict[str, float]]] = {d: {} for d in TokenDtype}
-        for qid, text in spec["queries"].items():
-            docs = spec["top"][qid]
-            if not docs:
-                continue
-            q_raw, q_mask = cache.batch([text], c.q_len)
-            d_raw, d_mask = cache.batch([spec["texts"][d] for d in docs], c.d_len)
-            q = model.project(q_raw, q_mask)
-            d = model.project(d_raw, d_mask)
+        for qid, docs, q, q_mask, d, d_mask in projected_candidates(model, cache, spec):
             for dtype in TokenDtype:
                 stored = stored_form(d, d_mask, dtype)
                 scores = model(q, q_mask, stored[None], d_mask[None])[0].tolist()
                 runs[dtype][qid] = dict(zip(docs, scores, strict=True))
         for dtype in TokenDtype:
             result = evaluate(spec["qrels"], runs[dtype], MEASURES, query_ids=spec["queries"])
-            bytes_per_token = dtype.bytes_per_token(c.dim)
+            bytes_per_token = dtype.bytes_per_token(model.config.dim)
             rows[f"{set_name} | {dtype.value} ({bytes_per_token} B/token)"] = result.aggregate
     print(format_table(rows, MEASURES))
     args.out.parent.mkdir(parents=True, exist_ok=True)
