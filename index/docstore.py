@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from index.records import Document
+from index.token_quantization import TokenDtype, decode_tokens, encode_tokens, payload_layout
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -32,9 +33,17 @@ CREATE TABLE IF NOT EXISTS tokens (
     key INTEGER PRIMARY KEY,
     fingerprint TEXT NOT NULL,
     dim INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    dtype TEXT NOT NULL DEFAULT 'float16',
+    scales BLOB
 );
 """
+
+# Columns added to ``tokens`` after its first release; older docstores gain them on open.
+_TOKEN_COLUMNS_ADDED = {
+    "dtype": "ALTER TABLE tokens ADD COLUMN dtype TEXT NOT NULL DEFAULT 'float16'",
+    "scales": "ALTER TABLE tokens ADD COLUMN scales BLOB",
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,17 @@ class DocStore:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.executescript(_SCHEMA)
+                self._add_missing_token_columns()
                 self._conn.commit()
+
+    def _token_columns(self) -> set[str]:
+        return {str(row[1]) for row in self._conn.execute("PRAGMA table_info(tokens)")}
+
+    def _add_missing_token_columns(self) -> None:
+        present = self._token_columns()
+        for column, statement in _TOKEN_COLUMNS_ADDED.items():
+            if column not in present:
+                self._conn.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -80,11 +99,13 @@ class DocStore:
         vectors: np.ndarray | None = None,
         tokens: Sequence[np.ndarray] | None = None,
         tokens_fingerprint: str | None = None,
+        tokens_dtype: TokenDtype = TokenDtype.float16,
     ) -> tuple[list[int], list[int]]:
         """Add documents, replacing any with the same id, in one transaction.
 
         ``tokens`` are the re-ranker's ``(tokens_i, dim)`` matrices of the documents, stored
-        (float16) under the fingerprint of the model that computed them.
+        as ``tokens_dtype`` (see index/token_quantization.py) under the fingerprint of the
+        model that computed them.
 
         Returns ``(new_keys, replaced_keys)``: a replaced document gets a new key, so the
         caller can drop the old key from derived indexes.
@@ -112,10 +133,19 @@ class DocStore:
                 key = int(cursor.lastrowid or 0)
                 new_keys.append(key)
                 if tokens is not None:
-                    matrix = np.ascontiguousarray(tokens[i], dtype=np.float16)
+                    matrix = np.asarray(tokens[i])
+                    payload, scales = encode_tokens(matrix, tokens_dtype)
                     self._conn.execute(
-                        "INSERT INTO tokens (key, fingerprint, dim, data) VALUES (?, ?, ?, ?)",
-                        (key, tokens_fingerprint, int(matrix.shape[1]), matrix.tobytes()),
+                        "INSERT INTO tokens (key, fingerprint, dim, data, dtype, scales)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            key,
+                            tokens_fingerprint,
+                            int(matrix.shape[1]),
+                            payload.tobytes(),
+                            tokens_dtype.value,
+                            None if scales is None else scales.tobytes(),
+                        ),
                     )
         return new_keys, replaced
 
@@ -135,19 +165,24 @@ class DocStore:
         self._conn.execute("DELETE FROM tokens WHERE key = ?", (key,))
 
     def get_tokens(self, keys: Iterable[int], fingerprint: str) -> dict[int, np.ndarray]:
-        """Stored token matrices of the keys that have them under ``fingerprint``."""
+        """Stored ``(tokens_i, dim)`` matrices of the keys that have them under
+        ``fingerprint``: float16 as stored, float32 where they were quantised."""
         keys = [int(k) for k in keys]
         found: dict[int, np.ndarray] = {}
         with self._lock:
+            # A read-only docstore written before the dtype and scales columns existed.
+            legacy = "dtype" not in self._token_columns()
+            columns = "'float16', NULL" if legacy else "dtype, scales"
             for start in range(0, len(keys), 900):
                 chunk = keys[start : start + 900]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    f"SELECT key, dim, data FROM tokens WHERE fingerprint = ? AND key IN ({marks})",
+                    f"SELECT key, dim, data, {columns} FROM tokens"
+                    f" WHERE fingerprint = ? AND key IN ({marks})",
                     [fingerprint, *chunk],
                 ).fetchall()
-                for key, dim, data in rows:
-                    found[int(key)] = np.frombuffer(data, dtype=np.float16).reshape(-1, int(dim))
+                for key, dim, data, dtype, scales in rows:
+                    found[int(key)] = _decode_token_row(int(dim), data, TokenDtype(dtype), scales)
         return found
 
     def get_by_keys(self, keys: Iterable[int]) -> dict[int, Document]:
@@ -239,3 +274,11 @@ class DocStore:
 
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _decode_token_row(dim: int, data: bytes, dtype: TokenDtype, scales: bytes | None) -> np.ndarray:
+    """One ``tokens`` row back to its ``(tokens, dim)`` matrix."""
+    kind, width = payload_layout(dtype, dim)
+    payload = np.frombuffer(data, dtype=kind).reshape(-1, width)
+    row_scales = None if scales is None else np.frombuffer(scales, dtype=np.float16)
+    return decode_tokens(payload, row_scales, dtype, dim)

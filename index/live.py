@@ -20,6 +20,11 @@ from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.records import Document
 from index.searcher import Hit, IndexReader
+from index.token_quantization import TokenDtype
+
+# How documents added while serving keep their token matrices when the index has no token
+# store to follow: the same default as ``loupe index build``.
+DEFAULT_LIVE_TOKEN_DTYPE = TokenDtype.int8
 
 
 def create_empty_index(folder: Path, model: str, dimension: int, factory: str = "Flat") -> Manifest:
@@ -69,6 +74,13 @@ class LiveIndex:
     def __len__(self) -> int:
         return len(self.reader.docstore)
 
+    @property
+    def token_dtype(self) -> TokenDtype:
+        """How added documents' token matrices are stored: as the build-time token store
+        keeps its own, else int8."""
+        store = self.reader.tokens
+        return store.dtype if store is not None else DEFAULT_LIVE_TOKEN_DTYPE
+
     def add(
         self,
         documents: Sequence[Document],
@@ -76,13 +88,13 @@ class LiveIndex:
         tokens: Sequence[np.ndarray] | None = None,
         tokens_fingerprint: str | None = None,
     ) -> list[int]:
-        """Add or replace documents by id, with the re-ranker's token matrices if given;
-        returns their new keys."""
+        """Add or replace documents by id, with the re-ranker's ``(tokens_i, dim)`` matrices
+        if given (stored as ``token_dtype``); returns their new keys."""
         if len(documents) != len(vectors):
             raise ValueError("one vector per document is required")
         with self._lock:
             keys, replaced = self.reader.docstore.upsert(
-                documents, vectors, tokens, tokens_fingerprint
+                documents, vectors, tokens, tokens_fingerprint, self.token_dtype
             )
             if replaced:
                 self._remove_keys(replaced)

@@ -109,6 +109,19 @@ def unpack_int4(packed: np.ndarray, dim: int) -> np.ndarray:
     return np.stack((low, high), axis=-1).reshape(packed.shape[0], -1)[:, :dim]
 
 
+def payload_layout(dtype: TokenDtype, dim: int) -> tuple[type[np.generic], int]:
+    """numpy type and row width of the stored payload.
+
+    >>> [payload_layout(TokenDtype(d), 5)[1] for d in ("float16", "int8", "int4")]
+    [5, 5, 3]
+    """
+    if dtype is TokenDtype.float16:
+        return np.float16, dim
+    if dtype is TokenDtype.int8:
+        return np.int8, dim
+    return np.uint8, packed_int4_width(dim)
+
+
 def encode_tokens(matrix: np.ndarray, dtype: TokenDtype) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored payload ``(tokens, width)`` and scales ``(tokens,)`` (None for float16)."""
     if dtype is TokenDtype.float16:

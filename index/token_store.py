@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from index.token_quantization import TokenDtype, decode_tokens, encode_tokens, packed_int4_width
+from index.token_quantization import TokenDtype, decode_tokens, encode_tokens, payload_layout
 
 DATA_NAMES = {
     TokenDtype.float16: "tokens.f16",
@@ -28,15 +28,6 @@ DATA_NAMES = {
 SCALES_NAME = "scales.f16"
 INDEX_NAME = "index.npz"
 META_NAME = "meta.json"
-
-
-def payload_layout(dtype: TokenDtype, dim: int) -> tuple[type[np.generic], int]:
-    """numpy type and row width of the stored payload."""
-    if dtype is TokenDtype.float16:
-        return np.float16, dim
-    if dtype is TokenDtype.int8:
-        return np.int8, dim
-    return np.uint8, packed_int4_width(dim)
 
 
 class TokenStoreWriter:

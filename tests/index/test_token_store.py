@@ -136,13 +136,19 @@ def test_documents_added_live_keep_their_token_matrices(tmp_path: Path) -> None:
     from index.records import Document
 
     live = LiveIndex.open_or_create(tmp_path / "live", model="m", dimension=4)
+    assert live.token_dtype is TokenDtype.int8  # no build-time store: the build default
     eye = np.eye(4, dtype=np.float32)
-    matrices = [np.full((2, 3), i, dtype=np.float16) for i in range(2)]
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(n, 3)).astype(np.float16) for n in (2, 5)]
     keys = live.add([Document("a", "x"), Document("b", "y")], eye[:2], matrices, "fp-1")
     live.close()
     reader = IndexReader.open(tmp_path / "live")
     got = reader.token_matrices(keys, "fp-1")
-    np.testing.assert_array_equal(got[1], matrices[1])
+    for stored, original in zip(got, matrices, strict=True):
+        assert stored is not None and stored.shape == original.shape
+        # int8: each value within half a step (max |row| / 127 / 2) of the original.
+        step = np.abs(original.astype(np.float32)).max(axis=1, keepdims=True) / 127
+        assert (np.abs(stored - original) <= step * 0.51 + 1e-3).all()
     assert reader.token_matrices(keys, "other") == [None, None]
     reader.docstore.delete("a")
     assert reader.token_matrices(keys, "fp-1")[0] is None
@@ -178,3 +184,47 @@ def test_hit_rates_report_what_came_from_storage(tmp_path: Path, tiny_encoder) -
     np.testing.assert_allclose(
         scores, reranker.score("cats", [h.document.text for h in hits[0]]), atol=5e-3
     )
+
+
+@pytest.mark.parametrize("dtype", list(TokenDtype))
+def test_docstore_keeps_token_matrices_in_each_dtype(tmp_path: Path, dtype: TokenDtype) -> None:
+    from index.docstore import DocStore
+    from index.records import Document
+
+    matrix = np.random.default_rng(1).normal(size=(4, 7)).astype(np.float16)
+    with DocStore(tmp_path / "d.sqlite") as store:
+        (key,), _ = store.upsert([Document("a", "x")], None, [matrix], "fp", dtype)
+    with DocStore(tmp_path / "d.sqlite", read_only=True) as store:
+        got = store.get_tokens([key], "fp")[key]
+    tolerance = {TokenDtype.float16: 0.0, TokenDtype.int8: 0.02, TokenDtype.int4: 0.3}[dtype]
+    np.testing.assert_allclose(got, matrix, atol=tolerance)
+
+
+def test_docstore_from_before_token_dtypes_still_reads_and_upgrades(tmp_path: Path) -> None:
+    """A docstore whose tokens table has no dtype/scales columns: read-only it reads its
+    float16 rows as they are; opened for writing it gains the columns and keeps them."""
+    import sqlite3
+
+    from index.docstore import DocStore
+    from index.records import Document
+
+    path = tmp_path / "old.sqlite"
+    old = np.arange(6, dtype=np.float16).reshape(2, 3)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE documents (key INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " doc_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL DEFAULT '', text TEXT NOT NULL,"
+            " metadata TEXT NOT NULL DEFAULT '{}', vector BLOB);"
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE tokens (key INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL,"
+            " dim INTEGER NOT NULL, data BLOB NOT NULL);"
+        )
+        conn.execute("INSERT INTO documents (doc_id, text) VALUES ('a', 'x')")
+        conn.execute("INSERT INTO tokens VALUES (1, 'fp', 3, ?)", (old.tobytes(),))
+    with DocStore(path, read_only=True) as store:
+        np.testing.assert_array_equal(store.get_tokens([1], "fp")[1], old)
+    with DocStore(path) as store:
+        (key,), _ = store.upsert([Document("b", "y")], None, [old], "fp", TokenDtype.int4)
+        got = store.get_tokens([1, key], "fp")
+    np.testing.assert_array_equal(got[1], old)
+    np.testing.assert_allclose(got[key], old, atol=0.5 * 5 / 7 + 1e-3)
