@@ -1,8 +1,9 @@
 """The round-trip consistency filter for synthetic queries: keep a query when the first
 stage ranks its own passage in the top k for it.
 
-The first stage is an existing Loupe index (dense or BM25), or a flat FAISS index built here
-over a corpus's dual-encoder vectors.
+The first stage is an existing Loupe index (dense or BM25), a flat FAISS index built here
+over a corpus's dual-encoder vectors, or a BM25 index built here over a corpus (seconds, where
+encoding the corpus takes minutes).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.bm25_index import BM25Index
 from index.faiss_index import FaissIndex
 from index.readers.corpus import read_corpus
 from models.encoder import EncoderConfig, TextEncoder
@@ -70,3 +72,15 @@ def consistency_ranks(
     return [
         row.index(doc) + 1 if doc in row else None for row, doc in zip(hits, doc_ids, strict=True)
     ]
+
+
+def bm25_corpus_first_stage(corpus: Path) -> FirstStage:
+    """BM25 (bm25s, stemmed, the index's defaults) over a whole corpus."""
+    docs = list(read_corpus(corpus))
+    index = BM25Index.build(range(len(docs)), [d.full_text for d in docs])
+
+    def search(queries: list[str], k: int) -> list[list[str]]:
+        _, keys = index.search(queries, k)
+        return [[docs[int(i)].id for i in row if i >= 0] for row in keys]
+
+    return search

@@ -19,7 +19,7 @@ from models.encoder import TextEncoder
 from tests.models.test_softsrv_models import build_tiny_lm
 from tests.training.test_lite_job import write_triples
 from training.batches import split_training_data
-from training.consistency import consistency_ranks, faiss_first_stage
+from training.consistency import bm25_corpus_first_stage, consistency_ranks, faiss_first_stage
 from training.dual_config import DualTrainConfig
 from training.run_config import SyntheticSource, TriplesSource
 from training.softsrv_job import load_softsrv_config, train_softsrv
@@ -166,6 +166,16 @@ def test_consistency_filter_keeps_a_query_only_when_its_passage_ranks_in_top_k(
     assert deep[0] is not None and 2 <= deep[0] <= 4
     with pytest.raises(ValueError, match="at least 1"):
         consistency_ranks(search, ["x"], ["d1"], k=0)
+
+
+def test_bm25_consistency_filter_over_a_corpus_file(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in DOCS.items()))
+    search = bm25_corpus_first_stage(corpus)
+    queries = [QUERIES["d1"], QUERIES["d2"], "pets", "quantum chromodynamics"]
+    ranks = consistency_ranks(search, queries, ["d1", "d2", "d4", "d1"], k=2)
+    # a shared stemmed term finds the passage; no shared term finds nothing
+    assert ranks[:2] == [1, 1] and ranks[2:] == [None, None]
 
 
 def write_synthetic(path: Path, count: int) -> Path:
