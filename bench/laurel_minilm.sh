@@ -36,17 +36,5 @@ train dual-scifact-laurel --config configs/dual-scifact.toml --laurel rw,lr \
 train dual-scifact-laurel-only --config configs/dual-scifact-laurel-only.toml
 
 for name in dual-scifact dual-scifact-laurel dual-scifact-laurel-only; do
-    [ -f "runs/$name-index/manifest.json" ] ||
-        "$loupe" index build --corpus "$D/beir-scifact" --out "runs/$name-index" \
-            --model "runs/$name/best" -q
-    [ -f "runs/$name-eval-scifact/metrics.json" ] ||
-        "$loupe" eval --queries "$D/beir-scifact/queries.jsonl" --split test \
-            --qrels "$D/beir-scifact/qrels/test.tsv" --index "runs/$name-index" --depth 100 \
-            --compare runs/minilm-eval-scifact/run.trec --out "runs/$name-eval-scifact" -q
-    [ -f "runs/$name-eval-dl19/metrics.json" ] ||
-        "$loupe" eval --queries "$D/trec-dl-2019-passage/queries.tsv" \
-            --qrels "$D/trec-dl-2019-passage/qrels.trec" \
-            --candidates "$D/trec-dl-2019-passage/run.BM25.top100.trec" \
-            --corpus "$D/trec-dl-2019-passage/corpus.jsonl" --reranker "cosine:runs/$name/best" \
-            --compare runs/minilm-eval-dl19/run.trec --out "runs/$name-eval-dl19" -q
+    bench/dual_eval_arm.sh "$name"
 done
