@@ -141,20 +141,37 @@ def generate(
     filter_index: Annotated[
         Path | None,
         typer.Option(
-            help="first stage of the filter: this index folder (default: flat FAISS over --corpus)",
+            help="first stage of the filter: this index folder (default: built over --corpus)",
             envvar=env("filter_index"),
         ),
     ] = None,
+    filter_first_stage: Annotated[
+        str,
+        typer.Option(
+            help="the filter's first stage: dense (the dual encoder; over --corpus it encodes "
+            "the corpus first) or bm25 (over --corpus, built in seconds; an index needs --bm25)",
+            envvar=env("filter_first_stage"),
+        ),
+    ] = "dense",
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
     """Write synthetic (query, passage) training pairs for corpus passages; resumable: a rerun
     with the same --out skips the passages already done."""
     from models.prompted_lm import SamplingConfig
-    from training.consistency import corpus_first_stage, index_first_stage
+    from training.consistency import (
+        bm25_corpus_first_stage,
+        corpus_first_stage,
+        index_first_stage,
+    )
     from training.synthetic_generate import GenerateConfig, generate_pairs
     from training.synthetic_pairs import qrels_path
 
+    if filter_first_stage not in ("dense", "bm25"):
+        raise typer.BadParameter(
+            f"unknown first stage {filter_first_stage!r}: dense or bm25",
+            param_hint="--filter-first-stage",
+        )
     config = GenerateConfig(
         corpus=corpus,
         out=out,
@@ -184,11 +201,12 @@ def generate(
     )
     first_stage = None
     if filter_top_k is not None:
-        first_stage = (
-            index_first_stage(filter_index, device=device)
-            if filter_index is not None
-            else corpus_first_stage(corpus, device=device, show_progress=not quiet)
-        )
+        if filter_index is not None:
+            first_stage = index_first_stage(filter_index, kind=filter_first_stage, device=device)
+        elif filter_first_stage == "bm25":
+            first_stage = bm25_corpus_first_stage(corpus)
+        else:
+            first_stage = corpus_first_stage(corpus, device=device, show_progress=not quiet)
     stats = generate_pairs(config, generator, first_stage)
     typer.echo(
         f"{stats.queries} queries for {stats.passages} passages ({stats.skipped} already done), "

@@ -130,6 +130,13 @@ def test_cli_train_then_generate_resumes_reproducibly_and_filters(
     assert filtered.exit_code == 0, filtered.output
     rows = read_pairs(tmp_path / "c.jsonl", include_dropped=True)
     assert all(r.kept == (r.first_stage_rank == 1) for r in rows if r.query)
+    bm25 = [*common, "--out", str(tmp_path / "d.jsonl"), "--filter-top-k", "1"]
+    by_bm25 = runner.invoke(app, [*bm25, "--filter-first-stage", "bm25"])
+    assert by_bm25.exit_code == 0, by_bm25.output
+    rows = read_pairs(tmp_path / "d.jsonl", include_dropped=True)
+    assert len(rows) == 8 and all(r.kept == (r.first_stage_rank == 1) for r in rows)
+    unknown = runner.invoke(app, [*bm25, "--filter-first-stage", "splade"])
+    assert unknown.exit_code == 2 and "unknown first stage" in unknown.output, unknown.output
 
 
 def test_hard_prompt_baseline_from_the_cli(tmp_path: Path, tiny_lm_dir: Path) -> None:
