@@ -4,12 +4,7 @@
 # alone and with the hard-prompt SciFact queries that pass the top-10 consistency filter
 # (configs/dual-scifact-synthetic.toml; its header makes the pairs), each evaluated by
 # bench/dual_eval_arm.sh. Finished steps are skipped, so the script resumes.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-D=${LOUPE_DATA_DIR:-../shared/data}
-loupe="${LOUPE_VENV:-.venv}/bin/loupe"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-export LOUPE_RUNTIME=${LOUPE_RUNTIME:-torch}  # the same runtime for every arm
+source "$(dirname "$0")/dual_env.sh"
 
 [ -f runs/minilm-eval-scifact/metrics.json ] && [ -f runs/minilm-eval-dl19/metrics.json ] ||
     { echo "run bench/laurel_minilm.sh first: it writes the untrained baselines" >&2; exit 1; }

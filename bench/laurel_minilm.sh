@@ -4,12 +4,7 @@
 # evaluated on data it never trained on: SciFact test (dense retrieval from the whole
 # corpus: nDCG@10, R@100) and TREC DL19 (its BM25 top-100 re-ranked by the encoder's cosine).
 # Finished steps are skipped, so the script resumes. CPU: about an hour on 2 cores.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-D=${LOUPE_DATA_DIR:-../shared/data}
-loupe="${LOUPE_VENV:-.venv}/bin/loupe"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-export LOUPE_RUNTIME=${LOUPE_RUNTIME:-torch}  # the same runtime for every arm
+source "$(dirname "$0")/dual_env.sh"
 
 [ -f runs/scifact-index/manifest.json ] ||
     "$loupe" index build --corpus "$D/beir-scifact" --out runs/scifact-index -q
