@@ -170,7 +170,8 @@ class DocStore:
         keys = [int(k) for k in keys]
         found: dict[int, np.ndarray] = {}
         with self._lock:
-            # A read-only docstore written before the dtype and scales columns existed.
+            # A read-only docstore written before the dtype and scales columns existed. Asked
+            # on every call (microseconds): a writer opening the file later adds them.
             legacy = "dtype" not in self._token_columns()
             columns = "'float16', NULL" if legacy else "dtype, scales"
             for start in range(0, len(keys), 900):
