@@ -4,7 +4,7 @@
 # R@100) and TREC DL19 (its BM25 top-100 re-ranked by the encoder's cosine), each compared
 # with the untrained MiniLM (runs/minilm-eval-*, bench/laurel_minilm.sh writes them).
 # Finished steps are skipped.   usage: bench/dual_eval_arm.sh NAME
-name=$1
+name=${1:?usage: bench/dual_eval_arm.sh NAME (a run folder under runs/)}
 source "$(dirname "$0")/dual_env.sh"
 [ -f "runs/$name-index/manifest.json" ] ||
     "$loupe" index build --corpus "$D/beir-scifact" --out "runs/$name-index" \
