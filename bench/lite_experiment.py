@@ -115,6 +115,14 @@ def rerank_from_cache(
             "cached frozen-backbone states cannot evaluate a model that changes "
             "its backbone; use loupe eval"
         )
+    return rerank_cached_states(model, cache, spec)
+
+
+@torch.no_grad()
+def rerank_cached_states(
+    model: LateInteractionModel, cache: TokenCache, spec: dict
+) -> tuple[dict[str, dict[str, float]], float]:
+    """``rerank_from_cache`` for a cache the caller filled with ``model``'s own backbone."""
     model.eval()
     run: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
@@ -157,10 +165,13 @@ def main() -> None:
     # Untrained MaxSim over raw 384-d MiniLM tokens also warms the shared cache.
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
     cache = TokenCache.load(cache_path) if cache_path.is_file() else TokenCache()
+    cached_before = len(cache)
     for spec in sets.values():
         cache.ensure(base, spec["queries"].values(), base.config.q_len, desc="eval queries")
         cache.ensure(base, spec["texts"].values(), base.config.d_len, desc="eval passages")
-    cache.save(cache_path)
+    if len(cache) > cached_before or not cache_path.is_file():
+        # Rewriting a warm cache costs a minute and races with parallel runs sharing it.
+        cache.save(cache_path)
 
     rows: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
@@ -177,7 +188,8 @@ def main() -> None:
             eval_every=100,
             patience=4,
         )
-        train_lite(config)
+        if not (config.out / "summary.json").is_file():  # trained already: evaluate only
+            train_lite(config)
         systems[f"{kind}-trained-d{args.dim}"] = LateInteractionModel.load(config.out / "best")
     cache = TokenCache.load(cache_path)
     for name, model in systems.items():
