@@ -47,6 +47,9 @@ from training.token_cache import TokenCache
 
 @dataclass(frozen=True)
 class FeedbackConfig:
+    """The ``expand`` method's settings; the defaults are the best DL19 cell of an
+    exploratory pass, so numbers at them are optimistic for DL19 (quote the CV ones)."""
+
     docs: int = 10
     """How many top first-pass candidates serve as feedback."""
     clusters: int = 24
@@ -161,8 +164,8 @@ def feedback_rescore(
 
 @dataclass(frozen=True)
 class Feedback:
-    """One grid cell: no feedback, the centroid score, or the product's expansion
-    (``models.feedback``) with ``docs``, ``weight`` and ``expansions``."""
+    """One grid cell: no feedback, the centroid score, or the expansion (``FeedbackConfig``
+    with ``docs``, ``weight`` and ``expansions``, k-means started from ``seed``)."""
 
     mode: str  # "none", "centroid" or "expand"
     docs: int = 0
