@@ -18,15 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+from evaluation.compare import compare
 from evaluation.datasets import data_root
-from evaluation.metrics import evaluate, format_table
+from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
-from index.readers.trec import ranked
+from index.readers.trec import Run, ranked
 from index.searcher import Searcher
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
@@ -131,6 +132,31 @@ def rerank_cached_states(
         run[qid] = dict(zip(docs, scores, strict=True))
     ms = 1000 * (time.perf_counter() - started) / max(1, len(spec["queries"]))
     return run, ms
+
+
+def evaluate_on_sets(
+    model: LateInteractionModel,
+    cache: TokenCache,
+    sets: dict[str, dict],
+    rerank: Callable[..., tuple[Run, float]] = rerank_from_cache,
+) -> dict[str, MetricsResult]:
+    """``model``'s metrics (``MEASURES``) on each evaluation set, re-ranked by ``rerank``."""
+    results = {}
+    for set_name, spec in sets.items():
+        run, _ = rerank(model, cache, spec)
+        results[set_name] = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+    return results
+
+
+def paired_ndcg(system: MetricsResult, baseline: MetricsResult) -> dict[str, float]:
+    """nDCG@10 of ``system`` minus ``baseline``: mean difference, wins, losses, paired t p."""
+    test = compare(system, baseline, "nDCG@10")
+    return {
+        "difference": test.mean_difference,
+        "wins": test.wins,
+        "losses": test.losses,
+        "p_value": test.p_value,
+    }
 
 
 def main() -> None:

@@ -20,10 +20,16 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lite_experiment import MEASURES, eval_sets, rerank_cached_states, training_sources
-from evaluation.compare import compare
+from bench.lite_experiment import (
+    MEASURES,
+    eval_sets,
+    evaluate_on_sets,
+    paired_ndcg,
+    rerank_cached_states,
+    training_sources,
+)
 from evaluation.datasets import data_root
-from evaluation.metrics import evaluate, format_table
+from evaluation.metrics import format_table
 from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
@@ -80,22 +86,14 @@ def main() -> None:
                 cache.ensure(model, spec["queries"].values(), model.config.q_len)
                 cache.ensure(model, spec["texts"].values(), model.config.d_len)
             cache.save(states)
-        for set_name, spec in sets.items():
-            run, _ = rerank_cached_states(model, cache, spec)
-            result = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+        for set_name, result in evaluate_on_sets(model, cache, sets, rerank_cached_states).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}"] = result.aggregate
     print(format_table(rows, MEASURES))
     tests = {}
     for set_name in sets:
-        test = compare(results[(set_name, "laurel")], results[(set_name, "frozen")], "nDCG@10")
-        tests[set_name] = {
-            "laurel_minus_frozen": test.mean_difference,
-            "wins": test.wins,
-            "losses": test.losses,
-            "p_value": test.p_value,
-        }
-        print(set_name, json.dumps(tests[set_name]))
+        tests[set_name] = paired_ndcg(results[(set_name, "laurel")], results[(set_name, "frozen")])
+        print(set_name, "laurel - frozen", json.dumps(tests[set_name]))
     (args.out / f"results-s{args.seed}.json").write_text(
         json.dumps(
             {"metrics": rows, "laurel_vs_frozen": tests, "args": vars(args)}, indent=2, default=str

@@ -36,8 +36,7 @@ from pathlib import Path
 
 import torch
 
-from bench.lite_experiment import eval_sets, projected_candidates
-from evaluation.compare import compare
+from bench.lite_experiment import eval_sets, paired_ndcg, projected_candidates
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -307,13 +306,9 @@ def main() -> None:
                 {q: {"nDCG@10": v} for q, v in values.items()},
                 len(values),
             )
-            test = compare(cv_result, base, "nDCG@10")
             cv[family] = {
                 "nDCG@10": cv_result.aggregate["nDCG@10"],
-                "vs_no_feedback": test.mean_difference,
-                "wins": test.wins,
-                "losses": test.losses,
-                "p_value": test.p_value,
+                "vs_no_feedback": paired_ndcg(cv_result, base),
                 "chosen": [asdict(s) for s in chosen],
             }
             print(set_name, f"{args.folds}-fold CV {family}", json.dumps(cv[family]), flush=True)

@@ -22,10 +22,15 @@ from pathlib import Path
 
 import torch
 
-from bench.lite_experiment import MEASURES, eval_sets, rerank_from_cache
-from evaluation.compare import compare
+from bench.lite_experiment import (
+    MEASURES,
+    eval_sets,
+    evaluate_on_sets,
+    paired_ndcg,
+    rerank_from_cache,
+)
 from evaluation.datasets import data_root
-from evaluation.metrics import evaluate, format_table
+from evaluation.metrics import format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
 from index.readers.trec import write_run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -107,22 +112,14 @@ def main() -> None:
         if not (config.out / "summary.json").is_file():
             train_lite(config)
         model = LateInteractionModel.load(config.out / "best")
-        for set_name, spec in sets.items():
-            run, _ = rerank_from_cache(model, cache, spec)
-            result = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+        for set_name, result in evaluate_on_sets(model, cache, sets).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}{suffix}"] = result.aggregate
     print(format_table(rows, MEASURES))
     tests = {}
     for set_name in sets:
-        test = compare(results[(set_name, "ce+kl")], results[(set_name, "ce")], "nDCG@10")
-        tests[set_name] = {
-            "kl_minus_ce": test.mean_difference,
-            "wins": test.wins,
-            "losses": test.losses,
-            "p_value": test.p_value,
-        }
-        print(set_name, json.dumps(tests[set_name]))
+        tests[set_name] = paired_ndcg(results[(set_name, "ce+kl")], results[(set_name, "ce")])
+        print(set_name, "ce+kl - ce", json.dumps(tests[set_name]))
     (args.out / f"results-w{args.weight:g}-s{args.seed}.json").write_text(
         json.dumps({"metrics": rows, "kl_vs_ce": tests, "args": vars(args)}, indent=2, default=str)
     )
