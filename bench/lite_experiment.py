@@ -33,13 +33,15 @@ from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
 from training.lite_job import train_lite
-from training.run_config import QrelsSource, TriplesSource
+from training.run_config import QrelsSource, SyntheticSource, TriplesSource
 from training.token_cache import TokenCache
 
 MEASURES = ["nDCG@10", "RR@10", "RR(rel=2)@10", "R@100"]
 
 
-def training_sources(data: Path, negatives: Path) -> list[QrelsSource | TriplesSource]:
+def training_sources(
+    data: Path, negatives: Path
+) -> list[TriplesSource | QrelsSource | SyntheticSource]:
     """The re-ranker's real training data: SciFact train judgments with hard negatives from
     ``negatives`` (a TREC run), and the MS MARCO triples sample."""
     sci = data / "beir-scifact"

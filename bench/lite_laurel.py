@@ -29,7 +29,7 @@ from bench.lite_experiment import (
     training_sources,
 )
 from evaluation.datasets import data_root
-from evaluation.metrics import format_table
+from evaluation.metrics import MetricsResult, format_table
 from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
@@ -59,7 +59,7 @@ def main() -> None:
     sets = eval_sets(data, args.scifact_index)
     base_cache = TokenCache.load(args.cache)
     rows: dict[str, dict[str, float]] = {}
-    results: dict[tuple[str, str], object] = {}
+    results: dict[tuple[str, str], MetricsResult] = {}
     for arm, extra in arms.items():
         config = LiteTrainConfig(
             out=args.out / f"{arm}-s{args.seed}",

@@ -30,7 +30,7 @@ from bench.lite_experiment import (
     rerank_from_cache,
 )
 from evaluation.datasets import data_root
-from evaluation.metrics import format_table
+from evaluation.metrics import MetricsResult, format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
 from index.readers.trec import write_run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -94,7 +94,7 @@ def main() -> None:
     arms = {"ce": {"loss": "ce"}, "ce+kl": {"loss": "kl", "distill_weight": args.weight}}
     sets = eval_sets(data, args.scifact_index)
     rows: dict[str, dict[str, float]] = {}
-    results = {}
+    results: dict[tuple[str, str], MetricsResult] = {}
     for arm, loss in arms.items():
         suffix = "" if arm == "ce" else f"-w{args.weight:g}"
         config = LiteTrainConfig(
