@@ -55,6 +55,7 @@ from bench.harness import (
     tiny_late_model,
     write_json,
 )
+from index.builder import IndexBuildConfig
 from index.token_store import TokenStore, write_token_store
 from models.encoder import TokenRunner
 from models.late_interaction import LateInteractionModel
@@ -84,12 +85,15 @@ class Method:
 def token_store_method(
     reranker: LateInteractionReranker, task: RerankTask, folder: Path, trained: bool
 ) -> Method:
-    """Writes every candidate's matrix to a token store (untimed), then scores from it."""
+    """Writes every candidate's matrix to a token store (untimed) in the dtype
+    ``loupe index build --token-store`` uses by default, then scores from it."""
     ids = sorted(task.texts)
     keys = {doc_id: i for i, doc_id in enumerate(ids)}
     by_text = {task.texts[d]: keys[d] for d in ids}
     matrices = reranker.model.document_matrices([task.texts[d] for d in ids])
-    store: TokenStore = write_token_store(folder, range(len(ids)), matrices, reranker.model.dim)
+    store: TokenStore = write_token_store(
+        folder, range(len(ids)), matrices, reranker.model.dim, dtype=IndexBuildConfig.token_dtype
+    )
 
     def score_many(queries: list[str], docs: list[list[str]]) -> list[np.ndarray]:
         gathered = [store.get([by_text[t] for t in row]) for row in docs]
