@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
-from bench.lite_experiment import MEASURES, eval_sets, rerank_from_cache
+from bench.lite_experiment import (
+    MEASURES,
+    add_experiment_inputs,
+    eval_sets,
+    kfold,
+    rerank_from_cache,
+)
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -31,8 +36,7 @@ from training.token_cache import TokenCache
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/lite-kfold"))
-    parser.add_argument("--cache", type=Path, default=Path("runs/lite-exp/token-cache.npz"))
-    parser.add_argument("--scifact-index", type=Path, default=Path("runs/scifact-index"))
+    add_experiment_inputs(parser, negatives_run=False)
     parser.add_argument("--kinds", default="maxsim,sorted")
     parser.add_argument("--teacher", default="SPLADE_P_P_ENSEMBLE_DISTIL")
     parser.add_argument("--loss", default="kl", choices=["ce", "kl", "margin_mse"])
@@ -45,8 +49,7 @@ def main() -> None:
     dl19 = data / "trec-dl-2019-passage"
     spec = eval_sets(data, args.scifact_index)["dl19-bm25"]
     qids = sorted(spec["queries"])
-    random.Random(args.seed).shuffle(qids)
-    folds = [qids[i :: args.folds] for i in range(args.folds)]
+    folds = kfold(qids, args.folds, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, float]] = {}
     for kind in args.kinds.split(","):

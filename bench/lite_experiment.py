@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,6 +38,31 @@ from training.run_config import QrelsSource, SyntheticSource, TriplesSource
 from training.token_cache import TokenCache
 
 MEASURES = ["nDCG@10", "RR@10", "RR(rel=2)@10", "R@100"]
+
+
+def add_experiment_inputs(parser: argparse.ArgumentParser, *, negatives_run: bool) -> None:
+    """The inputs bench/lite_experiment.py leaves behind that the follow-up scripts reuse:
+    the frozen MiniLM's token-state cache, the SciFact index and (``negatives_run``) the
+    SciFact-train hard-negative run."""
+    parser.add_argument("--cache", type=Path, default=Path("runs/lite-exp/token-cache.npz"))
+    parser.add_argument("--scifact-index", type=Path, default=Path("runs/scifact-index"))
+    if negatives_run:
+        parser.add_argument(
+            "--negatives-run",
+            type=Path,
+            default=Path("runs/lite-exp/scifact-train-dense50.trec"),
+        )
+
+
+def kfold(query_ids: Iterable[str], folds: int, seed: int) -> list[list[str]]:
+    """``folds`` held-out groups of the queries: sorted, shuffled with ``seed``, dealt out.
+
+    >>> kfold(["q3", "q1", "q2", "q4"], 2, seed=0)
+    [['q3', 'q2'], ['q1', 'q4']]
+    """
+    qids = sorted(query_ids)
+    random.Random(seed).shuffle(qids)
+    return [qids[i::folds] for i in range(folds)]
 
 
 def training_sources(

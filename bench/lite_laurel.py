@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.lite_experiment import (
     MEASURES,
+    add_experiment_inputs,
     eval_sets,
     evaluate_on_sets,
     paired_ndcg,
@@ -40,11 +41,7 @@ from training.token_cache import TokenCache
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/lite-laurel"))
-    parser.add_argument("--cache", type=Path, default=Path("runs/lite-exp/token-cache.npz"))
-    parser.add_argument(
-        "--negatives-run", type=Path, default=Path("runs/lite-exp/scifact-train-dense50.trec")
-    )
-    parser.add_argument("--scifact-index", type=Path, default=Path("runs/scifact-index"))
+    add_experiment_inputs(parser, negatives_run=True)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--negatives", type=int, default=3)
@@ -82,10 +79,12 @@ def main() -> None:
             # States from this model's own (LAuReL) backbone, kept for reruns.
             states = config.out / "eval-states.npz"
             cache = TokenCache.load(states) if states.is_file() else TokenCache()
+            cached_before = len(cache)
             for spec in sets.values():
                 cache.ensure(model, spec["queries"].values(), model.config.q_len)
                 cache.ensure(model, spec["texts"].values(), model.config.d_len)
-            cache.save(states)
+            if len(cache) > cached_before:
+                cache.save(states)
         for set_name, result in evaluate_on_sets(model, cache, sets, rerank_cached_states).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}"] = result.aggregate

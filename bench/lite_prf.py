@@ -29,14 +29,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from bench.lite_experiment import eval_sets, paired_ndcg, projected_candidates
+from bench.lite_experiment import (
+    add_experiment_inputs,
+    eval_sets,
+    kfold,
+    paired_ndcg,
+    projected_candidates,
+)
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -224,12 +229,10 @@ def cross_validated(
     results: dict[Feedback, MetricsResult], settings: list[Feedback], folds: int, seed: int
 ) -> tuple[dict[str, float], list[Feedback]]:
     """Per-query nDCG@10 when each fold uses the setting best on the other folds."""
-    qids = sorted(results[settings[0]].per_query)
-    random.Random(seed).shuffle(qids)
     chosen: list[Feedback] = []
     values: dict[str, float] = {}
-    for f in range(folds):
-        held_out = set(qids[f::folds])
+    for fold in kfold(results[settings[0]].per_query, folds, seed):
+        held_out = set(fold)
         best = max(
             settings,
             key=lambda s: sum(
@@ -244,8 +247,7 @@ def cross_validated(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/lite-prf"))
-    parser.add_argument("--cache", type=Path, default=Path("runs/lite-exp/token-cache.npz"))
-    parser.add_argument("--scifact-index", type=Path, default=Path("runs/scifact-index"))
+    add_experiment_inputs(parser, negatives_run=False)
     parser.add_argument("--reranker", type=Path, help="a MaxSim model folder (default: untrained)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="fold assignment")

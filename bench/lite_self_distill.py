@@ -24,6 +24,7 @@ import torch
 
 from bench.lite_experiment import (
     MEASURES,
+    add_experiment_inputs,
     eval_sets,
     evaluate_on_sets,
     paired_ndcg,
@@ -68,11 +69,7 @@ def zero_shot_teacher(data: Path, negatives_run: Path, cache: TokenCache, out: P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/lite-self-distill"))
-    parser.add_argument("--cache", type=Path, default=Path("runs/lite-exp/token-cache.npz"))
-    parser.add_argument(
-        "--negatives-run", type=Path, default=Path("runs/lite-exp/scifact-train-dense50.trec")
-    )
-    parser.add_argument("--scifact-index", type=Path, default=Path("runs/scifact-index"))
+    add_experiment_inputs(parser, negatives_run=True)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weight", type=float, default=1.0, help="KL weight against CE")

@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 
+import bench.lite_experiment
 import bench.lite_prf
 from bench.lite_prf import (
     Feedback,
@@ -107,6 +108,7 @@ def test_config_rejects_empty_settings(field: str) -> None:
 
 def test_the_docstring_examples_hold() -> None:
     assert doctest.testmod(bench.lite_prf).failed == 0
+    assert doctest.testmod(bench.lite_experiment).failed == 0  # kfold, shared with DL19 5-fold
 
 
 def test_grid_cells_score_as_their_functions() -> None:
