@@ -26,6 +26,7 @@ import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class EncoderShape:
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> EncoderShape:
-        config = model.config
+        config: Any = model.config
         return cls(
             layers=int(config.num_hidden_layers),
             hidden=int(config.hidden_size),
@@ -159,7 +160,7 @@ def measure(
 
 def _time_each(call: Callable[[int], object], n: int) -> list[float]:
     """Milliseconds of ``call(i)`` for each query ``i``."""
-    return [timed_ms(lambda i=i: call(i)) for i in range(n)]
+    return [timed_ms(partial(call, i)) for i in range(n)]
 
 
 def _row(name: str, flops: Sequence[int], times_ms: Sequence[float]) -> dict[str, Any]:

@@ -227,7 +227,9 @@ def synthetic_task(n_queries: int, depth: int, words: int = 40) -> RerankTask:
     queries = dict(
         zip([f"q{i}" for i in range(n_queries)], synthetic_texts(n_queries, 6), strict=True)
     )
-    candidates, all_texts, qrels = {}, {}, {}
+    candidates: dict[str, list[str]] = {}
+    all_texts: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
     for i, qid in enumerate(queries):
         ids = [f"d{i}_{j}" for j in range(depth)]
         candidates[qid] = ids

@@ -48,7 +48,7 @@ def main() -> None:
     data = data_root()
     dl19 = data / "trec-dl-2019-passage"
     spec = eval_sets(data, args.scifact_index)["dl19-bm25"]
-    qids = sorted(spec["queries"])
+    qids = sorted(spec.queries)
     folds = kfold(qids, args.folds, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, float]] = {}
@@ -87,16 +87,16 @@ def main() -> None:
             )
             train_lite(config, show_progress=False)
             model = LateInteractionModel.load(config.out / "best")
-            fold_spec = {**spec, "queries": {q: spec["queries"][q] for q in held_out}}
+            fold_spec = spec.restricted(held_out)
             cache = TokenCache.load(args.cache)
             run, _ = rerank_from_cache(model, cache, fold_spec)
             merged.update(run)
-        result = evaluate(spec["qrels"], merged, MEASURES, query_ids=spec["queries"])
+        result = evaluate(spec.qrels, merged, MEASURES, query_ids=spec.queries)
         rows[f"{kind} ({args.loss}, {args.folds}-fold CV)"] = result.aggregate
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
     run, _ = rerank_from_cache(base, TokenCache.load(args.cache), spec)
     rows["maxsim untrained 384-d"] = evaluate(
-        spec["qrels"], run, MEASURES, query_ids=spec["queries"]
+        spec.qrels, run, MEASURES, query_ids=spec.queries
     ).aggregate
     print(format_table(rows, MEASURES))
     (args.out / "results.json").write_text(

@@ -20,6 +20,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from evaluation.compare import compare
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
-from index.readers.trec import Run, ranked
+from index.readers.trec import Qrels, Run, ranked
 from index.searcher import Searcher
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
@@ -83,56 +84,74 @@ def training_sources(
     ]
 
 
-def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, dict]:
-    """Queries, qrels, candidate runs and passage texts of the two evaluation sets."""
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set: queries, judgments, each query's first-stage candidates (best
+    first) and the candidates' texts."""
+
+    queries: dict[str, str]
+    qrels: Qrels
+    run: Run
+    top: dict[str, list[str]]
+    texts: dict[str, str]
+
+    @classmethod
+    def from_run(
+        cls, queries: dict[str, str], qrels: Qrels, run: Run, corpus: Path, depth: int
+    ) -> EvalSet:
+        """The set re-ranking ``run``'s top ``depth`` per query, texts read from ``corpus``."""
+        top = {q: [d for d, _ in ranked(run.get(q, {}), depth)] for q in queries}
+        needed = {d for docs in top.values() for d in docs}
+        texts = {d.id: d.full_text for d in read_corpus(corpus) if d.id in needed}
+        return cls(queries, qrels, run, top, texts)
+
+    def restricted(self, query_ids: Iterable[str]) -> EvalSet:
+        """The same set with only ``query_ids``' queries (a fold)."""
+        return replace(self, queries={q: self.queries[q] for q in query_ids})
+
+
+def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, EvalSet]:
+    """The two evaluation sets: DL19's BM25 top ``depth`` and SciFact test's dense top
+    ``depth`` (from ``scifact_index``)."""
     dl19 = data / "trec-dl-2019-passage"
-    sets = {
-        "dl19-bm25": {
-            "queries": read_queries(dl19 / "queries.tsv"),
-            "qrels": read_qrels(dl19 / "qrels.trec"),
-            "run": read_run(dl19 / "run.BM25.top100.trec"),
-            "corpus": dl19 / "corpus.jsonl",
-        }
-    }
     sci = data / "beir-scifact"
     queries = read_queries(sci / "queries.jsonl", "test")
-    searcher = Searcher.open(scifact_index)
     ids = list(queries)
-    hits = searcher.search([queries[q] for q in ids], depth)
-    sets["scifact-test-dense"] = {
-        "queries": queries,
-        "qrels": read_qrels(sci / "qrels" / "test.tsv"),
-        "run": {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)},
-        "corpus": sci,
+    hits = Searcher.open(scifact_index).search([queries[q] for q in ids], depth)
+    dense = {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
+    return {
+        "dl19-bm25": EvalSet.from_run(
+            read_queries(dl19 / "queries.tsv"),
+            read_qrels(dl19 / "qrels.trec"),
+            read_run(dl19 / "run.BM25.top100.trec"),
+            dl19 / "corpus.jsonl",
+            depth,
+        ),
+        "scifact-test-dense": EvalSet.from_run(
+            queries, read_qrels(sci / "qrels" / "test.tsv"), dense, sci, depth
+        ),
     }
-    for spec in sets.values():
-        spec["top"] = {
-            q: [d for d, _ in ranked(spec["run"].get(q, {}), depth)] for q in spec["queries"]
-        }
-        needed = {d for docs in spec["top"].values() for d in docs}
-        spec["texts"] = {d.id: d.full_text for d in read_corpus(spec["corpus"]) if d.id in needed}
-    return sets
 
 
 def projected_candidates(
-    model: LateInteractionModel, cache: TokenCache, spec: dict
+    model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> Iterator[tuple[str, list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per query with candidates: its id, the candidate ids, the projected query
     ``(1, q_tokens, dim)`` with mask ``(1, q_tokens)`` and the projected candidates
     ``(n, d_tokens, dim)`` with mask ``(n, d_tokens)``, from cached backbone states."""
     c = model.config
-    for qid, text in spec["queries"].items():
-        docs = spec["top"][qid]
+    for qid, text in spec.queries.items():
+        docs = spec.top[qid]
         if not docs:
             continue
         q_raw, q_mask = cache.batch([text], c.q_len)
-        d_raw, d_mask = cache.batch([spec["texts"][d] for d in docs], c.d_len)
+        d_raw, d_mask = cache.batch([spec.texts[d] for d in docs], c.d_len)
         yield qid, docs, model.project(q_raw, q_mask), q_mask, model.project(d_raw, d_mask), d_mask
 
 
 @torch.no_grad()
 def rerank_from_cache(
-    model: LateInteractionModel, cache: TokenCache, spec: dict
+    model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Re-rank each query's candidates from cached states; returns run and ms per query.
 
@@ -149,7 +168,7 @@ def rerank_from_cache(
 
 @torch.no_grad()
 def rerank_cached_states(
-    model: LateInteractionModel, cache: TokenCache, spec: dict
+    model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> tuple[dict[str, dict[str, float]], float]:
     """``rerank_from_cache`` for a cache the caller filled with ``model``'s own backbone."""
     model.eval()
@@ -158,21 +177,21 @@ def rerank_cached_states(
     for qid, docs, q, q_mask, d, d_mask in projected_candidates(model, cache, spec):
         scores = model(q, q_mask, d[None], d_mask[None])[0].tolist()
         run[qid] = dict(zip(docs, scores, strict=True))
-    ms = 1000 * (time.perf_counter() - started) / max(1, len(spec["queries"]))
+    ms = 1000 * (time.perf_counter() - started) / max(1, len(spec.queries))
     return run, ms
 
 
 def evaluate_on_sets(
     model: LateInteractionModel,
     cache: TokenCache,
-    sets: dict[str, dict],
+    sets: dict[str, EvalSet],
     rerank: Callable[..., tuple[Run, float]] = rerank_from_cache,
 ) -> dict[str, MetricsResult]:
     """``model``'s metrics (``MEASURES``) on each evaluation set, re-ranked by ``rerank``."""
     results = {}
     for set_name, spec in sets.items():
         run, _ = rerank(model, cache, spec)
-        results[set_name] = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+        results[set_name] = evaluate(spec.qrels, run, MEASURES, query_ids=spec.queries)
     return results
 
 
@@ -221,8 +240,8 @@ def main() -> None:
     cache = TokenCache.load(cache_path) if cache_path.is_file() else TokenCache()
     cached_before = len(cache)
     for spec in sets.values():
-        cache.ensure(base, spec["queries"].values(), base.config.q_len, desc="eval queries")
-        cache.ensure(base, spec["texts"].values(), base.config.d_len, desc="eval passages")
+        cache.ensure(base, spec.queries.values(), base.config.q_len, desc="eval queries")
+        cache.ensure(base, spec.texts.values(), base.config.d_len, desc="eval passages")
     if len(cache) > cached_before or not cache_path.is_file():
         # Rewriting a warm cache costs a minute and races with parallel runs sharing it.
         cache.save(cache_path)
@@ -249,11 +268,11 @@ def main() -> None:
     for name, model in systems.items():
         for set_name, spec in sets.items():
             run, ms = rerank_from_cache(model, cache, spec)
-            result = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+            result = evaluate(spec.qrels, run, MEASURES, query_ids=spec.queries)
             rows[f"{set_name} | {name}"] = result.aggregate
             timings[f"{set_name} | {name}"] = ms
     for set_name, spec in sets.items():
-        result = evaluate(spec["qrels"], spec["run"], MEASURES, query_ids=spec["queries"])
+        result = evaluate(spec.qrels, spec.run, MEASURES, query_ids=spec.queries)
         rows[f"{set_name} | first stage"] = result.aggregate
     print(format_table(rows, MEASURES))
     (args.out / "results.json").write_text(

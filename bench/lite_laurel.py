@@ -81,8 +81,8 @@ def main() -> None:
             cache = TokenCache.load(states) if states.is_file() else TokenCache()
             cached_before = len(cache)
             for spec in sets.values():
-                cache.ensure(model, spec["queries"].values(), model.config.q_len)
-                cache.ensure(model, spec["texts"].values(), model.config.d_len)
+                cache.ensure(model, spec.queries.values(), model.config.q_len)
+                cache.ensure(model, spec.texts.values(), model.config.d_len)
             if len(cache) > cached_before:
                 cache.save(states)
         for set_name, result in evaluate_on_sets(model, cache, sets, rerank_cached_states).items():

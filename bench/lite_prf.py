@@ -289,7 +289,7 @@ def main() -> None:
                 for qid, docs, q, d, m in prepared
             }
             ms_per_query[setting.name] = 1000 * (time.perf_counter() - started) / len(prepared)
-            results[setting] = evaluate(spec["qrels"], run, ["nDCG@10"], query_ids=spec["queries"])
+            results[setting] = evaluate(spec.qrels, run, ["nDCG@10"], query_ids=spec.queries)
             print(
                 set_name,
                 setting.name,

@@ -13,11 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lite_experiment import rerank_from_cache, training_sources
+from bench.lite_experiment import EvalSet, rerank_from_cache, training_sources
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
-from index.readers import read_corpus, read_qrels, read_queries, read_run
-from index.readers.trec import ranked
+from index.readers import read_qrels, read_queries, read_run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from training.batches import load_examples
@@ -43,17 +42,12 @@ def main() -> None:
     dev_ids = sorted({e.query_id for e in dev if e.query_id is not None})
     queries = read_queries(sci / "queries.jsonl", "train")
     run = read_run(args.negatives)
-    spec = {
-        "queries": {q: queries[q] for q in dev_ids},
-        "top": {q: [d for d, _ in ranked(run.get(q, {}), 50)] for q in dev_ids},
-    }
-    needed = {d for docs in spec["top"].values() for d in docs}
-    spec["texts"] = {d.id: d.full_text for d in read_corpus(sci) if d.id in needed}
     qrels = read_qrels(sci / "qrels" / "train.tsv")
+    spec = EvalSet.from_run({q: queries[q] for q in dev_ids}, qrels, run, sci, depth=50)
     cache = TokenCache.load(args.cache)
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
-    cache.ensure(base, spec["queries"].values(), base.config.q_len, desc="dev queries")
-    cache.ensure(base, spec["texts"].values(), base.config.d_len, desc="dev passages")
+    cache.ensure(base, spec.queries.values(), base.config.q_len, desc="dev queries")
+    cache.ensure(base, spec.texts.values(), base.config.d_len, desc="dev passages")
     rows = {}
     systems = {"maxsim-untrained-384d": base}
     systems |= {f"{m.parent.name}": LateInteractionModel.load(m) for m in args.models}

@@ -24,6 +24,7 @@ import torch
 
 from bench.lite_experiment import (
     MEASURES,
+    EvalSet,
     add_experiment_inputs,
     eval_sets,
     evaluate_on_sets,
@@ -56,11 +57,8 @@ def zero_shot_teacher(data: Path, negatives_run: Path, cache: TokenCache, out: P
     texts = {doc.id: doc.full_text for doc in read_corpus(sci) if doc.id in needed}
     cache.ensure(base, queries.values(), base.config.q_len, desc="teacher queries")
     cache.ensure(base, texts.values(), base.config.d_len, desc="teacher passages")
-    spec = {
-        "queries": queries,
-        "top": {q: sorted(d for d in pools[q] if d in texts) for q in queries},
-        "texts": texts,
-    }
+    top = {q: sorted(d for d in pools[q] if d in texts) for q in queries}
+    spec = EvalSet(queries, qrels, dense, top, texts)
     run, _ = rerank_from_cache(base, cache, spec)
     write_run(run, out, tag="maxsim-untrained-384d")
     return out

@@ -35,6 +35,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -176,13 +177,13 @@ def measure(
     scores: dict[str, np.ndarray] = {}
     latencies = []
     for q in qids:
-        (scores[q],), elapsed = timed_call(lambda q=q: run([q]))
+        (scores[q],), elapsed = timed_call(partial(run, [q]))
         latencies.append(elapsed)
     subset = qids[:throughput_queries]
     throughput: dict[str, float] = {}
     for size in batch_sizes:
         groups = [subset[i : i + size] for i in range(0, len(subset), size)]
-        elapsed_ms = sum(timed_ms(lambda g=g: run(g)) for g in groups)
+        elapsed_ms = sum(timed_ms(partial(run, g)) for g in groups)
         throughput[str(size)] = 1000 * len(subset) / elapsed_ms
     best = max(throughput, key=lambda k: throughput[k])
     return {

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,16 @@ def renderer(name: str) -> Callable[[dict[str, Any]], str]:
     if name == "rerank_runtimes":
         return _rerank_runtimes
     module = __import__(f"bench.{name}", fromlist=["report_markdown"])
-    return module.report_markdown  # type: ignore[no-any-return]
+    return module.report_markdown
 
 
 def block_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"(<!-- bench:{name} -->\n)(.*?)(\n<!-- /bench:{name} -->)", re.DOTALL)
+
+
+def _fill(match: re.Match[str], body: str) -> str:
+    """A report block with its body replaced (begin and end markers kept)."""
+    return match.group(1) + body + match.group(3)
 
 
 def regenerate(report: Path, json_dir: Path) -> list[str]:
@@ -116,7 +122,7 @@ def regenerate(report: Path, json_dir: Path) -> list[str]:
         if path.is_file():
             body = renderer(bench.name)(json.loads(path.read_text()))
             filled.append(bench.name)
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
+        text = pattern.sub(partial(_fill, body=body), text)
     report.write_text(text)
     return filled
 

@@ -149,8 +149,8 @@ def profile(
     top = sorted(
         (
             (value[3], f"{Path(file).name}:{function}")
-            for (file, _l, function), value in stats.stats.items()
-        ),  # type: ignore[attr-defined]
+            for (file, _l, function), value in stats.stats.items()  # type: ignore[attr-defined]
+        ),
         reverse=True,
     )[:25]
     return {

@@ -203,7 +203,7 @@ class Workload:
 
     def bodies(self, endpoint: str, count: int) -> list[dict]:
         texts = [d["text"] for d in self.corpus]
-        out = []
+        out: list[dict[str, object]] = []
         for _ in range(count):
             query = synthetic_text(self.rng, 6)
             if endpoint == "rerank":

@@ -26,6 +26,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from scipy import linalg
 from index.readers.corpus import read_corpus
 from index.readers.queries import read_queries
 from index.readers.trec import read_qrels
-from models.causal_lm import PACKAGED_GEMMA, load_causal_lm
+from models.causal_lm import PACKAGED_GEMMA, CausalLM, load_causal_lm
 from models.encoder import EncoderConfig, TextEncoder
 from models.prompted_lm import SamplingConfig
 from models.softsrv import load_soft_prompt
@@ -219,7 +220,7 @@ def main() -> None:
                         split="train",
                     )
                 ],
-                prompt=variant,  # type: ignore[arg-type]
+                prompt=variant,
                 prompt_length=args.prompt_length,
                 lm=lm_name,
                 context_cache=args.out / "z-cache.npz",
@@ -251,13 +252,13 @@ def main() -> None:
 
 
 def throughput(
-    args: argparse.Namespace, lm: object, doc_ids: list[str], sampling: SamplingConfig
+    args: argparse.Namespace, lm: CausalLM, doc_ids: list[str], sampling: SamplingConfig
 ) -> None:
     """Queries/s for one batch of held-out passages under three samplers (same prompt)."""
     generator = SoftSRVGenerator(
         args.out / f"prompt-{args.throughput}" / "best",
         device="cpu",
-        lm=lm,  # type: ignore[arg-type]
+        lm=lm,
     )
     wanted = set(doc_ids[: args.generation_batch_size])
     passages = [d.full_text for d in read_corpus(args.data) if d.id in wanted]
@@ -281,7 +282,7 @@ def throughput(
     print(json.dumps(rows, indent=2))
 
 
-def context_ablation(args: argparse.Namespace, lm: object) -> None:
+def context_ablation(args: argparse.Namespace, lm: CausalLM) -> None:
     """How much each prompt uses z: its dev loss with every dev pair's own passage vector vs
     with the passage vectors shuffled among the dev pairs (seeded)."""
     rows = {}
@@ -294,7 +295,7 @@ def context_ablation(args: argparse.Namespace, lm: object) -> None:
         dev = dev[: config.dev_limit]
         job = SoftSRVTraining(
             config, lm, ContextCache.open(config.context_encoder, config.context_cache, "cpu")
-        )  # type: ignore[arg-type]
+        )
         job.prompt, _ = load_soft_prompt(folder / "best")
         own = job.dev_metrics(dev)["dev_loss"]
         passages = [p.positive for p in dev]
@@ -337,12 +338,15 @@ def report(args: argparse.Namespace, real: dict[str, str], doc_ids: list[str]) -
             name = path.stem.removeprefix("generated-")
             systems[name] = [by_doc[d] for d in doc_ids]
             samplers[name] = "fast nucleus" if meta["sampling"].get("fast_nucleus") else "HF top-p"
-    results = {"real_test_queries": text_stats(real_texts, real_texts), "systems": {}}
+    results: dict[str, Any] = {
+        "real_test_queries": text_stats(real_texts, real_texts),
+        "systems": {},
+    }
     if index is not None:
         results["real_test_queries"] |= own_passage_ranks(index, real_texts, doc_ids)
     for name, texts in systems.items():
         vecs = encoder.encode(texts)
-        entry = {
+        entry: dict[str, Any] = {
             "frechet": frechet_distance(vecs, real_vecs),
             "mauve": mauve_score(vecs, real_vecs, args.sample_seed),
             "mean_cosine_to_own_passage_query": float((vecs * real_vecs).sum(1).mean())

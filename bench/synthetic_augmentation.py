@@ -91,7 +91,7 @@ def main() -> None:
             cache = TokenCache.load(args.cache)
             for set_name, spec in sets.items():
                 run, _ = rerank_from_cache(model, cache, spec)
-                result = evaluate(spec["qrels"], run, MEASURES, query_ids=spec["queries"])
+                result = evaluate(spec.qrels, run, MEASURES, query_ids=spec.queries)
                 rows[f"{set_name} | {label} | seed {seed}"] = result.aggregate
             print(format_table(rows, MEASURES), flush=True)
             results.write_text(

@@ -22,6 +22,7 @@ from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from index.token_quantization import TokenDtype, decode_tokens, encode_tokens
 from models.late_interaction import LateInteractionModel, pad_matrices
+from models.late_reranker import LateInteractionReranker
 from models.registry import load_reranker
 from training.token_cache import TokenCache
 
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/token-dtypes/quality.json"))
     args = parser.parse_args()
     reranker = load_reranker(args.reranker, device="cpu")
+    if not isinstance(reranker, LateInteractionReranker):
+        raise SystemExit(f"{args.reranker} is not a late-interaction re-ranker")
     model: LateInteractionModel = reranker.model
     model.eval()
     sets = eval_sets(data_root(), args.scifact_index)
@@ -61,8 +64,8 @@ def main() -> None:
                 scores = model(q, q_mask, stored[None], d_mask[None])[0].tolist()
                 runs[dtype][qid] = dict(zip(docs, scores, strict=True))
         for dtype in TokenDtype:
-            result = evaluate(spec["qrels"], runs[dtype], MEASURES, query_ids=spec["queries"])
-            bytes_per_token = dtype.bytes_per_token(model.config.dim)
+            result = evaluate(spec.qrels, runs[dtype], MEASURES, query_ids=spec.queries)
+            bytes_per_token = dtype.bytes_per_token(model.dim)
             rows[f"{set_name} | {dtype.value} ({bytes_per_token} B/token)"] = result.aggregate
     print(format_table(rows, MEASURES))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from evaluation.compare import Comparison, compare, plot_differences
@@ -147,7 +148,7 @@ def rerank_run(
     started = time.perf_counter()
     for qid in tqdm(list(queries), desc="re-ranking", unit="query", disable=not show_progress):
         docs = top[qid]
-        scores = reranker.score(queries[qid], [texts[d] for d in docs]) if docs else []
+        scores = reranker.score(queries[qid], [texts[d] for d in docs]) if docs else np.zeros(0)
         run[qid] = {d: float(s) for d, s in zip(docs, scores, strict=True)}
     elapsed = time.perf_counter() - started
     return run, {

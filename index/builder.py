@@ -140,15 +140,15 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         store.set_meta("model", encoder.model_name)
         store.checkpoint()
         max_key = store.max_key()
-    keys = np.concatenate(all_keys)
+    key_array = np.concatenate(all_keys)
     vectors = np.concatenate(all_vectors)
     index = FaissIndex.create(encoder.dim, config.factory, use_gpu=False)
     index.train(vectors)
-    index.add(keys, vectors)
+    index.add(key_array, vectors)
     bm25_name = None
     if config.bm25:
         bm25_name = f"bm25-{generation}"
-        BM25Index.build(keys.tolist(), all_texts).save(out / bm25_name)
+        BM25Index.build(key_array.tolist(), all_texts).save(out / bm25_name)
     tmp_vectors = out / f".{vectors_name}.tmp"
     index.save(tmp_vectors)
     os.replace(tmp_vectors, out / vectors_name)

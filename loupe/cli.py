@@ -6,7 +6,6 @@ Every option also reads from an environment variable ``LOUPE_<OPTION>``.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -394,4 +393,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

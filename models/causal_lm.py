@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    GenerationMixin,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -82,9 +84,21 @@ class CausalLM:
     name: str
 
     @property
+    def embedding_table(self) -> torch.Tensor:
+        """The input embedding matrix ``(vocab, width)``."""
+        weight = self.model.get_input_embeddings().weight
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(f"{self.name}'s input embeddings have no weight matrix")
+        return weight
+
+    @property
     def width(self) -> int:
         """Width of the LM's input embeddings."""
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        return int(self.embedding_table.shape[1])
+
+    def generate(self, **kwargs: Any) -> torch.Tensor:
+        """The LM's ``generate`` (checked at load): token ids ``(batch, length)``."""
+        return cast(torch.Tensor, cast(GenerationMixin, self.model).generate(**kwargs))
 
     @property
     def device(self) -> torch.device:
@@ -112,10 +126,12 @@ def load_causal_lm(
         lm = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **extra)
     except (OSError, ValueError) as exc:
         raise CausalLMNotFoundError(f"cannot load causal LM {str(model)!r}: {exc}") from exc
+    if not isinstance(lm, GenerationMixin):
+        raise CausalLMNotFoundError(f"{str(model)!r} is not a generative causal LM")
     lm.requires_grad_(False)
     lm.eval()
     if device is not None:
-        lm.to(device)
+        lm.to(device)  # type: ignore[arg-type]  # transformers types .to's wrapper oddly
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

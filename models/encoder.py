@@ -96,7 +96,7 @@ class TextEncoder:
         self.backbone = backbone or load_backbone(
             self.config.model, device=self.device, pooling=self.config.pooling
         )
-        self.backbone.model.to(self.device)
+        self.backbone.model.to(self.device)  # type: ignore[arg-type]  # transformers' .to wrapper
         tokenizer_limit = getattr(self.backbone.tokenizer, "model_max_length", 512) or 512
         limit = self.config.max_length or _folder_max_length(self.backbone.path) or tokenizer_limit
         self.max_length = int(min(limit, tokenizer_limit, 512))

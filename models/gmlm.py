@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -154,6 +154,11 @@ class GenerativeMaskedLM(nn.Module):
         self.copy_gate = nn.Linear(hidden, 1) if config.copy_head else None
         self.encoder.requires_grad_(not config.freeze_encoder)
 
+    @property
+    def decoder_layers(self) -> list[DecoderLayer]:
+        """The decoder blocks, in order."""
+        return [cast(DecoderLayer, layer) for layer in self.layers]
+
     @torch.no_grad()
     def _warm_start(self) -> None:
         """Decoder embeddings and layers from the backbone (BERT-style names required); decoder
@@ -175,7 +180,7 @@ class GenerativeMaskedLM(nn.Module):
         if token_type is not None:  # BERT adds segment 0's embedding to every token
             self.positions.weight.add_(token_type.weight[0])
         self.input_norm.load_state_dict(embeddings.LayerNorm.state_dict())
-        for target, source in zip(self.layers, layers, strict=False):
+        for target, source in zip(self.decoder_layers, layers, strict=False):
             copy_bert_layer(target, source)
 
     @property
@@ -217,7 +222,7 @@ class GenerativeMaskedLM(nn.Module):
         return EncodedSource(
             states,
             mask,
-            [layer.cross_kv(states) for layer in self.layers],
+            [layer.cross_kv(states) for layer in self.decoder_layers],
             ids,
             None if self.copy_key is None else self.copy_key(states),
             mask & ~torch.isin(ids, specials),
@@ -254,7 +259,7 @@ class GenerativeMaskedLM(nn.Module):
         x = self.word_embeddings(target_ids) + self.positions(positions)[None]
         x = self.input_norm(x)  # (batch, tgt_len, hidden), as BERT's embedding output
         causal = self.config.mode == "autoregressive"
-        for i, (layer, cross) in enumerate(zip(self.layers, source.cross, strict=True)):
+        for i, (layer, cross) in enumerate(zip(self.decoder_layers, source.cross, strict=True)):
             x = layer(
                 x,
                 cross,

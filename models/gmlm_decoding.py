@@ -287,7 +287,7 @@ def _collect(
         best: dict[str, Generation] = {}
         for c in range(b * candidates, (b + 1) * candidates):
             ids = collapse_repeats(tokens[c][content[c]].tolist())
-            text = model.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            text = str(model.tokenizer.decode(ids, skip_special_tokens=True)).strip()
             score = float(scores[c])
             if text and (text not in best or best[text].score < score):
                 best[text] = Generation(text, score, tuple(ids))

@@ -142,6 +142,12 @@ def is_bert_layer(layer: nn.Module) -> bool:
 
 
 @torch.no_grad()
+def _linear(module: nn.Module) -> nn.Linear:
+    if not isinstance(module, nn.Linear):
+        raise ValueError(f"expected a Linear projection, got {type(module).__name__}")
+    return module
+
+
 def copy_bert_layer(target: DecoderLayer, bert_layer: nn.Module) -> None:
     """Start a decoder block from a BERT-style encoder layer: self-attention, feed-forward and
     their LayerNorms copied; cross-attention's output projection zeroed, so the block begins as
@@ -149,7 +155,7 @@ def copy_bert_layer(target: DecoderLayer, bert_layer: nn.Module) -> None:
     if not is_bert_layer(bert_layer):
         raise ValueError(f"{type(bert_layer).__name__} is not a BERT-style layer")
     get = bert_layer.get_submodule
-    q, k, v = (get(f"attention.self.{n}") for n in ("query", "key", "value"))
+    q, k, v = (_linear(get(f"attention.self.{n}")) for n in ("query", "key", "value"))
     target.self_qkv.weight.copy_(torch.cat([q.weight, k.weight, v.weight]))
     target.self_qkv.bias.copy_(torch.cat([q.bias, k.bias, v.bias]))
     target.self_out.load_state_dict(get("attention.output.dense").state_dict())

@@ -57,18 +57,42 @@ class _History:
         self.activations: list[torch.Tensor] = []
 
 
+class _LaurelParameters(nn.Module):
+    """The added parameters of one residual site; only the configured variants' exist."""
+
+    alpha: nn.Parameter
+    beta: nn.Parameter
+    down: nn.Linear
+    up: nn.Linear
+    pa_down: nn.ModuleList
+    pa_up: nn.ModuleList
+    pa_gate: nn.Parameter
+
+
+def _submodule(module: nn.Module, name: str, kind: type[nn.Module]) -> Any:
+    """``module.name``, checked to be a ``kind`` (the shape of a BERT ``*Output``)."""
+    child = getattr(module, name, None)
+    if not isinstance(child, kind):
+        raise TypeError(
+            f"LAuReL expects a BERT-style output module with a {kind.__name__} '{name}', "
+            f"got {type(module).__name__}"
+        )
+    return child
+
+
 class LaurelResidual(nn.Module):
     """Replaces a BERT ``*Output`` module (dense, dropout, LayerNorm over ``f(x) + x``)."""
 
     def __init__(self, original: nn.Module, config: LaurelConfig, history: _History):
         super().__init__()
-        self.dense = original.dense
-        self.dropout = original.dropout
-        self.LayerNorm = original.LayerNorm  # the original parameter names
+        self.dense: nn.Linear = _submodule(original, "dense", nn.Linear)
+        self.dropout: nn.Module = _submodule(original, "dropout", nn.Module)
+        # the original parameter names
+        self.LayerNorm: nn.Module = _submodule(original, "LayerNorm", nn.Module)
         self.config = config
         self._history = history
         width = self.dense.out_features
-        self.laurel = nn.Module()
+        self.laurel = _LaurelParameters()
         if "rw" in config.variants:
             self.laurel.alpha = nn.Parameter(torch.ones(()))
             self.laurel.beta = nn.Parameter(torch.ones(()))
@@ -96,7 +120,8 @@ class LaurelResidual(nn.Module):
         if "pa" in cfg.variants:
             earlier = self._history.activations[-cfg.pa_window :][::-1]
             for j, previous in enumerate(earlier):
-                total = total + p.pa_gate[j] * p.pa_up[j](p.pa_down[j](previous))
+                down, up = p.pa_down[j], p.pa_up[j]
+                total = total + p.pa_gate[j] * up(down(previous))
             self._history.activations.append(x)
         return self.LayerNorm(total)
 

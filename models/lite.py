@@ -114,13 +114,11 @@ class SortedLite(nn.Module):
     def __init__(self, config: ScorerConfig):
         super().__init__()
         self.config = config
-        self.token_mlp = nn.Sequential(
-            nn.Linear(config.top_k, config.sorted_hidden),
-            nn.GELU(),
-            nn.Linear(config.sorted_hidden, 1),
-        )
-        nn.init.zeros_(self.token_mlp[-1].weight)
-        nn.init.zeros_(self.token_mlp[-1].bias)
+        hidden = nn.Linear(config.top_k, config.sorted_hidden)  # created first: seeded init
+        readout = nn.Linear(config.sorted_hidden, 1)
+        nn.init.zeros_(readout.weight)
+        nn.init.zeros_(readout.bias)
+        self.token_mlp = nn.Sequential(hidden, nn.GELU(), readout)
         self.log_scale = nn.Parameter(torch.zeros(()))
 
     def forward(

@@ -85,7 +85,7 @@ class PromptedLM:
         """``(count, length, width)`` embeddings of random vocabulary tokens: a prompt
         initialisation at the LM's own scale."""
         generator = torch.Generator().manual_seed(seed)
-        vocab = self.model.get_input_embeddings().weight.shape[0]
+        vocab = self.lm.embedding_table.shape[0]
         ids = torch.randint(0, vocab, (count, length), generator=generator)
         with torch.no_grad():
             return self.embed_ids(ids).float().cpu()
@@ -169,7 +169,7 @@ class PromptedLM:
         embeds = torch.cat([start, prefix.to(start.device, start.dtype)], dim=1)
         embeds = embeds.repeat_interleave(per, dim=0)  # each prompt's samples side by side
         attention = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        out = self.model.generate(
+        out = self.lm.generate(
             inputs_embeds=embeds, attention_mask=attention, **self._generate_kwargs(sampling)
         )
         # with inputs_embeds alone, generate returns only the new tokens
@@ -189,6 +189,6 @@ class PromptedLM:
         ).to(self.lm.device)
         per = sampling.num_per_prompt
         batch = {k: v.repeat_interleave(per, dim=0) for k, v in batch.items()}
-        out = self.model.generate(**batch, **self._generate_kwargs(sampling))
+        out = self.lm.generate(**batch, **self._generate_kwargs(sampling))
         new = out[:, batch["input_ids"].shape[1] :]
         return self._decode(new, len(prompts), per)

@@ -60,8 +60,8 @@ def load_reranker(
         model = spec.partition(":")[2] or DEFAULT_MODEL
         return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
     if is_late_interaction_folder(spec):
-        model = LateInteractionModel.load(spec, device=device, share_encoder=share_encoder)
-        return LateInteractionReranker(model, name=f"lite:{Path(spec).name}")
+        late = LateInteractionModel.load(spec, device=device, share_encoder=share_encoder)
+        return LateInteractionReranker(late, name=f"lite:{Path(spec).name}")
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
 
 

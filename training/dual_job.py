@@ -40,7 +40,7 @@ class DualEncoderTraining(nn.Module):
         self.backbone = self.encoder.backbone.model
         if config.laurel:
             apply_laurel(self.backbone, LaurelConfig(tuple(config.laurel), config.laurel_rank))
-            self.backbone.to(self.encoder.device)
+            self.backbone.to(self.encoder.device)  # type: ignore[arg-type]  # transformers' .to
         self.backbone.requires_grad_(not config.freeze_backbone)
         for param in laurel_parameters(self.backbone):
             param.requires_grad_(True)

@@ -107,7 +107,7 @@ class Trainer:
         *,
         evaluate: Callable[[], dict[str, float]] | None = None,
         metric: str | None = None,
-        save_best: Callable[[Path], None] | None = None,
+        save_best: Callable[[Path], object] | None = None,
         device: torch.device | None = None,
         learning_rates: dict[str, float] | None = None,
     ):
