@@ -33,6 +33,8 @@ from index.readers.trec import Qrels, Run, ranked
 from index.searcher import Searcher
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
+from training.batches import load_examples
+from training.examples import split_by_query
 from training.lite_config import LiteTrainConfig
 from training.lite_job import train_lite
 from training.run_config import QrelsSource, SyntheticSource, TriplesSource
@@ -108,6 +110,21 @@ class EvalSet:
     def restricted(self, query_ids: Iterable[str]) -> EvalSet:
         """The same set with only ``query_ids``' queries (a fold)."""
         return replace(self, queries={q: self.queries[q] for q in query_ids})
+
+
+def scifact_dev_set(
+    data: Path, negatives_run: Path, dev_fraction: float = 0.1, seed: int = 0, depth: int = 50
+) -> EvalSet:
+    """The held-out SciFact-train queries of ``training_sources`` (the queries LITE training
+    selects its checkpoint on), re-ranking their dense top ``depth`` from ``negatives_run``."""
+    sci = data / "beir-scifact"
+    examples = load_examples(training_sources(data, negatives_run))
+    _, dev = split_by_query(examples, dev_fraction, seed)
+    dev_ids = sorted({e.query_id for e in dev if e.query_id is not None})
+    queries = read_queries(sci / "queries.jsonl", "train")
+    qrels = read_qrels(sci / "qrels" / "train.tsv")
+    run = read_run(negatives_run)
+    return EvalSet.from_run({q: queries[q] for q in dev_ids}, qrels, run, sci, depth)
 
 
 def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, EvalSet]:

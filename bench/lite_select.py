@@ -13,14 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lite_experiment import EvalSet, rerank_from_cache, training_sources
+from bench.lite_experiment import rerank_from_cache, scifact_dev_set
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
-from index.readers import read_qrels, read_queries, read_run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
-from training.batches import load_examples
-from training.examples import split_by_query
 from training.token_cache import TokenCache
 
 
@@ -36,14 +33,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     data = data_root()
-    sci = data / "beir-scifact"
-    sources = training_sources(data, args.negatives)
-    _, dev = split_by_query(load_examples(sources), args.dev_fraction, args.seed)
-    dev_ids = sorted({e.query_id for e in dev if e.query_id is not None})
-    queries = read_queries(sci / "queries.jsonl", "train")
-    run = read_run(args.negatives)
-    qrels = read_qrels(sci / "qrels" / "train.tsv")
-    spec = EvalSet.from_run({q: queries[q] for q in dev_ids}, qrels, run, sci, depth=50)
+    spec = scifact_dev_set(data, args.negatives, args.dev_fraction, args.seed)
+    dev_ids, qrels, run = list(spec.queries), spec.qrels, spec.run
     cache = TokenCache.load(args.cache)
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
     cache.ensure(base, spec.queries.values(), base.config.q_len, desc="dev queries")
