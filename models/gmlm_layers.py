@@ -141,13 +141,13 @@ def is_bert_layer(layer: nn.Module) -> bool:
     return all(p in names for p in BERT_LAYER_PARAMETERS)
 
 
-@torch.no_grad()
 def _linear(module: nn.Module) -> nn.Linear:
     if not isinstance(module, nn.Linear):
         raise ValueError(f"expected a Linear projection, got {type(module).__name__}")
     return module
 
 
+@torch.no_grad()
 def copy_bert_layer(target: DecoderLayer, bert_layer: nn.Module) -> None:
     """Start a decoder block from a BERT-style encoder layer: self-attention, feed-forward and
     their LayerNorms copied; cross-attention's output projection zeroed, so the block begins as

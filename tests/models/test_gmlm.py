@@ -260,3 +260,20 @@ def test_decoder_starts_from_the_backbone_layers(tiny_backbone: Path) -> None:
         GmlmConfig(backbone=str(tiny_backbone), max_target_length=8, decoder_init="random")
     )
     assert not torch.equal(random.layers[0].self_qkv.weight[: query.shape[0]], query)
+
+
+def test_copy_bert_layer_copies_weights_outside_no_grad() -> None:
+    """Called directly (not under ``no_grad``), the copy must neither fail on leaf
+    parameters nor leave the decoder block in the autograd graph."""
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    from models.gmlm_layers import DecoderLayer, copy_bert_layer
+
+    config = BertConfig(hidden_size=16, num_attention_heads=2, intermediate_size=32)
+    bert, block = BertLayer(config), DecoderLayer(16, 2, 32)
+    copy_bert_layer(block, bert)
+    attention = bert.attention.self
+    expected = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+    torch.testing.assert_close(block.self_qkv.weight, expected)
+    assert block.self_qkv.weight.grad_fn is None and block.self_qkv.weight.requires_grad
