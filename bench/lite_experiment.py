@@ -127,26 +127,34 @@ def scifact_dev_set(
     return EvalSet.from_run({q: queries[q] for q in dev_ids}, qrels, run, sci, depth)
 
 
-def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, EvalSet]:
-    """The two evaluation sets: DL19's BM25 top ``depth`` and SciFact test's dense top
-    ``depth`` (from ``scifact_index``)."""
+def dl19_bm25_set(data: Path, depth: int = 100) -> EvalSet:
+    """TREC DL19 (43 queries, graded judgments) re-ranking BM25's top ``depth``."""
     dl19 = data / "trec-dl-2019-passage"
+    return EvalSet.from_run(
+        read_queries(dl19 / "queries.tsv"),
+        read_qrels(dl19 / "qrels.trec"),
+        read_run(dl19 / "run.BM25.top100.trec"),
+        dl19 / "corpus.jsonl",
+        depth,
+    )
+
+
+def scifact_test_set(data: Path, scifact_index: Path, depth: int = 100) -> EvalSet:
+    """SciFact test (300 queries) re-ranking the dense top ``depth`` from ``scifact_index``."""
     sci = data / "beir-scifact"
     queries = read_queries(sci / "queries.jsonl", "test")
     ids = list(queries)
     hits = Searcher.open(scifact_index).search([queries[q] for q in ids], depth)
     dense = {q: {h.document.id: h.score for h in row} for q, row in zip(ids, hits, strict=True)}
+    return EvalSet.from_run(queries, read_qrels(sci / "qrels" / "test.tsv"), dense, sci, depth)
+
+
+def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, EvalSet]:
+    """The two evaluation sets: DL19's BM25 top ``depth`` and SciFact test's dense top
+    ``depth`` (from ``scifact_index``)."""
     return {
-        "dl19-bm25": EvalSet.from_run(
-            read_queries(dl19 / "queries.tsv"),
-            read_qrels(dl19 / "qrels.trec"),
-            read_run(dl19 / "run.BM25.top100.trec"),
-            dl19 / "corpus.jsonl",
-            depth,
-        ),
-        "scifact-test-dense": EvalSet.from_run(
-            queries, read_qrels(sci / "qrels" / "test.tsv"), dense, sci, depth
-        ),
+        "dl19-bm25": dl19_bm25_set(data, depth),
+        "scifact-test-dense": scifact_test_set(data, scifact_index, depth),
     }
 
 
@@ -210,6 +218,21 @@ def evaluate_on_sets(
         run, _ = rerank(model, cache, spec)
         results[set_name] = evaluate(spec.qrels, run, MEASURES, query_ids=spec.queries)
     return results
+
+
+def compare_arms(
+    results: dict[tuple[str, str], MetricsResult],
+    set_names: Iterable[str],
+    treatment: str,
+    control: str,
+) -> dict[str, dict[str, float]]:
+    """``paired_ndcg`` of arm ``treatment`` against arm ``control`` on each set (``results``
+    keyed by ``(set, arm)``), each printed as it is computed."""
+    tests = {}
+    for set_name in set_names:
+        tests[set_name] = paired_ndcg(results[(set_name, treatment)], results[(set_name, control)])
+        print(set_name, f"{treatment} - {control}", json.dumps(tests[set_name]))
+    return tests
 
 
 def paired_ndcg(system: MetricsResult, baseline: MetricsResult) -> dict[str, float]:

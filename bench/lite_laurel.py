@@ -23,9 +23,9 @@ from pathlib import Path
 from bench.lite_experiment import (
     MEASURES,
     add_experiment_inputs,
+    compare_arms,
     eval_sets,
     evaluate_on_sets,
-    paired_ndcg,
     rerank_cached_states,
     training_sources,
 )
@@ -89,10 +89,7 @@ def main() -> None:
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}"] = result.aggregate
     print(format_table(rows, MEASURES))
-    tests = {}
-    for set_name in sets:
-        tests[set_name] = paired_ndcg(results[(set_name, "laurel")], results[(set_name, "frozen")])
-        print(set_name, "laurel - frozen", json.dumps(tests[set_name]))
+    tests = compare_arms(results, sets, "laurel", "frozen")
     (args.out / f"results-s{args.seed}.json").write_text(
         json.dumps(
             {"metrics": rows, "laurel_vs_frozen": tests, "args": vars(args)}, indent=2, default=str

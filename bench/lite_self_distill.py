@@ -26,9 +26,9 @@ from bench.lite_experiment import (
     MEASURES,
     EvalSet,
     add_experiment_inputs,
+    compare_arms,
     eval_sets,
     evaluate_on_sets,
-    paired_ndcg,
     rerank_from_cache,
 )
 from evaluation.datasets import data_root
@@ -111,10 +111,7 @@ def main() -> None:
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}{suffix}"] = result.aggregate
     print(format_table(rows, MEASURES))
-    tests = {}
-    for set_name in sets:
-        tests[set_name] = paired_ndcg(results[(set_name, "ce+kl")], results[(set_name, "ce")])
-        print(set_name, "ce+kl - ce", json.dumps(tests[set_name]))
+    tests = compare_arms(results, sets, "ce+kl", "ce")
     (args.out / f"results-w{args.weight:g}-s{args.seed}.json").write_text(
         json.dumps({"metrics": rows, "kl_vs_ce": tests, "args": vars(args)}, indent=2, default=str)
     )

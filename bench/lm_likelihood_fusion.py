@@ -37,15 +37,15 @@ from bench.lite_experiment import (
     MEASURES,
     EvalSet,
     add_experiment_inputs,
-    eval_sets,
+    dl19_bm25_set,
     kfold,
     paired_ndcg,
     rerank_from_cache,
     scifact_dev_set,
+    scifact_test_set,
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
-from index.readers import read_qrels, read_queries, read_run
 from index.readers.trec import Run
 from models.causal_lm import CausalLM, load_causal_lm
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -182,16 +182,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     data = data_root()
-    dl19 = data / "trec-dl-2019-passage"
     sets = {
         "scifact-dev-dense50": scifact_dev_set(data, args.negatives_run),
-        "dl19-bm25": EvalSet.from_run(
-            read_queries(dl19 / "queries.tsv"),
-            read_qrels(dl19 / "qrels.trec"),
-            read_run(dl19 / "run.BM25.top100.trec"),
-            dl19 / "corpus.jsonl",
-            100,
-        ),
+        "dl19-bm25": dl19_bm25_set(data),
     }
     cache = TokenCache.load(args.cache)
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
@@ -242,7 +235,7 @@ def main() -> None:
                 tests[f"{test} {label}"] = paired_ndcg(result, baseline)
     if args.scifact_test_cascade:
         name, depth = "scifact-test-dense", args.scifact_test_cascade
-        spec = eval_sets(data, args.scifact_index)[name]
+        spec = scifact_test_set(data, args.scifact_index)
         cache.ensure(base, spec.queries.values(), base.config.q_len)
         cache.ensure(base, spec.texts.values(), base.config.d_len)
         first, _ = rerank_from_cache(base, cache, spec)
