@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.lite_experiment import (
     MEASURES,
+    EvalSet,
     add_experiment_inputs,
     eval_sets,
     kfold,
@@ -25,8 +26,9 @@ from bench.lite_experiment import (
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
+from index.readers.trec import Run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
-from models.lite import ScorerConfig
+from models.lite import ScorerConfig, ScorerKind
 from training.lite_config import LiteTrainConfig
 from training.lite_job import train_lite
 from training.run_config import QrelsSource
@@ -38,7 +40,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/lite-kfold"))
     add_experiment_inputs(parser, negatives_run=False)
     parser.add_argument("--kinds", default="maxsim,sorted")
-    parser.add_argument("--teacher", default="SPLADE_P_P_ENSEMBLE_DISTIL")
+    parser.add_argument(
+        "--teacher",
+        default="SPLADE_P_P_ENSEMBLE_DISTIL",
+        help="a DL19 run name (run.NAME.top100.trec in the data) or a TREC run file",
+    )
+    parser.add_argument("--distill-weight", type=float, default=1.0)
+    parser.add_argument("--tag", default="", help="suffix for the per-fold output folders")
+    parser.add_argument(
+        "--fit-all",
+        action="store_true",
+        help="also train on all 43 queries and score them: how well the model can fit, "
+        "not a held-out result",
+    )
     parser.add_argument("--loss", default="kl", choices=["ce", "kl", "margin_mse"])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--dim", type=int, default=128)
@@ -50,61 +64,74 @@ def main() -> None:
     spec = eval_sets(data, args.scifact_index)["dl19-bm25"]
     qids = sorted(spec.queries)
     folds = kfold(qids, args.folds, args.seed)
+    teacher = Path(args.teacher)
+    if not teacher.is_file():
+        teacher = dl19 / f"run.{args.teacher}.top100.trec"
     args.out.mkdir(parents=True, exist_ok=True)
+    cache = TokenCache.load(args.cache)
+
+    def train_and_rerank(kind: ScorerKind, name: str, train_ids: list[str], scored: EvalSet) -> Run:
+        """Train on ``train_ids``' judgments (and teacher), re-rank ``scored``'s queries."""
+        ids_file = args.out / f"{name}-train-qids.txt"
+        ids_file.write_text("\n".join(train_ids) + "\n")
+        source = QrelsSource(
+            queries=dl19 / "queries.tsv",
+            qrels=dl19 / "qrels.trec",
+            corpus=dl19 / "corpus.jsonl",
+            negatives_run=dl19 / "run.BM25.top100.trec",
+            negative_depth=100,
+            negatives_per_query=64,
+            min_positive_grade=2,
+            teacher_run=teacher if args.loss != "ce" else None,
+            query_ids_file=ids_file,
+        )
+        config = LiteTrainConfig(
+            out=args.out / f"{kind}-{args.loss}{args.tag}-{name}",
+            data=[source],
+            dim=args.dim,
+            scorer=ScorerConfig(kind=kind),
+            loss=args.loss,
+            distill_weight=args.distill_weight,
+            max_steps=args.steps,
+            dev_fraction=0.0,
+            eval_every=0,
+            patience=None,
+            seed=args.seed,
+            cache=args.cache,
+            warmup_steps=30,
+        )
+        train_lite(config, show_progress=False)
+        model = LateInteractionModel.load(config.out / "best")
+        run, _ = rerank_from_cache(model, cache, scored)
+        return run
+
     rows: dict[str, dict[str, float]] = {}
     for kind in args.kinds.split(","):
-        merged: dict[str, dict[str, float]] = {}
+        merged: Run = {}
         for f, held_out in enumerate(folds):
             train_ids = [q for q in qids if q not in held_out]
-            ids_file = args.out / f"fold{f}-train-qids.txt"
-            ids_file.write_text("\n".join(train_ids) + "\n")
-            source = QrelsSource(
-                queries=dl19 / "queries.tsv",
-                qrels=dl19 / "qrels.trec",
-                corpus=dl19 / "corpus.jsonl",
-                negatives_run=dl19 / "run.BM25.top100.trec",
-                negative_depth=100,
-                negatives_per_query=64,
-                min_positive_grade=2,
-                teacher_run=(dl19 / f"run.{args.teacher}.top100.trec")
-                if args.loss != "ce"
-                else None,
-                query_ids_file=ids_file,
-            )
-            config = LiteTrainConfig(
-                out=args.out / f"{kind}-{args.loss}-fold{f}",
-                data=[source],
-                dim=args.dim,
-                scorer=ScorerConfig(kind=kind),
-                loss=args.loss,
-                max_steps=args.steps,
-                dev_fraction=0.0,
-                eval_every=0,
-                patience=None,
-                seed=args.seed,
-                cache=args.cache,
-                warmup_steps=30,
-            )
-            train_lite(config, show_progress=False)
-            model = LateInteractionModel.load(config.out / "best")
-            fold_spec = spec.restricted(held_out)
-            cache = TokenCache.load(args.cache)
-            run, _ = rerank_from_cache(model, cache, fold_spec)
-            merged.update(run)
+            merged |= train_and_rerank(kind, f"fold{f}", train_ids, spec.restricted(held_out))
         result = evaluate(spec.qrels, merged, MEASURES, query_ids=spec.queries)
-        rows[f"{kind} ({args.loss}, {args.folds}-fold CV)"] = result.aggregate
+        rows[f"{kind} ({args.loss}{args.tag}, {args.folds}-fold CV)"] = result.aggregate
+        if args.fit_all:
+            fit = train_and_rerank(kind, "all", qids, spec)
+            rows[f"{kind} ({args.loss}{args.tag}, trained and scored on all {len(qids)})"] = (
+                evaluate(spec.qrels, fit, MEASURES, query_ids=spec.queries).aggregate
+            )
     base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
-    run, _ = rerank_from_cache(base, TokenCache.load(args.cache), spec)
+    run, _ = rerank_from_cache(base, cache, spec)
     rows["maxsim untrained 384-d"] = evaluate(
         spec.qrels, run, MEASURES, query_ids=spec.queries
     ).aggregate
     print(format_table(rows, MEASURES))
-    (args.out / "results.json").write_text(
+    (args.out / f"results{args.tag}.json").write_text(
         json.dumps(
             {
                 "metrics": rows,
                 "folds": folds,
-                "teacher": args.teacher,
+                "teacher": str(teacher),
+                "distill_weight": args.distill_weight,
+                "dim": args.dim,
                 "loss": args.loss,
                 "steps": args.steps,
                 "seed": args.seed,
