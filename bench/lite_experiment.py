@@ -57,6 +57,14 @@ def add_experiment_inputs(parser: argparse.ArgumentParser, *, negatives_run: boo
         )
 
 
+def trained_model(config: LiteTrainConfig, show_progress: bool = True) -> LateInteractionModel:
+    """``config``'s best checkpoint, trained first unless its run finished (``summary.json``
+    exists); an interrupted run resumes from its checkpoint."""
+    if not (config.out / "summary.json").is_file():
+        train_lite(config, show_progress=show_progress)
+    return LateInteractionModel.load(config.out / "best")
+
+
 def kfold(query_ids: Iterable[str], folds: int, seed: int) -> list[list[str]]:
     """``folds`` held-out groups of the queries: sorted, shuffled with ``seed``, dealt out.
 
@@ -301,9 +309,7 @@ def main() -> None:
             eval_every=100,
             patience=4,
         )
-        if not (config.out / "summary.json").is_file():  # trained already: evaluate only
-            train_lite(config)
-        systems[f"{kind}-trained-d{args.dim}"] = LateInteractionModel.load(config.out / "best")
+        systems[f"{kind}-trained-d{args.dim}"] = trained_model(config)
     cache = TokenCache.load(cache_path)
     for name, model in systems.items():
         for set_name, spec in sets.items():

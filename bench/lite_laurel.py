@@ -27,14 +27,13 @@ from bench.lite_experiment import (
     eval_sets,
     evaluate_on_sets,
     rerank_cached_states,
+    trained_model,
     training_sources,
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, format_table
-from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
-from training.lite_job import train_lite
 from training.token_cache import TokenCache
 
 
@@ -71,9 +70,7 @@ def main() -> None:
             patience=10,
             **extra,
         )
-        if not (config.out / "summary.json").is_file():  # train_lite resumes a checkpoint
-            train_lite(config)
-        model = LateInteractionModel.load(config.out / "best")
+        model = trained_model(config)
         cache = base_cache
         if extra["cache"] is None:
             # States from this model's own (LAuReL) backbone, kept for reruns.

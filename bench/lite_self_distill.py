@@ -30,6 +30,7 @@ from bench.lite_experiment import (
     eval_sets,
     evaluate_on_sets,
     rerank_from_cache,
+    trained_model,
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, format_table
@@ -38,7 +39,6 @@ from index.readers.trec import write_run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
-from training.lite_job import train_lite
 from training.run_config import QrelsSource
 from training.token_cache import TokenCache
 
@@ -104,9 +104,7 @@ def main() -> None:
             patience=4,
             **loss,
         )
-        if not (config.out / "summary.json").is_file():
-            train_lite(config)
-        model = LateInteractionModel.load(config.out / "best")
+        model = trained_model(config)
         for set_name, result in evaluate_on_sets(model, cache, sets).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}{suffix}"] = result.aggregate

@@ -47,6 +47,7 @@ from bench.lite_experiment import (
     evaluate_on_sets,
     paired_ndcg,
     rerank_from_cache,
+    trained_model,
 )
 from bench.lm_likelihood_fusion import WEIGHTS, fused_run, lm_scores
 from bench.msmarco_synthetic_inputs import repair_mojibake
@@ -59,7 +60,6 @@ from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from training.consistency import bm25_corpus_first_stage
 from training.lite_config import LiteTrainConfig
-from training.lite_job import train_lite
 from training.run_config import QrelsSource
 from training.token_cache import TokenCache
 
@@ -249,9 +249,7 @@ def main() -> None:
             eval_every=50,
             patience=4,
         )
-        if not (config.out / "summary.json").is_file():
-            train_lite(config, show_progress=False)
-        model = LateInteractionModel.load(config.out / "best")
+        model = trained_model(config, show_progress=False)
         for set_name, result in evaluate_on_sets(model, cache, evaluation).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}"] = result.aggregate
