@@ -23,6 +23,7 @@ from bench.lite_experiment import (
     eval_sets,
     kfold,
     rerank_from_cache,
+    trained_model,
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
@@ -30,7 +31,6 @@ from index.readers.trec import Run
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig, ScorerKind
 from training.lite_config import LiteTrainConfig
-from training.lite_job import train_lite
 from training.run_config import QrelsSource
 from training.token_cache import TokenCache
 
@@ -100,9 +100,7 @@ def main() -> None:
             cache=args.cache,
             warmup_steps=30,
         )
-        train_lite(config, show_progress=False)
-        model = LateInteractionModel.load(config.out / "best")
-        run, _ = rerank_from_cache(model, cache, scored)
+        run, _ = rerank_from_cache(trained_model(config, show_progress=False), cache, scored)
         return run
 
     rows: dict[str, dict[str, float]] = {}
