@@ -61,6 +61,7 @@ from models.lite import ScorerConfig
 from training.consistency import bm25_corpus_first_stage
 from training.lite_config import LiteTrainConfig
 from training.run_config import QrelsSource
+from training.synthetic_pairs import qrels_path, read_pairs
 from training.token_cache import TokenCache
 
 SYNTHETIC = {
@@ -115,34 +116,31 @@ def triples_set(data: Path, synth: Path, depth: int, shots: int = 3) -> EvalSet:
 
 def synthetic_set(pairs: Path, pool: Path, negatives: int) -> EvalSet:
     """Kept generated pairs: the source passage is the positive, then BM25 negatives."""
-    rows = [json.loads(line) for line in pairs.read_text("utf-8").splitlines()]
-    kept = [r for r in rows if r.get("kept", True)]
-    queries = {r["query_id"]: r["query"] for r in kept}
-    qrels = {r["query_id"]: {r["doc_id"]: 1} for r in kept}
-    must = {r["query_id"]: [r["doc_id"]] for r in kept}
-    top, texts = pool_candidates(queries, pool, negatives, must)
+    kept = read_pairs(pairs)
+    queries = {p.query_id: p.query for p in kept}
+    qrels = {p.query_id: {p.doc_id: 1} for p in kept}
+    top, texts = pool_candidates(queries, pool, negatives, {p.query_id: [p.doc_id] for p in kept})
     return EvalSet(queries, qrels, rank_scores(top), top, texts)
 
 
-def write_source_files(spec: EvalSet, teacher: Run, out: Path) -> dict[str, Path]:
-    """Queries, qrels, negatives run and teacher run of ``spec`` as files a
-    ``QrelsSource`` reads."""
+def distillation_source(
+    spec: EvalSet, teacher: Run, pairs: Path, pool: Path, negatives: int, out: Path
+) -> QrelsSource:
+    """A training source over generated ``pairs`` (the pair file is its queries file, the
+    qrels beside it its judgments): ``spec``'s candidates (the source passage, then up to
+    ``negatives`` others) and ``teacher``'s scores, both written to ``out`` as runs."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "queries": out / "queries.tsv",
-        "qrels": out / "qrels.trec",
-        "negatives": out / "candidates.trec",
-        "teacher": out / "teacher.trec",
-    }
-    paths["queries"].write_text(
-        "".join(f"{q}\t{' '.join(text.split())}\n" for q, text in spec.queries.items())
+    write_run(spec.run, out / "candidates.trec", tag="bm25-pool")
+    write_run(teacher, out / "teacher.trec", tag="maxsim+lm")
+    return QrelsSource(
+        queries=pairs,
+        qrels=qrels_path(pairs),
+        corpus=pool,
+        negatives_run=out / "candidates.trec",
+        negative_depth=negatives + 1,
+        negatives_per_query=negatives,
+        teacher_run=out / "teacher.trec",
     )
-    paths["qrels"].write_text(
-        "".join(f"{q} 0 {d} {g}\n" for q, docs in spec.qrels.items() for d, g in docs.items())
-    )
-    write_run(spec.run, paths["negatives"], tag="bm25-pool")
-    write_run(teacher, paths["teacher"], tag="maxsim+lm")
-    return paths
 
 
 def main() -> None:
@@ -210,20 +208,17 @@ def main() -> None:
         rows[f"{name} | fused w={weight:g}"] = metrics(
             sets[name], fused_run(maxsim[name], lm_runs[name], weight)
         ).aggregate
-    sources = {}
-    for name, (_, pool) in SYNTHETIC.items():
-        paths = write_source_files(
-            sets[name], fused_run(maxsim[name], lm_runs[name], weight), args.out / name
+    sources = {
+        name: distillation_source(
+            sets[name],
+            fused_run(maxsim[name], lm_runs[name], weight),
+            synth / pairs,
+            synth / pool,
+            args.negatives,
+            args.out / name,
         )
-        sources[name] = QrelsSource(
-            queries=paths["queries"],
-            qrels=paths["qrels"],
-            corpus=synth / pool,
-            negatives_run=paths["negatives"],
-            negative_depth=args.negatives + 1,
-            negatives_per_query=args.negatives,
-            teacher_run=paths["teacher"],
-        )
+        for name, (pairs, pool) in SYNTHETIC.items()
+    }
     evaluation = eval_sets(data, args.scifact_index)
     results: dict[tuple[str, str], MetricsResult] = {}
     base_results = evaluate_on_sets(base, cache, evaluation)

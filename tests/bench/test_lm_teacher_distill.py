@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import bench.lm_teacher_distill
-from bench.lm_teacher_distill import synthetic_set, write_source_files
+from bench.lm_teacher_distill import distillation_source, synthetic_set
 from training.batches import load_examples
-from training.run_config import QrelsSource
+from training.synthetic_pairs import qrels_path, read_pairs, write_qrels
 
 POOL = {
     "p-cherry": "Cherry trees are found throughout the world and bloom in spring.",
@@ -35,6 +35,7 @@ def write_inputs(tmp_path: Path) -> tuple[Path, Path]:
         {"query_id": "s4", "query": "what is iron oxide", "doc_id": "p-rust"},
     ]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_qrels(read_pairs(pairs), qrels_path(pairs))  # as loupe generate leaves it
     return pairs, pool
 
 
@@ -51,20 +52,11 @@ def test_source_passage_first_then_other_pool_passages(tmp_path: Path) -> None:
     assert set(spec.texts) == {d for row in spec.top.values() for d in row}
 
 
-def test_written_files_load_as_examples_with_teacher_scores(tmp_path: Path) -> None:
+def test_the_source_loads_as_examples_with_teacher_scores(tmp_path: Path) -> None:
     pairs, pool = write_inputs(tmp_path)
     spec = synthetic_set(pairs, pool, negatives=2)
     teacher = {q: {d: float(10 - i) for i, d in enumerate(row)} for q, row in spec.top.items()}
-    paths = write_source_files(spec, teacher, tmp_path / "source")
-    source = QrelsSource(
-        queries=paths["queries"],
-        qrels=paths["qrels"],
-        corpus=pool,
-        negatives_run=paths["negatives"],
-        negative_depth=3,
-        negatives_per_query=2,
-        teacher_run=paths["teacher"],
-    )
+    source = distillation_source(spec, teacher, pairs, pool, 2, tmp_path / "source")
     examples = {e.query_id: e for e in load_examples([source])}
     assert set(examples) == {"s1", "s2"}  # s4 has no negative, so no example
     cherry = examples["s1"]
