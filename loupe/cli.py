@@ -14,6 +14,7 @@ import typer
 from index.token_quantization import TokenDtype
 from loupe.cli_common import (
     BatchSize,
+    ConfigAssignments,
     ConfigFile,
     Device,
     LearningRate,
@@ -23,9 +24,11 @@ from loupe.cli_common import (
     Runtime,
     RuntimeOption,
     Seed,
+    TriplesFiles,
     env,
     load_job_config,
     schedule_overrides,
+    triples_sources,
     user_errors,
 )
 from loupe.generate_command import register as register_generate
@@ -301,10 +304,15 @@ def train_lite_command(
             help="also fine-tune the top N backbone layers", envvar=env("trainable_layers")
         ),
     ] = None,
+    triples: TriplesFiles = None,
     device: Device = None,
+    assignments: ConfigAssignments = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train a LITE (or MaxSim) late-interaction re-ranker; the best model lands in OUT/best."""
+    """Train a LITE (or MaxSim) late-interaction re-ranker; the best model lands in OUT/best.
+
+    Every config field can be given: in the --config file, with --set KEY=VALUE, or for the
+    common ones with their named flag."""
     from training.lite_job import load_lite_config, train_lite
 
     overrides: dict[str, object] = {
@@ -312,10 +320,11 @@ def train_lite_command(
         "dim": dim,
         "cache": cache,
         "trainable_layers": trainable_layers,
+        "data": triples_sources(triples),
     }
     if scorer is not None:
         overrides["scorer"] = {"kind": scorer}
-    train_config = load_job_config(load_lite_config, config, overrides)
+    train_config = load_job_config(load_lite_config, config, overrides, assignments)
     result = train_lite(train_config, show_progress=not quiet)
     typer.echo(
         f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "
@@ -344,7 +353,9 @@ def train_dual_command(
     learning_rate: LearningRate = None,
     batch_size: BatchSize = None,
     seed: Seed = None,
+    triples: TriplesFiles = None,
     device: Device = None,
+    assignments: ConfigAssignments = None,
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune the dual encoder (contrastive, in-batch + hard negatives, optional LAuReL);
@@ -355,8 +366,9 @@ def train_dual_command(
         **schedule_overrides(out, max_steps, learning_rate, batch_size, seed, device),
         "model": model,
         "laurel": laurel.split(",") if laurel else None,
+        "data": triples_sources(triples),
     }
-    train_config = load_job_config(load_dual_config, config, overrides)
+    train_config = load_job_config(load_dual_config, config, overrides, assignments)
     result = train_dual(train_config, show_progress=not quiet)
     typer.echo(
         f"trained {result.steps} steps; best dev nDCG@10 {result.best_metric} at step "

@@ -69,8 +69,36 @@ MaxSteps = Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))]
 LearningRate = Annotated[float | None, typer.Option(envvar=env("learning_rate"))]
 BatchSize = Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))]
 Seed = Annotated[int | None, typer.Option(envvar=env("seed"))]
+ConfigAssignments = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="set any config field, repeatable: dotted keys reach into tables "
+        "(scorer.kind=sorted), values are JSON where they parse (3, 0.5, true, null, "
+        '["rw","lr"], [{"path": "triples.tsv"}]) and strings otherwise; named flags win',
+    ),
+]
+
+TriplesFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--triples",
+        help="train on this triples file (query, positive, negative per line; repeatable) "
+        "instead of the config's data sources",
+    ),
+]
 
 C = TypeVar("C")
+
+
+def triples_sources(paths: list[Path] | None) -> list[dict[str, object]] | None:
+    """``--triples`` files as the config's ``data`` list (None: not given).
+
+    >>> triples_sources([Path("triples.tsv")])
+    [{'kind': 'triples', 'path': 'triples.tsv'}]
+    """
+    return [{"kind": "triples", "path": str(p)} for p in paths] if paths else None
 
 
 def schedule_overrides(
@@ -96,16 +124,54 @@ def schedule_overrides(
     }
 
 
+def parse_assignments(assignments: list[str] | None) -> dict[str, object]:
+    """``--set KEY=VALUE`` options as nested config overrides: a dotted key reaches into
+    tables, a value is JSON where it parses and a plain string otherwise.
+
+    >>> parse_assignments(["scorer.kind=sorted", "distill_weight=4", 'laurel=["rw"]'])
+    {'scorer': {'kind': 'sorted'}, 'distill_weight': 4, 'laurel': ['rw']}
+    >>> parse_assignments(["loss"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --set expects KEY=VALUE, got 'loss'
+    """
+    import json
+
+    out: dict[str, object] = {}
+    for assignment in assignments or []:
+        key, sep, text = assignment.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise ValueError(f"--set expects KEY=VALUE, got {assignment!r}")
+        try:
+            value: object = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        table = out
+        for name in path[:-1]:
+            inner = table.setdefault(name, {})
+            if not isinstance(inner, dict):
+                raise ValueError(f"--set {key}: {name!r} is set to a value and used as a table")
+            table = inner
+        table[path[-1]] = value
+    return out
+
+
 def load_job_config(
     loader: Callable[[Path | None, dict[str, object]], C],
     path: Path | None,
-    overrides: dict[str, object],
+    flags: dict[str, object],
+    assignments: list[str] | None = None,
 ) -> C:
-    """A training job's typed config from its file and the flags; invalid ones become a
-    ValueError (printed as a one-line error by :func:`user_errors`)."""
+    """A training job's typed config: the file, then the ``--set`` assignments, then the named
+    flags that were given (None: not given). Invalid ones become a ValueError (printed as a
+    one-line error by :func:`user_errors`)."""
     from pydantic import ValidationError
 
+    from training.run_config import merged
+
+    given = {key: value for key, value in flags.items() if value is not None}
     try:
-        return loader(path, overrides)
+        return loader(path, merged(parse_assignments(assignments), given))
     except ValidationError as exc:
         raise ValueError(f"invalid training config: {exc}") from exc

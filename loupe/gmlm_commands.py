@@ -9,6 +9,7 @@ import typer
 
 from loupe.cli_common import (
     BatchSize,
+    ConfigAssignments,
     ConfigFile,
     Device,
     LearningRate,
@@ -39,6 +40,7 @@ def train_gmlm_command(
     batch_size: BatchSize = None,
     seed: Seed = None,
     device: Device = None,
+    assignments: ConfigAssignments = None,
     quiet: Quiet = False,
 ) -> None:
     """Train the GMLM query generator on (passage, query) pairs; the best model (lowest dev
@@ -50,7 +52,7 @@ def train_gmlm_command(
         "mode": mode,
         "backbone": backbone,
     }
-    train_config = load_job_config(load_gmlm_config, config, overrides)
+    train_config = load_job_config(load_gmlm_config, config, overrides, assignments)
     result = train_gmlm(train_config, show_progress=not quiet)
     best = None if result.best_metric is None else f"{-result.best_metric:.4f}"
     typer.echo(

@@ -9,6 +9,7 @@ import typer
 
 from loupe.cli_common import (
     BatchSize,
+    ConfigAssignments,
     ConfigFile,
     Device,
     LearningRate,
@@ -40,6 +41,7 @@ def train_softsrv_command(
     batch_size: BatchSize = None,
     seed: Seed = None,
     device: Device = None,
+    assignments: ConfigAssignments = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a SoftSRV contextual soft prompt for a frozen causal LM on (passage, query) pairs;
@@ -53,7 +55,7 @@ def train_softsrv_command(
         "prompt_length": prompt_length,
         "lm": lm,
     }
-    train_config = load_job_config(load_softsrv_config, config, overrides)
+    train_config = load_job_config(load_softsrv_config, config, overrides, assignments)
     result = run(train_config, show_progress=not quiet)
     best = -result.best_metric if result.best_metric is not None else None
     typer.echo(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 from typing import Any, Literal, TypeVar
@@ -168,18 +169,29 @@ def load_config_file(path: Path) -> dict[str, object]:
 M = TypeVar("M", bound=BaseModel)
 
 
-def config_from_file(model: type[M], path: Path | None, overrides: dict[str, object]) -> M:
-    """A job's typed config: the file (if any), then the flags that were given (None: not
-    given); a dict flag updates the file's table of that name key by key."""
+def config_from_file(model: type[M], path: Path | None, overrides: Mapping[str, object]) -> M:
+    """A job's typed config: the file (if any), then ``overrides`` merged onto it by
+    :func:`merged` (a table updates the file's table of that name key by key)."""
     data = load_config_file(path) if path is not None else {}
+    return model.model_validate(merged(data, overrides))
+
+
+def merged(base: Mapping[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
+    """``base`` with ``overrides`` applied: where both hold a table (dict) under one key the
+    tables merge key by key, recursively; any other value replaces (None included).
+
+    >>> merged({"scorer": {"kind": "maxsim", "hidden": 8}, "dim": 128},
+    ...        {"scorer": {"kind": "sorted"}, "dim": None})
+    {'scorer': {'kind': 'sorted', 'hidden': 8}, 'dim': None}
+    """
+    out = dict(base)
     for key, value in overrides.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}  # type: ignore[dict-item]
+        current = out.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            out[key] = merged(current, value)
         else:
-            data[key] = value
-    return model.model_validate(data)
+            out[key] = value
+    return out
 
 
 def _expand(value: Any, mapping: dict[str, str]) -> Any:
