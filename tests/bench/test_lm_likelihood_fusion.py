@@ -72,8 +72,9 @@ def test_passages_are_truncated_and_empty_queries_refused(tiny_lm: CausalLM) -> 
 def test_fusion_weights_and_cascade_depth() -> None:
     first = {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}
     second = {"a": 0.0, "b": 0.0, "c": 0.0, "d": 9.0}
-    assert max(zscore_fusion(first, second, 0.0), key=zscore_fusion(first, second, 0.0).get) == "a"
-    assert max(zscore_fusion(first, second, 1.0), key=zscore_fusion(first, second, 1.0).get) == "d"
+    for weight, best in [(0.0, "a"), (1.0, "d")]:
+        fused = zscore_fusion(first, second, weight)
+        assert max(fused, key=fused.__getitem__) == best
     # the cascade never lifts a document the second scorer did not see
     kept = cascade(first, second, 1.0, depth=3)
     assert sorted(kept, key=lambda d: -kept[d])[-1] == "d"

@@ -23,7 +23,8 @@ def test_upsert_replace_delete_and_persist(tmp_path: Path) -> None:
         assert store.delete("c") is None
     with DocStore(path) as store:
         assert len(store) == 2
-        assert store.get("a").document.text == "alpha 2"
+        stored = store.get("a")
+        assert stored is not None and stored.document.text == "alpha 2"
         assert store.get_by_keys([2, 3, 99]) == {2: Document("b", "beta", "B", {"x": 1})}
         assert store.keys_for_ids(["a", "b", "zz"]) == {"a": 4, "b": 2}
         chunks = list(store.iter_vectors(after_key=2))

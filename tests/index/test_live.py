@@ -26,7 +26,8 @@ def test_add_delete_snapshot_and_recover(tmp_path: Path) -> None:
     assert hits[0].document.id == "3"
     ids = {h.document.id for h in reopened.search_vectors(eye[1:2], k=4)[0]}
     assert ids == {"0", "1", "3"}
-    assert reopened.docstore.get("0").document.text == "replaced"
+    stored = reopened.docstore.get("0")
+    assert stored is not None and stored.document.text == "replaced"
 
 
 def test_hnsw_deletes_are_hidden(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def train_config(folder: Path, out: Path, mode: str, steps: int) -> GmlmTrainCon
         out=out,
         data=[JsonlPairs(path=out / "unused.jsonl")],
         backbone=str(folder),
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         max_target_length=8,
         decoder_layers=1,
         batch_size=16,
@@ -206,8 +207,10 @@ def test_frozen_encoder_gets_no_gradient_and_unrolled_loss_trains(
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is None for p in job.model.encoder.parameters())
-    assert job.model.length_head[0].weight.grad is not None
-    assert job.model.layers[0].self_qkv.weight.grad is not None
+    length_head: Any = job.model.length_head[0]
+    assert length_head.weight.grad is not None
+    decoder_layer: Any = job.model.layers[0]
+    assert decoder_layer.self_qkv.weight.grad is not None
 
 
 def test_save_and_load_give_the_same_generations(tiny_backbone: Path, tmp_path: Path) -> None:
@@ -245,13 +248,14 @@ def test_split_keeps_a_group_on_one_side() -> None:
 
 def test_decoder_starts_from_the_backbone_layers(tiny_backbone: Path) -> None:
     model = GenerativeMaskedLM(GmlmConfig(backbone=str(tiny_backbone), max_target_length=8))
-    bert = model.encoder.encoder.layer[0]
-    layer = model.layers[0]
+    encoder: Any = model.encoder
+    bert = encoder.encoder.layer[0]
+    layer: Any = model.layers[0]
     query = bert.attention.self.query.weight
     assert torch.equal(layer.self_qkv.weight[: query.shape[0]], query)
     assert torch.equal(layer.ffn[0].weight, bert.intermediate.dense.weight)
     assert torch.count_nonzero(layer.cross_out.weight) == 0
-    embeddings = model.encoder.embeddings
+    embeddings = encoder.embeddings
     expected = (
         embeddings.position_embeddings.weight[:8] + embeddings.token_type_embeddings.weight[0]
     )
@@ -259,7 +263,8 @@ def test_decoder_starts_from_the_backbone_layers(tiny_backbone: Path) -> None:
     random = GenerativeMaskedLM(
         GmlmConfig(backbone=str(tiny_backbone), max_target_length=8, decoder_init="random")
     )
-    assert not torch.equal(random.layers[0].self_qkv.weight[: query.shape[0]], query)
+    random_layer: Any = random.layers[0]
+    assert not torch.equal(random_layer.self_qkv.weight[: query.shape[0]], query)
 
 
 def test_copy_bert_layer_copies_weights_outside_no_grad() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.late_reranker import LateInteractionReranker
-from models.lite import SCORERS, ScorerConfig, build_scorer
+from models.lite import SCORERS, ScorerConfig, ScorerKind, build_scorer
 from models.scoring import maxsim, similarity_matrix
 
 SMALL = {
@@ -39,7 +40,7 @@ def randomise(scorer: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(SCORERS))
-def test_padding_never_changes_a_score(kind: str) -> None:
+def test_padding_never_changes_a_score(kind: ScorerKind) -> None:
     scorer = build_scorer(ScorerConfig(kind=kind, **SMALL)).eval()
     randomise(scorer)
     q, d = random_pairs()
@@ -55,7 +56,7 @@ def test_padding_never_changes_a_score(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(SCORERS))
-def test_permuting_candidates_permutes_scores(kind: str) -> None:
+def test_permuting_candidates_permutes_scores(kind: ScorerKind) -> None:
     scorer = build_scorer(ScorerConfig(kind=kind, **SMALL)).eval()
     randomise(scorer)
     q, d = random_pairs(docs=5)
@@ -76,7 +77,7 @@ def test_untrained_sorted_lite_is_maxsim() -> None:
 
 
 @pytest.mark.parametrize("kind", ["separable", "flattened"])
-def test_lite_learns_maxsim_on_random_matrices(kind: str) -> None:
+def test_lite_learns_maxsim_on_random_matrices(kind: ScorerKind) -> None:
     torch.manual_seed(0)
     config = ScorerConfig(
         kind=kind,
@@ -133,7 +134,9 @@ def test_save_load_round_trip_and_reranker(tmp_path: Path, tiny_encoder) -> None
     assert (tmp_path / "lite" / "model.safetensors").stat().st_size < 200_000
 
 
-def test_document_cache_skips_the_transformer_for_seen_documents(tmp_path, tiny_encoder) -> None:
+def test_document_cache_skips_the_transformer_for_seen_documents(
+    tmp_path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from models.document_cache import DocumentCache
 
     config = LateInteractionConfig(
@@ -146,7 +149,12 @@ def test_document_cache_skips_the_transformer_for_seen_documents(tmp_path, tiny_
     before = cached.score("q", docs)
     calls = []
     original = model.document_matrices
-    model.document_matrices = lambda texts, *a: calls.append(list(texts)) or original(texts, *a)
+
+    def counting(texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
+        calls.append(list(texts))
+        return original(texts, batch_size)
+
+    monkeypatch.setattr(model, "document_matrices", counting)
     again = cached.score("another query", [*docs[:2], "a new one"])
     assert calls == [["a new one"]]  # only the unseen document was encoded
     assert cached.cache is not None and cached.cache.hits == 2

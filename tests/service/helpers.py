@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.engine import Engine
@@ -22,6 +23,11 @@ def assert_error(response: Any, status: int, error_type: str | None = None) -> d
     if error_type is not None:
         assert body["error"]["type"] == error_type, body
     return dict(body["error"])
+
+
+def service_state(client: TestClient) -> Any:
+    """The running service's state (``app.state.loupe``) behind a test client."""
+    return cast(FastAPI, client.app).state.loupe
 
 
 def wait_ready(client: TestClient, timeout: float = 30.0) -> None:

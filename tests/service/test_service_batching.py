@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.batching import BatcherClosedError, BatchLimits, MicroBatcher, QueueFullError
-from tests.service.helpers import assert_error
+from tests.service.helpers import assert_error, service_state
 
 
 class Recorder:
@@ -168,7 +168,7 @@ class GatedReranker:
 
 
 def wait_for_depth(client: TestClient, depth: int, timeout: float = 10.0) -> None:
-    batcher = client.app.state.loupe.runtime.rerank
+    batcher = service_state(client).runtime.rerank
     deadline = time.monotonic() + timeout
     while batcher.depth < depth:
         assert time.monotonic() < deadline, f"queue depth {batcher.depth}, wanted {depth}"

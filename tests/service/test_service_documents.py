@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.service.helpers import assert_error, wait_ready
+from tests.service.helpers import assert_error, service_state, wait_ready
 
-CORPUS = [
+CORPUS: list[dict[str, Any]] = [
     {"id": "loupe", "text": "A loupe is a small magnification device.", "metadata": {"n": 1}},
     {"id": "banana", "text": "Bananas are yellow fruit.", "title": "Fruit"},
     {"id": "lens", "text": "A lens focuses light."},
@@ -19,7 +20,7 @@ CORPUS = [
 ]
 
 
-def add(client: TestClient, documents: list[dict] = CORPUS) -> dict:
+def add(client: TestClient, documents: list[dict[str, Any]] = CORPUS) -> dict:
     response = client.post("/v1/documents", json={"documents": documents})
     assert response.status_code == 200, response.text
     return response.json()
@@ -119,7 +120,7 @@ def test_documents_written_without_snapshot_are_replayed(make_app, make_settings
     with TestClient(make_app(settings)) as first:
         wait_ready(first)
         add(first)
-        state = first.app.state.loupe
+        state = service_state(first)
         engine = state.runtime.engine
         engine.close = engine.index.close  # simulate a crash: no snapshot on shutdown
     with TestClient(make_app(settings)) as second:
@@ -175,7 +176,7 @@ def test_lite_reranker_stores_token_matrices_of_added_documents(
     got = [r["score"] for r in body["results"]]
     assert got == pytest.approx([float(x) for x in expected], abs=0.05)  # float16 storage
     assert got == sorted(got, reverse=True)
-    reader = client.app.state.loupe.runtime.engine.index.reader
+    reader = service_state(client).runtime.engine.index.reader
     keys = [reader.docstore.get(d["id"]).key for d in CORPUS]
     assert all(m is not None for m in reader.token_matrices(keys, reranker.model.fingerprint))
 
@@ -201,12 +202,15 @@ def test_search_runs_the_transformer_once_when_the_reranker_shares_the_encoder(
     add(client)
     passes: list[int] = []
     original = encoder.forward_tokens
-    monkeypatch.setattr(
-        encoder, "forward_tokens", lambda batch: passes.append(1) or original(batch)
-    )
+
+    def counting(batch: object) -> object:
+        passes.append(1)
+        return original(batch)
+
+    monkeypatch.setattr(encoder, "forward_tokens", counting)
     body = search(client, top_n=5, candidates=5)
     assert len(passes) == 1
-    reader = client.app.state.loupe.runtime.engine.index.reader
+    reader = service_state(client).runtime.engine.index.reader
     keys = [reader.docstore.get(r["id"]).key for r in body["results"]]
     stored = reader.token_matrices(keys, reranker.model.fingerprint)
     expected = reranker.score_stored("magnifying lens", stored)  # encodes the query itself

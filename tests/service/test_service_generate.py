@@ -95,7 +95,7 @@ def test_concurrent_requests_all_succeed_and_alike_settings_decode_together(
     calls: list[int] = []
     real_generate = generation.generate
 
-    def counting_generate(model, texts, config):  # type: ignore[no-untyped-def]
+    def counting_generate(model, texts, config):
         calls.append(len(texts))
         return real_generate(model, texts, config)
 

@@ -108,8 +108,8 @@ def test_distillation_needs_teacher_scores(tmp_path: Path, tiny_model_dir: Path)
         train_lite(config(tmp_path, tiny_model_dir, loss="kl"), show_progress=False)
 
 
-def test_batches_put_the_positive_first() -> None:
-    examples = load_examples([TriplesSource(path=write_triples(Path("/tmp") / "t.tsv"))])
+def test_batches_put_the_positive_first(tmp_path: Path) -> None:
+    examples = load_examples([TriplesSource(path=write_triples(tmp_path / "t.tsv"))])
     batch: Batch = next(batches(examples, 4, 2, seed=0, with_teacher=False))
     assert len(batch.queries) == 4 and len(batch.documents) == 12
     topic = batch.queries[0].split()[-1]
@@ -120,12 +120,14 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         LiteTrainConfig(out=tmp_path, data=[])
     with pytest.raises(ValueError):
-        QrelsSource(
-            queries=tmp_path,
-            qrels=tmp_path,
-            corpus=tmp_path,
-            negatives_run=tmp_path,
-            unknown_field=1,
+        QrelsSource.model_validate(
+            {
+                "queries": tmp_path,
+                "qrels": tmp_path,
+                "corpus": tmp_path,
+                "negatives_run": tmp_path,
+                "unknown_field": 1,
+            }
         )
 
 

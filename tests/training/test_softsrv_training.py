@@ -186,7 +186,7 @@ def test_bm25_consistency_filter_over_a_corpus_file(tmp_path: Path) -> None:
 
 
 def write_synthetic(path: Path, count: int) -> Path:
-    rows = [
+    rows: list[dict[str, object]] = [
         {"query_id": f"syn-{i}", "query": f"synthetic {i}", "doc_id": "d4", "generator": "t"}
         for i in range(count)
     ]
