@@ -188,10 +188,9 @@ def indexed_text(document: Document) -> str:
 def _token_encoder(config: IndexBuildConfig, encoder: TextEncoder) -> LateInteractionModel:
     """The re-ranker whose token matrices go into the store (on the index encoder itself
     when both use the same frozen backbone)."""
-    from models.registry import resolve_late_interaction
+    from models.registry import load_late_interaction
 
-    folder = resolve_late_interaction(config.reranker)
-    model = LateInteractionModel.load(folder, device=config.device, share_encoder=encoder)
+    model = load_late_interaction(config.reranker, device=config.device, share_encoder=encoder)
     return model.eval()
 
 

@@ -75,7 +75,11 @@ def index_build(
     ] = False,
     reranker: Annotated[
         str,
-        typer.Option(help="late-interaction model for --token-store", envvar=env("reranker")),
+        typer.Option(
+            help="late-interaction model for --token-store: 'default', 'maxsim[:MODEL]' or a "
+            "folder",
+            envvar=env("reranker"),
+        ),
     ] = "default",
     token_dtype: Annotated[
         TokenDtype,
@@ -211,7 +215,11 @@ def evaluate(
     ] = None,
     reranker: Annotated[
         str | None,
-        typer.Option(help="re-ranker: 'default', folder or HF name", envvar=env("reranker")),
+        typer.Option(
+            help="re-ranker: 'default', 'maxsim[:MODEL]' (untrained MaxSim), 'cosine[:MODEL]', "
+            "a re-ranker folder, or an encoder folder or HF name (its cosine)",
+            envvar=env("reranker"),
+        ),
     ] = None,
     depth: Annotated[
         int, typer.Option(min=1, help="first-stage depth with --index", envvar=env("depth"))

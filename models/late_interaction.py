@@ -225,14 +225,7 @@ class LateInteractionModel(nn.Module):
         if not is_late_interaction_folder(folder):
             raise ValueError(f"{folder} is not a Loupe late-interaction model folder")
         config = LateInteractionConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-        unchanged = config.trainable_layers == 0 and config.laurel is None
-        if share_encoder is not None and unchanged and share_encoder.model_name == config.backbone:
-            encoder = share_encoder
-        else:
-            encoder = TextEncoder(
-                EncoderConfig(model=config.backbone, device=device, max_length=config.d_len)
-            )
-        model = cls(config, encoder)
+        model = cls(config, _backbone_encoder(config, share_encoder, device))
         model.fingerprint = folder_fingerprint(folder)
         state = load_file(folder / WEIGHTS_NAME)
         backbone_state = _prefixed(state, "backbone.")
@@ -245,6 +238,44 @@ class LateInteractionModel(nn.Module):
         model.scorer.load_state_dict(_prefixed(state, "scorer."))
         model.eval()
         return model
+
+    @classmethod
+    def zero_shot(
+        cls,
+        backbone: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        share_encoder: TextEncoder | None = None,
+    ) -> LateInteractionModel:
+        """ColBERT-style MaxSim over ``backbone``'s own L2-normalised token states: no
+        projection and nothing trained, so any encoder re-ranks by late interaction. Its
+        fingerprint hashes the config and the backbone's weights, so a token store it wrote
+        is read again only by the same backbone."""
+        config = LateInteractionConfig(
+            backbone=backbone, dim=None, scorer=ScorerConfig(kind="maxsim")
+        )
+        model = cls(config, _backbone_encoder(config, share_encoder, device))
+        model.fingerprint = zero_shot_fingerprint(model)
+        return model.eval()
+
+
+def _backbone_encoder(
+    config: LateInteractionConfig, share_encoder: TextEncoder | None, device: str | None
+) -> TextEncoder:
+    """``share_encoder`` where it is the config's frozen backbone, else a new encoder."""
+    unchanged = config.trainable_layers == 0 and config.laurel is None
+    if share_encoder is not None and unchanged and share_encoder.model_name == config.backbone:
+        return share_encoder
+    return TextEncoder(EncoderConfig(model=config.backbone, device=device, max_length=config.d_len))
+
+
+def zero_shot_fingerprint(model: LateInteractionModel) -> str:
+    """A short hash of an untrained model's config and its backbone's weights."""
+    from models.onnx_backbone import backbone_fingerprint
+
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    digest.update(backbone_fingerprint(model.encoder.backbone.model).encode())
+    return digest.hexdigest()[:16]
 
 
 def folder_fingerprint(folder: Path) -> str:

@@ -30,8 +30,35 @@ def resolve_late_interaction(spec: str) -> Path:
             )
         return shipped
     if not is_late_interaction_folder(spec):
-        raise ValueError(f"{spec} is not a Loupe late-interaction model folder")
+        raise ValueError(
+            f"{spec} is not a Loupe late-interaction model folder (or 'maxsim[:MODEL]')"
+        )
     return Path(spec)
+
+
+def zero_shot_backbone(spec: str) -> str | None:
+    """The backbone ``maxsim`` or ``maxsim:MODEL`` names (None for other specs).
+
+    >>> zero_shot_backbone("maxsim"), zero_shot_backbone("maxsim:BAAI/bge-small-en-v1.5")
+    ('default', 'BAAI/bge-small-en-v1.5')
+    >>> zero_shot_backbone("runs/lite/best") is None
+    True
+    """
+    if spec == "maxsim" or spec.startswith("maxsim:"):
+        return spec.partition(":")[2] or DEFAULT_MODEL
+    return None
+
+
+def load_late_interaction(
+    spec: str, *, device: str | None = None, share_encoder: TextEncoder | None = None
+) -> LateInteractionModel:
+    """The late-interaction model ``spec`` names: ``default`` (the shipped one), ``maxsim`` or
+    ``maxsim:MODEL`` (untrained MaxSim over that encoder's tokens) or a model folder."""
+    backbone = zero_shot_backbone(spec)
+    if backbone is not None:
+        return LateInteractionModel.zero_shot(backbone, device=device, share_encoder=share_encoder)
+    folder = resolve_late_interaction(spec)
+    return LateInteractionModel.load(folder, device=device, share_encoder=share_encoder)
 
 
 def load_reranker(
@@ -44,24 +71,24 @@ def load_reranker(
     frozen backbone reuse an encoder already in memory.
 
     - ``default``: the shipped LITE re-ranker (the packaged MiniLM's cosine if none ships);
+    - ``maxsim`` or ``maxsim:MODEL``: untrained ColBERT-style MaxSim over the packaged
+      MiniLM's (or MODEL's) token states;
     - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
     - a Loupe late-interaction folder: that LITE / MaxSim model;
     - any other folder or hub name: that encoder's dual-encoder cosine.
     """
-    if spec in ("", DEFAULT_MODEL):
-        shipped = default_reranker_path()
-        if shipped is not None:
-            return LateInteractionReranker(
-                LateInteractionModel.load(shipped, device=device, share_encoder=share_encoder),
-                name="reranker-default",
-            )
+    if spec in ("", DEFAULT_MODEL) and default_reranker_path() is None:
         spec = "cosine"
     if spec == "cosine" or spec.startswith("cosine:"):
         model = spec.partition(":")[2] or DEFAULT_MODEL
         return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
-    if is_late_interaction_folder(spec):
-        late = LateInteractionModel.load(spec, device=device, share_encoder=share_encoder)
-        return LateInteractionReranker(late, name=f"lite:{Path(spec).name}")
+    if spec in ("", DEFAULT_MODEL):
+        late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
+        return LateInteractionReranker(late, name="reranker-default")
+    if zero_shot_backbone(spec) is not None or is_late_interaction_folder(spec):
+        late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
+        name = spec if zero_shot_backbone(spec) is not None else f"lite:{Path(spec).name}"
+        return LateInteractionReranker(late, name=name)
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
 
 
