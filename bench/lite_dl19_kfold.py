@@ -28,7 +28,7 @@ from bench.lite_experiment import (
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
 from index.readers.trec import Run
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig, ScorerKind
 from training.lite_config import LiteTrainConfig
 from training.run_config import QrelsSource
@@ -116,7 +116,7 @@ def main() -> None:
             rows[f"{kind} ({args.loss}{args.tag}, trained and scored on all {len(qids)})"] = (
                 evaluate(spec.qrels, fit, MEASURES, query_ids=spec.queries).aggregate
             )
-    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    base = LateInteractionModel.zero_shot()
     run, _ = rerank_from_cache(base, cache, spec)
     rows["maxsim untrained 384-d"] = evaluate(
         spec.qrels, run, MEASURES, query_ids=spec.queries

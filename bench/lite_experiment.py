@@ -31,7 +31,7 @@ from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
 from index.readers.trec import Qrels, Run, ranked
 from index.searcher import Searcher
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.batches import load_examples
 from training.examples import split_by_query
@@ -183,6 +183,15 @@ def projected_candidates(
 
 
 @torch.no_grad()
+def cache_set_states(
+    cache: TokenCache, model: LateInteractionModel, spec: EvalSet, label: str = ""
+) -> None:
+    """Cache ``model``'s backbone states of ``spec``'s queries and candidate texts."""
+    prefix = f"{label} " if label else ""
+    cache.ensure(model, spec.queries.values(), model.config.q_len, desc=f"{prefix}queries")
+    cache.ensure(model, spec.texts.values(), model.config.d_len, desc=f"{prefix}passages")
+
+
 def rerank_from_cache(
     model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> tuple[dict[str, dict[str, float]], float]:
@@ -284,12 +293,11 @@ def main() -> None:
     sets = eval_sets(data, args.scifact_index)
 
     # Untrained MaxSim over raw 384-d MiniLM tokens also warms the shared cache.
-    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    base = LateInteractionModel.zero_shot()
     cache = TokenCache.load(cache_path) if cache_path.is_file() else TokenCache()
     cached_before = len(cache)
     for spec in sets.values():
-        cache.ensure(base, spec.queries.values(), base.config.q_len, desc="eval queries")
-        cache.ensure(base, spec.texts.values(), base.config.d_len, desc="eval passages")
+        cache_set_states(cache, base, spec, "eval")
     if len(cache) > cached_before or not cache_path.is_file():
         # Rewriting a warm cache costs a minute and races with parallel runs sharing it.
         cache.save(cache_path)

@@ -44,8 +44,7 @@ from bench.lite_experiment import (
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
-from models.lite import ScorerConfig
+from models.late_interaction import LateInteractionModel
 from training.token_cache import TokenCache
 
 
@@ -258,7 +257,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.reranker is None:
-        model = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+        model = LateInteractionModel.zero_shot()
     else:
         model = LateInteractionModel.load(args.reranker)
     if model.config.scorer.kind != "maxsim":

@@ -13,11 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.lite_experiment import rerank_from_cache, scifact_dev_set
+from bench.lite_experiment import cache_set_states, rerank_from_cache, scifact_dev_set
 from evaluation.datasets import data_root
 from evaluation.metrics import evaluate, format_table
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
-from models.lite import ScorerConfig
+from models.late_interaction import LateInteractionModel
 from training.token_cache import TokenCache
 
 
@@ -34,19 +33,20 @@ def main() -> None:
     args = parser.parse_args()
     data = data_root()
     spec = scifact_dev_set(data, args.negatives, args.dev_fraction, args.seed)
-    dev_ids, qrels, run = list(spec.queries), spec.qrels, spec.run
+    dev_ids = list(spec.queries)
     cache = TokenCache.load(args.cache)
-    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
-    cache.ensure(base, spec.queries.values(), base.config.q_len, desc="dev queries")
-    cache.ensure(base, spec.texts.values(), base.config.d_len, desc="dev passages")
+    base = LateInteractionModel.zero_shot()
+    cache_set_states(cache, base, spec, "dev")
     rows = {}
     systems = {"maxsim-untrained-384d": base}
     systems |= {f"{m.parent.name}": LateInteractionModel.load(m) for m in args.models}
     for name, model in systems.items():
         reranked, _ = rerank_from_cache(model, cache, spec)
-        rows[name] = evaluate(qrels, reranked, ["nDCG@10", "RR@10"], query_ids=dev_ids).aggregate
+        rows[name] = evaluate(
+            spec.qrels, reranked, ["nDCG@10", "RR@10"], query_ids=dev_ids
+        ).aggregate
     rows["dense top-50 (first stage)"] = evaluate(
-        qrels, {q: run.get(q, {}) for q in dev_ids}, ["nDCG@10", "RR@10"], query_ids=dev_ids
+        spec.qrels, spec.run, ["nDCG@10", "RR@10"], query_ids=dev_ids
     ).aggregate
     print(f"{len(dev_ids)} held-out SciFact-train queries, dense top-50 re-ranked")
     print(format_table(rows, ["nDCG@10", "RR@10"]))

@@ -26,6 +26,7 @@ from bench.lite_experiment import (
     MEASURES,
     EvalSet,
     add_experiment_inputs,
+    cache_set_states,
     compare_arms,
     eval_sets,
     evaluate_on_sets,
@@ -36,7 +37,7 @@ from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, format_table
 from index.readers import read_corpus, read_qrels, read_queries, read_run
 from index.readers.trec import write_run
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.lite_config import LiteTrainConfig
 from training.run_config import QrelsSource
@@ -51,14 +52,13 @@ def zero_shot_teacher(data: Path, negatives_run: Path, cache: TokenCache, out: P
     queries = read_queries(sci / "queries.jsonl", "train")
     qrels = read_qrels(sci / "qrels" / "train.tsv")
     dense = read_run(negatives_run)
-    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    base = LateInteractionModel.zero_shot()
     pools = {q: set(dense.get(q, {})) | set(qrels.get(q, {})) for q in queries}
     needed = {d for pool in pools.values() for d in pool}
     texts = {doc.id: doc.full_text for doc in read_corpus(sci) if doc.id in needed}
-    cache.ensure(base, queries.values(), base.config.q_len, desc="teacher queries")
-    cache.ensure(base, texts.values(), base.config.d_len, desc="teacher passages")
     top = {q: sorted(d for d in pools[q] if d in texts) for q in queries}
     spec = EvalSet(queries, qrels, dense, top, texts)
+    cache_set_states(cache, base, spec, "teacher")
     run, _ = rerank_from_cache(base, cache, spec)
     write_run(run, out, tag="maxsim-untrained-384d")
     return out

@@ -40,6 +40,7 @@ from bench.lite_experiment import (
     MEASURES,
     EvalSet,
     add_experiment_inputs,
+    cache_set_states,
     dl19_bm25_set,
     kfold,
     paired_ndcg,
@@ -51,8 +52,7 @@ from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers.trec import Run, write_run
 from models.causal_lm import CausalLM, load_causal_lm
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
-from models.lite import ScorerConfig
+from models.late_interaction import LateInteractionModel
 from training.token_cache import TokenCache
 
 PROMPT_BEFORE = "Passage: "
@@ -201,7 +201,7 @@ def main() -> None:
         "dl19-bm25": dl19_bm25_set(data),
     }
     cache = TokenCache.load(args.cache)
-    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    base = LateInteractionModel.zero_shot()
     load_lm = functools.cache(lambda: load_causal_lm(args.lm, device="cpu"))
 
     def metrics(spec: EvalSet, run: Run) -> MetricsResult:
@@ -210,8 +210,7 @@ def main() -> None:
     maxsim, lm_runs, curves = {}, {}, {}
     rows: dict[str, dict[str, float]] = {}
     for name, spec in sets.items():
-        cache.ensure(base, spec.queries.values(), base.config.q_len)
-        cache.ensure(base, spec.texts.values(), base.config.d_len)
+        cache_set_states(cache, base, spec)
         maxsim[name], _ = rerank_from_cache(base, cache, spec)
         lm_runs[name] = lm_scores(
             load_lm, spec, args.out / f"lm-scores-{name}.json", args.batch_size
@@ -255,8 +254,7 @@ def main() -> None:
     if args.scifact_test_cascade:
         name, depth = "scifact-test-dense", args.scifact_test_cascade
         spec = scifact_test_set(data, args.scifact_index)
-        cache.ensure(base, spec.queries.values(), base.config.q_len)
-        cache.ensure(base, spec.texts.values(), base.config.d_len)
+        cache_set_states(cache, base, spec)
         first, _ = rerank_from_cache(base, cache, spec)
         heads = {q: sorted(run, key=lambda d: -run[d])[:depth] for q, run in first.items()}
         path = args.out / f"lm-scores-{name}-top{depth}.json"

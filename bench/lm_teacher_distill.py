@@ -42,6 +42,7 @@ from bench.lite_experiment import (
     MEASURES,
     EvalSet,
     add_experiment_inputs,
+    cache_set_states,
     compare_arms,
     eval_sets,
     evaluate_on_sets,
@@ -56,7 +57,7 @@ from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers import read_corpus
 from index.readers.trec import Run, write_run
 from models.causal_lm import load_causal_lm
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.late_interaction import LateInteractionModel
 from models.lite import ScorerConfig
 from training.consistency import bm25_corpus_first_stage
 from training.lite_config import LiteTrainConfig
@@ -181,12 +182,11 @@ def main() -> None:
         return
     load_lm.cache_clear()
     cache = TokenCache.load(args.cache)
-    base = LateInteractionModel(LateInteractionConfig(dim=None, scorer=ScorerConfig("maxsim")))
+    base = LateInteractionModel.zero_shot()
     maxsim: dict[str, Run] = {}
     cached = len(cache)
     for name, spec in sets.items():
-        cache.ensure(base, spec.queries.values(), base.config.q_len, desc=f"{name} queries")
-        cache.ensure(base, spec.texts.values(), base.config.d_len, desc=f"{name} passages")
+        cache_set_states(cache, base, spec, name)
         maxsim[name], _ = rerank_from_cache(base, cache, spec)
     if len(cache) > cached:
         cache.save(args.cache)
