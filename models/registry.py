@@ -77,18 +77,21 @@ def load_reranker(
     - a Loupe late-interaction folder: that LITE / MaxSim model;
     - any other folder or hub name: that encoder's dual-encoder cosine.
     """
-    if spec in ("", DEFAULT_MODEL) and default_reranker_path() is None:
-        spec = "cosine"
+    if spec in ("", DEFAULT_MODEL):
+        if default_reranker_path() is None:
+            spec = "cosine"
+        else:
+            late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
+            return LateInteractionReranker(late, name="reranker-default")
     if spec == "cosine" or spec.startswith("cosine:"):
         model = spec.partition(":")[2] or DEFAULT_MODEL
         return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
-    if spec in ("", DEFAULT_MODEL):
+    if zero_shot_backbone(spec) is not None:
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-        return LateInteractionReranker(late, name="reranker-default")
-    if zero_shot_backbone(spec) is not None or is_late_interaction_folder(spec):
+        return LateInteractionReranker(late, name=spec)
+    if is_late_interaction_folder(spec):
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-        name = spec if zero_shot_backbone(spec) is not None else f"lite:{Path(spec).name}"
-        return LateInteractionReranker(late, name=name)
+        return LateInteractionReranker(late, name=f"lite:{Path(spec).name}")
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
 
 
