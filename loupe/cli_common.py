@@ -77,6 +77,7 @@ ConfigAssignments = Annotated[
         help="set any config field, repeatable: dotted keys reach into tables "
         "(scorer.kind=sorted), values are JSON where they parse (3, 0.5, true, null, "
         '["rw","lr"], [{"path": "triples.tsv"}]) and strings otherwise; named flags win',
+        envvar=env("set"),
     ),
 ]
 
@@ -86,6 +87,7 @@ TriplesFiles = Annotated[
         "--triples",
         help="train on this triples file (query, positive, negative per line; repeatable) "
         "instead of the config's data sources",
+        envvar=env("triples"),
     ),
 ]
 

@@ -100,3 +100,14 @@ def test_bad_assignments_exit_2_with_the_reason(tmp_path: Path) -> None:
         assert result.exit_code == 2, assignment
         assert reason in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_set_and_triples_read_environment_variables(tmp_path: Path) -> None:
+    env = {"LOUPE_TRIPLES": str(tmp_path / "absent.tsv"), "LOUPE_SET": "loss=kl negatives=x"}
+    result = runner.invoke(app, ["train", "lite", "--out", str(tmp_path / "o")], env=env)
+    assert result.exit_code == 2
+    assert "negatives" in result.output  # LOUPE_SET was read: 'x' is no integer
+    del env["LOUPE_SET"]
+    result = runner.invoke(app, ["train", "lite", "--out", str(tmp_path / "o")], env=env)
+    assert result.exit_code == 2
+    assert "absent.tsv" in result.output  # LOUPE_TRIPLES was read
