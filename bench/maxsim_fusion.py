@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bench.harness import write_json
 from bench.lite_experiment import (
     MEASURES,
     EvalSet,
@@ -159,18 +160,15 @@ def main() -> None:
             print(f"{signal} {name} nDCG@10 by w: {points}")
     for label, t in tests.items():
         print(f"fused ({label}) - MaxSim:", json.dumps(t))
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                "metrics": rows,
-                "ndcg10_by_weight": curves,
-                "weights_from_dev": chosen,
-                "fused_vs_maxsim": tests,
-                "args": vars(args),
-            },
-            indent=2,
-            default=str,
-        )
+    write_json(
+        args.out / "results.json",
+        {
+            "metrics": rows,
+            "ndcg10_by_weight": curves,
+            "weights_from_dev": chosen,
+            "fused_vs_maxsim": tests,
+            "args": vars(args),
+        },
     )
 
 
