@@ -13,9 +13,9 @@ re-ranks its own fold's BM25 top-100. The 5 held-out runs together give one run 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from bench.harness import write_json
 from bench.lite_experiment import (
     MEASURES,
     EvalSet,
@@ -122,20 +122,18 @@ def main() -> None:
         spec.qrels, run, MEASURES, query_ids=spec.queries
     ).aggregate
     print(format_table(rows, MEASURES))
-    (args.out / f"results{args.tag}.json").write_text(
-        json.dumps(
-            {
-                "metrics": rows,
-                "folds": folds,
-                "teacher": str(teacher),
-                "distill_weight": args.distill_weight,
-                "dim": args.dim,
-                "loss": args.loss,
-                "steps": args.steps,
-                "seed": args.seed,
-            },
-            indent=2,
-        )
+    write_json(
+        args.out / f"results{args.tag}.json",
+        {
+            "metrics": rows,
+            "folds": folds,
+            "teacher": str(teacher),
+            "distill_weight": args.distill_weight,
+            "dim": args.dim,
+            "loss": args.loss,
+            "steps": args.steps,
+            "seed": args.seed,
+        },
     )
 
 

@@ -182,7 +182,6 @@ def projected_candidates(
         yield qid, docs, model.project(q_raw, q_mask), q_mask, model.project(d_raw, d_mask), d_mask
 
 
-@torch.no_grad()
 def cache_set_states(
     cache: TokenCache, model: LateInteractionModel, spec: EvalSet, label: str = ""
 ) -> None:
@@ -192,6 +191,7 @@ def cache_set_states(
     cache.ensure(model, spec.texts.values(), model.config.d_len, desc=f"{prefix}passages")
 
 
+@torch.no_grad()
 def rerank_from_cache(
     model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> tuple[dict[str, dict[str, float]], float]:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.harness import write_json
 from bench.lite_experiment import (
     MEASURES,
     EvalSet,
@@ -270,19 +271,16 @@ def main() -> None:
     print(f"w chosen on {tune}: {weight:g}")
     for label, t in tests.items():
         print(f"fused ({label}) - MaxSim:", json.dumps(t))
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                "metrics": rows,
-                "ndcg10_by_weight": curves,
-                "weight": weight,
-                "dl19_cv_weights": cv_weights,
-                "fused_vs_maxsim": tests,
-                "args": vars(args),
-            },
-            indent=2,
-            default=str,
-        )
+    write_json(
+        args.out / "results.json",
+        {
+            "metrics": rows,
+            "ndcg10_by_weight": curves,
+            "weight": weight,
+            "dl19_cv_weights": cv_weights,
+            "fused_vs_maxsim": tests,
+            "args": vars(args),
+        },
     )
 
 

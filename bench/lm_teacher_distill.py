@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 
 import torch
 
+from bench.harness import write_json
 from bench.lite_experiment import (
     MEASURES,
     EvalSet,
@@ -204,14 +204,13 @@ def main() -> None:
             for w in WEIGHTS
         }
     weight = args.weight
+    teachers = {name: fused_run(maxsim[name], lm_runs[name], weight) for name in sets}
     for name in sets:
-        rows[f"{name} | fused w={weight:g}"] = metrics(
-            sets[name], fused_run(maxsim[name], lm_runs[name], weight)
-        ).aggregate
+        rows[f"{name} | fused w={weight:g}"] = metrics(sets[name], teachers[name]).aggregate
     sources = {
         name: distillation_source(
             sets[name],
-            fused_run(maxsim[name], lm_runs[name], weight),
+            teachers[name],
             synth / pairs,
             synth / pool,
             args.negatives,
@@ -259,18 +258,15 @@ def main() -> None:
         tests[f"{data_name} kl - untrained"] = {
             s: paired_ndcg(results[(s, f"{data_name} kl")], base_results[s]) for s in evaluation
         }
-    (args.out / f"results-d{args.dim}-s{args.seed}.json").write_text(
-        json.dumps(
-            {
-                "metrics": rows,
-                "ndcg10_by_weight": curves,
-                "weight": weight,
-                "tests": tests,
-                "args": vars(args),
-            },
-            indent=2,
-            default=str,
-        )
+    write_json(
+        args.out / f"results-d{args.dim}-s{args.seed}.json",
+        {
+            "metrics": rows,
+            "ndcg10_by_weight": curves,
+            "weight": weight,
+            "tests": tests,
+            "args": vars(args),
+        },
     )
 
 
