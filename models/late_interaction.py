@@ -20,7 +20,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.backbone import DEFAULT_MODEL, transformer_layers
+from models.backbone import (
+    DEFAULT_MODEL,
+    ModelNotFoundError,
+    resolve_model_path,
+    transformer_layers,
+)
 from models.encoder import EncoderConfig, TextEncoder, length_sorted_batches
 from models.laurel import LaurelConfig, apply_laurel
 from models.lite import ScorerConfig, build_scorer
@@ -264,9 +269,20 @@ def _backbone_encoder(
 ) -> TextEncoder:
     """``share_encoder`` where it is the config's frozen backbone, else a new encoder."""
     unchanged = config.trainable_layers == 0 and config.laurel is None
-    if share_encoder is not None and unchanged and share_encoder.model_name == config.backbone:
+    if share_encoder is not None and unchanged and _names_backbone(share_encoder, config.backbone):
         return share_encoder
     return TextEncoder(EncoderConfig(model=config.backbone, device=device, max_length=config.d_len))
+
+
+def _names_backbone(encoder: TextEncoder, backbone: str) -> bool:
+    """Whether ``backbone`` (``default``, a hub name, or a folder relative or absolute) names
+    the model ``encoder`` runs."""
+    if encoder.model_name == backbone:
+        return True
+    try:
+        return resolve_model_path(backbone) == encoder.backbone.path
+    except ModelNotFoundError:
+        return False
 
 
 def zero_shot_fingerprint(model: LateInteractionModel) -> str:

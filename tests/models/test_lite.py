@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -176,6 +177,21 @@ def test_loading_can_share_an_encoder_of_the_same_frozen_backbone(tmp_path, tiny
         LateInteractionReranker(alone).score("q", docs),
         atol=1e-5,
     )
+
+
+def test_a_backbone_named_by_a_relative_folder_shares_the_encoder_loaded_from_it(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``maxsim:FOLDER`` with a relative folder names the same model as the first stage's
+    encoder (loaded by absolute path), so it reuses it instead of loading a second copy."""
+    monkeypatch.chdir(tiny_model_dir.parent)
+    relative = tiny_model_dir.name
+    shared = LateInteractionModel.zero_shot(relative, device="cpu", share_encoder=tiny_encoder)
+    assert shared.encoder is tiny_encoder
+    shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    monkeypatch.chdir(tmp_path)
+    another = LateInteractionModel.zero_shot("copy", device="cpu", share_encoder=tiny_encoder)
+    assert another.encoder is not tiny_encoder
 
 
 def test_query_matrices_reused_from_the_first_stage_pass_match_a_fresh_encode(
