@@ -100,7 +100,8 @@ def main() -> None:
             cache=args.cache,
             warmup_steps=30,
         )
-        run, _ = rerank_from_cache(trained_model(config, show_progress=False), cache, scored)
+        model = trained_model(config, show_progress=False, token_cache=cache)
+        run, _ = rerank_from_cache(model, cache, scored)
         return run
 
     rows: dict[str, dict[str, float]] = {}

@@ -57,11 +57,16 @@ def add_experiment_inputs(parser: argparse.ArgumentParser, *, negatives_run: boo
         )
 
 
-def trained_model(config: LiteTrainConfig, show_progress: bool = True) -> LateInteractionModel:
+def trained_model(
+    config: LiteTrainConfig,
+    show_progress: bool = True,
+    token_cache: TokenCache | None = None,
+) -> LateInteractionModel:
     """``config``'s best checkpoint, trained first unless its run finished (``summary.json``
-    exists); an interrupted run resumes from its checkpoint."""
+    exists); an interrupted run resumes from its checkpoint. ``token_cache``: the bench's
+    loaded cache, so training does not read a second copy from ``config.cache``."""
     if not (config.out / "summary.json").is_file():
-        train_lite(config, show_progress=show_progress)
+        train_lite(config, show_progress=show_progress, token_cache=token_cache)
     return LateInteractionModel.load(config.out / "best")
 
 
@@ -317,8 +322,7 @@ def main() -> None:
             eval_every=100,
             patience=4,
         )
-        systems[f"{kind}-trained-d{args.dim}"] = trained_model(config)
-    cache = TokenCache.load(cache_path)
+        systems[f"{kind}-trained-d{args.dim}"] = trained_model(config, token_cache=cache)
     for name, model in systems.items():
         for set_name, spec in sets.items():
             run, ms = rerank_from_cache(model, cache, spec)

@@ -104,7 +104,7 @@ def main() -> None:
             patience=4,
             **loss,
         )
-        model = trained_model(config)
+        model = trained_model(config, token_cache=cache)
         for set_name, result in evaluate_on_sets(model, cache, sets).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}{suffix}"] = result.aggregate

@@ -243,7 +243,7 @@ def main() -> None:
             eval_every=50,
             patience=4,
         )
-        model = trained_model(config, show_progress=False)
+        model = trained_model(config, show_progress=False, token_cache=cache)
         for set_name, result in evaluate_on_sets(model, cache, evaluation).items():
             results[(set_name, arm)] = result
             rows[f"{set_name} | {arm}"] = result.aggregate

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class LiteTraining:
     """Holds the model, the token cache and the loss for one training run."""
 
-    def __init__(self, config: LiteTrainConfig):
+    def __init__(self, config: LiteTrainConfig, token_cache: TokenCache | None = None):
         self.config = config
         seed_everything(config.seed)
         scorer = replace(config.scorer, q_len=config.q_len, d_len=config.d_len)
@@ -49,7 +49,9 @@ class LiteTraining:
             param.requires_grad_(True)
         self.cache: TokenCache | None = None
         if config.trainable_layers == 0 and not config.laurel:
-            if config.cache is not None and config.cache.is_file():
+            if token_cache is not None:
+                self.cache = token_cache
+            elif config.cache is not None and config.cache.is_file():
                 self.cache = TokenCache.load(config.cache)
             else:
                 self.cache = TokenCache()
@@ -134,13 +136,21 @@ class LiteTraining:
         return {str(m): float(v) for m, v in values.items()}
 
 
-def train_lite(config: LiteTrainConfig, *, show_progress: bool = True) -> TrainResult:
-    """Train, keep the best model on held-out queries in ``out/best``, write a summary."""
+def train_lite(
+    config: LiteTrainConfig,
+    *,
+    show_progress: bool = True,
+    token_cache: TokenCache | None = None,
+) -> TrainResult:
+    """Train, keep the best model on held-out queries in ``out/best``, write a summary.
+
+    ``token_cache``: frozen-backbone token states already in memory, used (and extended)
+    instead of reading ``config.cache``; ignored when the backbone trains."""
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     examples, train, dev, with_teacher = split_training_data(config)
     log.info("%d training and %d dev examples", len(train), len(dev))
-    job = LiteTraining(config)
+    job = LiteTraining(config, token_cache)
     job.prepare_cache(examples, show_progress)
     trainer = Trainer(
         config.trainer_config(has_dev=bool(dev), show_progress=show_progress),

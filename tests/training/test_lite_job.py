@@ -13,6 +13,7 @@ from training.examples import examples_from_qrels, split_by_query
 from training.lite_config import LiteTrainConfig
 from training.lite_job import LiteTraining, train_lite
 from training.run_config import QrelsSource, TriplesSource
+from training.token_cache import TokenCache
 
 TOPICS = ["cats", "dogs", "stocks", "rain", "piano", "soccer", "bread", "rockets"]
 
@@ -71,6 +72,30 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_model_dir: Pa
     result = train_lite(config(tmp_path, tiny_model_dir, max_steps=20), show_progress=False)
     assert result.steps == 20
     assert [h["step"] for h in result.history] == [0.0, 10.0, 20.0]
+
+
+def test_a_cache_in_memory_trains_the_same_model_as_the_cache_file(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A bench hands train_lite the token cache it loaded instead of a second copy read from
+    ``config.cache``: same model, and the states training adds land in that cache."""
+    from_file = config(tmp_path, tiny_model_dir, max_steps=10, cache=tmp_path / "cache.npz")
+    train_lite(from_file, show_progress=False)
+    in_memory = TokenCache.load(tmp_path / "cache.npz")
+    cached = len(in_memory)
+    again = config(tmp_path, tiny_model_dir, max_steps=10, out=tmp_path / "again")
+    train_lite(again, show_progress=False, token_cache=in_memory)
+    assert len(in_memory) == cached
+    first = LateInteractionModel.load(from_file.out / "best", device="cpu").state_dict()
+    second = LateInteractionModel.load(again.out / "best", device="cpu").state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    grown = TokenCache()
+    train_lite(
+        config(tmp_path, tiny_model_dir, max_steps=1, out=tmp_path / "new"),
+        show_progress=False,
+        token_cache=grown,
+    )
+    assert len(grown) == cached
 
 
 def test_fine_tuned_layers_round_trip(tmp_path: Path, tiny_model_dir: Path) -> None:
