@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from index.token_quantization import TokenDtype
+from loupe.calibrate_command import register as register_calibrate
 from loupe.cli_common import (
     BatchSize,
     ConfigAssignments,
@@ -342,6 +343,7 @@ def train_lite_command(
 
 register_serve(app)
 register_generate(app)
+register_calibrate(app)
 register_gmlm(train_app)
 register_softsrv(train_app)
 

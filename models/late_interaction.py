@@ -168,6 +168,14 @@ class LateInteractionModel(nn.Module):
         raw = self.backbone_tokens(texts, self.config.q_len)
         return TokenMatrices(self.project(raw.tokens, raw.mask), raw.mask)
 
+    def query_token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each query that its score sums over (special tokens in, cut at q_len).
+
+        Tokenising only: no forward pass."""
+        tokenizer = self.encoder.backbone.tokenizer
+        ids = tokenizer(list(texts), truncation=True, max_length=self.config.q_len)["input_ids"]
+        return [len(x) for x in ids]
+
     def encode_documents(self, texts: Sequence[str]) -> TokenMatrices:
         raw = self.backbone_tokens(texts, self.config.d_len)
         return TokenMatrices(self.project(raw.tokens, raw.mask), raw.mask)

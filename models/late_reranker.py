@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from models.calibration import ScoreCalibration
 from models.document_cache import DocumentCache, document_key
 from models.encoder import TextEncoder, TokenBatch
 from models.late_interaction import LateInteractionModel, pad_matrices
@@ -22,16 +23,26 @@ class LateInteractionReranker:
         name: str = "lite",
         batch_size: int = 32,
         cache: DocumentCache | None = None,
+        calibration: ScoreCalibration | None = None,
     ):
         self.model = model.eval()
         self._name = name
         self.batch_size = batch_size
         self.cache = cache
         """Token matrices of documents seen before (needs a fingerprinted model)."""
+        self.calibration = calibration
+        """Maps scores to probabilities of relevance (``calibration.json`` of the folder)."""
 
     @property
     def name(self) -> str:
         return self._name
+
+    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
+        """Probabilities of relevance from the calibration, given the query's token count."""
+        if self.calibration is None:
+            return None
+        tokens = self.model.query_token_counts([query])[0]
+        return self.calibration.probabilities(scores, query_tokens=tokens)
 
     @torch.inference_mode()
     def query_matrices(self, queries: Sequence[str]) -> list[torch.Tensor]:

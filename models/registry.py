@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.backbone import DEFAULT_MODEL
+from models.calibration import ScoreCalibration
 from models.encoder import EncoderConfig, TextEncoder
 from models.late_interaction import LateInteractionModel, is_late_interaction_folder
 from models.late_reranker import LateInteractionReranker
@@ -75,14 +76,18 @@ def load_reranker(
       MiniLM's (or MODEL's) token states;
     - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
     - a Loupe late-interaction folder: that LITE / MaxSim model;
+
+    A late-interaction folder's ``calibration.json`` (``loupe calibrate``) comes with it.
     - any other folder or hub name: that encoder's dual-encoder cosine.
     """
     if spec in ("", DEFAULT_MODEL):
-        if default_reranker_path() is None:
+        shipped = default_reranker_path()
+        if shipped is None:
             spec = "cosine"
         else:
             late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-            return LateInteractionReranker(late, name="reranker-default")
+            calibration = ScoreCalibration.load(shipped)
+            return LateInteractionReranker(late, name="reranker-default", calibration=calibration)
     if spec == "cosine" or spec.startswith("cosine:"):
         model = spec.partition(":")[2] or DEFAULT_MODEL
         return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
@@ -91,7 +96,10 @@ def load_reranker(
         return LateInteractionReranker(late, name=spec)
     if is_late_interaction_folder(spec):
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-        return LateInteractionReranker(late, name=f"lite:{Path(spec).name}")
+        calibration = ScoreCalibration.load(spec)
+        return LateInteractionReranker(
+            late, name=f"lite:{Path(spec).name}", calibration=calibration
+        )
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
 
 

@@ -7,6 +7,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from models.calibration import ScoreCalibration
 from models.encoder import TextEncoder
 
 T = TypeVar("T")
@@ -18,6 +19,14 @@ class Reranker(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    calibration: ScoreCalibration | None
+    """Platt scaling of ``score``'s values to probabilities of relevance, where fitted."""
+
+    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
+        """``(n,)`` scores of the query's documents as probabilities of relevance, or None
+        without a calibration."""
+        ...
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Relevance of each document to the query: ``(len(documents),)`` float32."""
@@ -33,12 +42,17 @@ class Reranker(Protocol):
 class DualEncoderReranker:
     """Re-ranks by the inner product of normalised sentence vectors (cosine)."""
 
-    def __init__(self, encoder: TextEncoder):
+    def __init__(self, encoder: TextEncoder, calibration: ScoreCalibration | None = None):
         self.encoder = encoder
+        self.calibration = calibration
 
     @property
     def name(self) -> str:
         return f"dual-encoder:{self.encoder.model_name}"
+
+    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
+        """A cosine is one number per pair, whatever the query's length."""
+        return self.calibration.probabilities(scores) if self.calibration is not None else None
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]

@@ -162,6 +162,18 @@ class Engine:
         return self.reranker.name
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the re-ranker maps its scores to probabilities of relevance."""
+        return self.reranker.calibration is not None
+
+    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray:
+        """``(n,)`` re-ranker scores of the query's documents as clients see them:
+        probabilities of relevance in [0, 1] where the re-ranker has a calibration, else the
+        raw scores unchanged."""
+        relevance = self.reranker.relevance_scores(query, scores)
+        return relevance if relevance is not None else scores
+
+    @property
     def dimension(self) -> int:
         return self.encoder.dim
 

@@ -131,6 +131,9 @@ class SearchRequest(_Request):
 class SearchHit(BaseModel):
     id: str
     score: float
+    relevance_score: float | None = Field(
+        None, description="re-ranked hits: probability of relevance, where the model has one"
+    )
     first_stage_score: float
     text: str | None = None
     title: str | None = None
@@ -262,6 +265,8 @@ class ModelCard(BaseModel):
     role: Literal["encoder", "reranker", "generator"]
     dimension: int | None = None
     max_tokens: int | None = None
+    calibrated: bool | None = None
+    """The re-ranker: whether its relevance scores are probabilities of relevance."""
     runtime: RuntimeInfo | None = None
 
 

@@ -36,6 +36,7 @@ async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelsResponse
             ModelCard(
                 id=engine.reranker_name,
                 role="reranker",
+                calibrated=engine.calibrated,
                 runtime=_runtime_info(rerank_encoders[0]) if rerank_encoders else None,
             ),
             ModelCard(

@@ -62,6 +62,9 @@ def document_text(
 async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -> RerankResponse:
     """Scores every document against the query and returns them best first.
 
+    ``relevance_score`` is the re-ranker's probability of relevance in [0, 1] where it ships
+    a calibration (the default does), as Cohere's and Jina's are; otherwise its raw score.
+
     Documents longer than ``max_text_chars`` are refused with 413 unless
     ``max_tokens_per_doc`` is given, in which case every document is cut to that many tokens.
     """
@@ -82,10 +85,11 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
     )
     outcome = done.value
     order = order_by_score(outcome.scores)[: body.top_n]
+    relevance = engine.relevance_scores(body.query, outcome.scores)
     results = [
         RerankResult(
             index=i,
-            relevance_score=float(outcome.scores[i]),
+            relevance_score=float(relevance[i]),
             document=RerankDocumentOut(text=texts[i]) if body.return_documents else None,
         )
         for i in order

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import numpy as np
 from fastapi import APIRouter, Depends
 
 from service.deps import get_runtime, submit
@@ -45,16 +46,23 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
         runtime.search, job, engine.estimate_search_tokens(job), settings.request_timeout_s
     )
     outcome = done.value
+    calibrated = body.rerank and engine.calibrated
+    relevance = (
+        engine.relevance_scores(body.query, np.array([hit.score for hit in outcome.hits]))
+        if calibrated
+        else None
+    )
     results = [
         SearchHit(
             id=hit.document.id,
             score=hit.score,
+            relevance_score=float(relevance[i]) if relevance is not None else None,
             first_stage_score=hit.first_stage_score,
             text=hit.document.text if body.return_documents else None,
             title=(hit.document.title or None) if body.return_documents else None,
             metadata=hit.document.metadata if body.return_documents else None,
         )
-        for hit in outcome.hits
+        for i, hit in enumerate(outcome.hits)
     ]
     timings = SearchTimings(
         queue_ms=_ms(done.queue_seconds),

@@ -146,6 +146,7 @@ class GatedReranker:
 
     def __init__(self, inner):
         self.inner = inner
+        self.calibration = None
         self.calls: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
@@ -157,6 +158,9 @@ class GatedReranker:
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]
+
+    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
+        return self.inner.relevance_scores(query, scores)
 
     def score_many(self, queries, documents):
         self.calls.append(len(queries))

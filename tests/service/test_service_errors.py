@@ -56,6 +56,7 @@ class FailingReranker:
 
     def __init__(self, inner):
         self.inner = inner
+        self.calibration = None
         self.calls: list[int] = []
 
     @property
@@ -64,6 +65,9 @@ class FailingReranker:
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]
+
+    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
+        return self.inner.relevance_scores(query, scores)
 
     def score_many(self, queries, documents):
         self.calls.append(len(queries))

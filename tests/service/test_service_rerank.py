@@ -175,3 +175,43 @@ def test_bad_request_does_not_disturb_good_ones(client: TestClient):
     first = client.post("/v1/rerank", json=good).json()
     assert client.post("/v1/rerank", content=json.dumps(good)[:-3]).status_code == 422
     assert client.post("/v1/rerank", json=good).json()["results"] == first["results"]
+
+
+def test_a_calibrated_reranker_reports_probabilities_in_the_same_order(
+    make_client, tiny_models
+) -> None:
+    """With a calibration (``calibration.json`` beside a model), /v1/rerank's relevance_score
+    and /v1/search's are sigmoid(slope * score + intercept): in [0, 1], same order."""
+    from models.calibration import ScoreCalibration
+    from models.reranker import DualEncoderReranker
+
+    encoder, plain = tiny_models
+    calibration = ScoreCalibration(slope=8.0, intercept=-2.0)
+    client = make_client(reranker=DualEncoderReranker(encoder, calibration=calibration))
+    body = client.post("/v1/rerank", json={"query": "magnifying lens", "documents": DOCS}).json()
+    raw = plain.score("magnifying lens", DOCS)
+    assert [r["index"] for r in body["results"]] == list(np.argsort(-raw, kind="stable"))
+    expected = 1 / (1 + np.exp(-(8.0 * np.sort(raw)[::-1] - 2.0)))
+    scores = [r["relevance_score"] for r in body["results"]]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+    documents = [{"id": f"d{i}", "text": t} for i, t in enumerate(DOCS)]
+    assert client.post("/v1/documents", json={"documents": documents}).status_code == 200
+    hits = client.post("/v1/search", json={"query": "lens", "top_n": 4}).json()["results"]
+    for hit in hits:
+        assert hit["relevance_score"] == pytest.approx(
+            float(calibration.probabilities(np.array([hit["score"]]))[0]), rel=1e-5
+        )
+    first_stage = client.post("/v1/search", json={"query": "lens", "rerank": False}).json()
+    assert all("relevance_score" not in hit for hit in first_stage["results"])
+    cards = client.get("/v1/models").json()["data"]
+    assert [c.get("calibrated") for c in cards if c["role"] == "reranker"] == [True]
+
+
+def test_an_uncalibrated_reranker_reports_raw_scores_and_says_so(client: TestClient) -> None:
+    cards = client.get("/v1/models").json()["data"]
+    assert [c.get("calibrated") for c in cards if c["role"] == "reranker"] == [False]
+    client.post("/v1/documents", json={"documents": [{"id": "a", "text": DOCS[0]}]})
+    hits = client.post("/v1/search", json={"query": "lens"}).json()["results"]
+    assert hits and all("relevance_score" not in hit for hit in hits)

@@ -1,0 +1,92 @@
+"""``loupe calibrate``: fit a model folder's calibration.json from a re-ranked run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from loupe.cli import app
+from models.calibration import CALIBRATION_NAME
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.lite import ScorerConfig
+from models.registry import load_reranker
+
+runner = CliRunner()
+
+
+def write_run_and_qrels(folder: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    run, qrels = [], []
+    for q in range(30):
+        for d in range(10):
+            relevant = d < 2
+            run.append(f"q{q} Q0 d{d} {d + 1} {rng.normal(3.0 if relevant else 0.0):.4f} t")
+            qrels.append(f"q{q} 0 d{d} {2 if relevant else 0}")
+    (folder / "run.trec").write_text("\n".join(run) + "\n")
+    (folder / "qrels.trec").write_text("\n".join(qrels) + "\n")
+    (folder / "queries.tsv").write_text("".join(f"q{q}\tquestion {q}\n" for q in range(30)))
+    return folder / "run.trec", folder / "qrels.trec"
+
+
+def lite_folder(tmp_path: Path, encoder) -> Path:
+    config = LateInteractionConfig(
+        backbone=encoder.backbone.path,
+        dim=8,
+        q_len=8,
+        d_len=16,
+        scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=16),
+    )
+    return LateInteractionModel(config, encoder).save(tmp_path / "lite")
+
+
+def test_calibrate_writes_the_file_the_reranker_then_loads(tmp_path: Path, tiny_encoder) -> None:
+    folder = lite_folder(tmp_path, tiny_encoder)
+    assert load_reranker(str(folder), device="cpu").calibration is None
+    run, qrels = write_run_and_qrels(tmp_path)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"q{q}" for q in range(20)) + "\n")
+    args = ["calibrate", str(folder), "--run", str(run), "--qrels", str(qrels)]
+    queries = ["--queries", str(tmp_path / "queries.tsv")]
+    result = runner.invoke(app, [*args, *queries, "--min-grade", "2", "--query-ids", str(ids)])
+    assert result.exit_code == 0, result.output
+    assert "on 200 candidates (20.0% relevant)" in result.output
+    reranker = load_reranker(str(folder), device="cpu")
+    assert reranker.calibration is not None and reranker.calibration.per_query_token
+    assert reranker.calibration.slope > 0
+    p = reranker.relevance_scores("question 7", np.array([4.0, -1.0]))
+    assert p is not None and p[0] > 0.9 and p[1] < 0.1
+
+
+def test_calibrate_refuses_what_it_cannot_fit_and_writes_nothing(
+    tmp_path: Path, tiny_encoder
+) -> None:
+    run, qrels = write_run_and_qrels(tmp_path)
+    queries = ["--queries", str(tmp_path / "queries.tsv")]
+    not_a_model = runner.invoke(
+        app, ["calibrate", str(tmp_path), "--run", str(run), "--qrels", str(qrels), *queries]
+    )
+    assert not_a_model.exit_code == 2 and "late-interaction" in not_a_model.output
+    folder = lite_folder(tmp_path, tiny_encoder)
+    for grade, message in [(3, "both relevant and non-relevant"), (2, "no query ids")]:
+        ids = tmp_path / "ids.txt"
+        ids.write_text("q1\n" if grade == 3 else "\n")
+        result = runner.invoke(
+            app,
+            [
+                "calibrate",
+                str(folder),
+                "--run",
+                str(run),
+                "--qrels",
+                str(qrels),
+                "--min-grade",
+                str(grade),
+                "--query-ids",
+                str(ids),
+                *queries,
+            ],
+        )
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (folder / CALIBRATION_NAME).exists()
