@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from loupe.cli_common import env, user_errors
+from loupe.cli_common import QrelsFile, QueriesFile, QuerySplit, env, user_errors
 
 
 def read_query_ids(path: Path) -> set[str]:
@@ -32,13 +32,9 @@ def calibrate(
         Path,
         typer.Option(help="TREC run the model re-ranked (its scores)", envvar=env("run")),
     ],
-    qrels: Annotated[Path, typer.Option(help="judgments (TREC or BEIR tsv)", envvar=env("qrels"))],
-    queries: Annotated[
-        Path, typer.Option(help="the run's queries (tsv or BEIR jsonl)", envvar=env("queries"))
-    ],
-    split: Annotated[
-        str | None, typer.Option(help="BEIR query split (train, test)", envvar=env("split"))
-    ] = None,
+    qrels: QrelsFile,
+    queries: QueriesFile,
+    split: QuerySplit = None,
     min_grade: Annotated[
         int, typer.Option(help="lowest grade that counts as relevant", envvar=env("min_grade"))
     ] = 1,

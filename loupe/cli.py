@@ -21,6 +21,9 @@ from loupe.cli_common import (
     LearningRate,
     MaxSteps,
     OutFolder,
+    QrelsFile,
+    QueriesFile,
+    QuerySplit,
     Quiet,
     Runtime,
     RuntimeOption,
@@ -194,10 +197,8 @@ def search(
 @app.command("eval")
 @user_errors
 def evaluate(
-    queries: Annotated[
-        Path, typer.Option(help="queries (tsv or BEIR jsonl)", envvar=env("queries"))
-    ],
-    qrels: Annotated[Path, typer.Option(help="judgments (TREC or BEIR tsv)", envvar=env("qrels"))],
+    queries: QueriesFile,
+    qrels: QrelsFile,
     out: Annotated[
         Path, typer.Option(help="folder for run.trec, metrics.json, report.md", envvar=env("out"))
     ],
@@ -228,9 +229,7 @@ def evaluate(
     rerank_depth: Annotated[
         int, typer.Option(min=1, help="candidates re-ranked per query", envvar=env("rerank_depth"))
     ] = 100,
-    split: Annotated[
-        str | None, typer.Option(help="BEIR query split (train, test)", envvar=env("split"))
-    ] = None,
+    split: QuerySplit = None,
     measure: Annotated[
         list[str] | None,
         typer.Option(help="ir_measures name; repeat for several", envvar=env("measure")),

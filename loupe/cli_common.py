@@ -65,6 +65,13 @@ ConfigFile = Annotated[
     typer.Option(help="TOML or JSON config; flags override it", envvar=env("config")),
 ]
 OutFolder = Annotated[Path | None, typer.Option(help="output folder", envvar=env("out"))]
+QueriesFile = Annotated[
+    Path, typer.Option(help="queries (tsv or BEIR jsonl)", envvar=env("queries"))
+]
+QrelsFile = Annotated[Path, typer.Option(help="judgments (TREC or BEIR tsv)", envvar=env("qrels"))]
+QuerySplit = Annotated[
+    str | None, typer.Option(help="BEIR query split (train, test)", envvar=env("split"))
+]
 MaxSteps = Annotated[int | None, typer.Option(min=1, envvar=env("max_steps"))]
 LearningRate = Annotated[float | None, typer.Option(envvar=env("learning_rate"))]
 BatchSize = Annotated[int | None, typer.Option(min=1, envvar=env("batch_size"))]
