@@ -75,9 +75,8 @@ def load_reranker(
     - ``maxsim`` or ``maxsim:MODEL``: untrained ColBERT-style MaxSim over the packaged
       MiniLM's (or MODEL's) token states;
     - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
-    - a Loupe late-interaction folder: that LITE / MaxSim model;
-
-    A late-interaction folder's ``calibration.json`` (``loupe calibrate``) comes with it.
+    - a Loupe late-interaction folder: that LITE / MaxSim model, with its
+      ``calibration.json`` (``loupe calibrate``) where it has one, as the default has;
     - any other folder or hub name: that encoder's dual-encoder cosine.
     """
     if spec in ("", DEFAULT_MODEL):
