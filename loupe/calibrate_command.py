@@ -26,7 +26,8 @@ def read_query_ids(path: Path) -> set[str]:
 
 def calibrate(
     model: Annotated[
-        str, typer.Argument(help="'default' or a late-interaction model folder to write into")
+        str,
+        typer.Argument(help="'default', 'maxsim' or a late-interaction model folder to write into"),
     ],
     run: Annotated[
         Path,
@@ -57,13 +58,12 @@ def calibrate(
     """
     from evaluation.calibration import fit_calibration
     from index.readers import read_queries
-    from models.late_interaction import LateInteractionModel
-    from models.registry import resolve_late_interaction
+    from models.registry import calibration_folder, load_late_interaction
 
-    folder = resolve_late_interaction(model)
+    folder = calibration_folder(model)
     ids = read_query_ids(query_ids) if query_ids is not None else None
     texts = read_queries(queries, split)
-    late = LateInteractionModel.load(folder, device="cpu")
+    late = load_late_interaction(model, device="cpu")
     counts = dict(zip(texts, late.query_token_counts(list(texts.values())), strict=True))
     calibration, quality = fit_calibration(
         run, qrels, min_grade=min_grade, depth=depth, query_ids=ids, query_tokens=counts

@@ -99,6 +99,7 @@ class ScoreCalibration:
         return platt_probabilities(x, self.slope, self.intercept).astype(np.float32)
 
     def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / CALIBRATION_NAME
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return path

@@ -16,6 +16,11 @@ SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "reranker-defau
 weights; its training config is configs/reranker-default.toml)."""
 
 
+SHIPPED_MAXSIM_CALIBRATION = Path(__file__).resolve().parent / "weights" / "maxsim-default"
+"""Holds ``calibration.json`` for untrained MaxSim over the packaged MiniLM (``maxsim``),
+which has no model folder of its own."""
+
+
 def default_reranker_path() -> Path | None:
     return SHIPPED_RERANKER if is_late_interaction_folder(SHIPPED_RERANKER) else None
 
@@ -50,6 +55,25 @@ def zero_shot_backbone(spec: str) -> str | None:
     return None
 
 
+def calibration_folder(spec: str) -> Path:
+    """Where ``spec``'s ``calibration.json`` lives: a late-interaction folder itself (the
+    shipped one for ``default``), or, for ``maxsim`` over the packaged MiniLM, a folder
+    shipped for it. Untrained MaxSim over other encoders has none.
+
+    >>> calibration_folder("maxsim").name
+    'maxsim-default'
+    """
+    backbone = zero_shot_backbone(spec)
+    if backbone == DEFAULT_MODEL:
+        return SHIPPED_MAXSIM_CALIBRATION
+    if backbone is not None:
+        raise ValueError(
+            f"{spec}: only untrained MaxSim over the packaged encoder ('maxsim') has a place "
+            "for a calibration; save a model folder for other encoders"
+        )
+    return resolve_late_interaction(spec)
+
+
 def load_late_interaction(
     spec: str, *, device: str | None = None, share_encoder: TextEncoder | None = None
 ) -> LateInteractionModel:
@@ -73,7 +97,7 @@ def load_reranker(
 
     - ``default``: the shipped LITE re-ranker (the packaged MiniLM's cosine if none ships);
     - ``maxsim`` or ``maxsim:MODEL``: untrained ColBERT-style MaxSim over the packaged
-      MiniLM's (or MODEL's) token states;
+      MiniLM's (or MODEL's) token states; ``maxsim`` with the calibration shipped for it;
     - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
     - a Loupe late-interaction folder: that LITE / MaxSim model, with its
       ``calibration.json`` (``loupe calibrate``) where it has one, as the default has;
@@ -90,9 +114,13 @@ def load_reranker(
     if spec == "cosine" or spec.startswith("cosine:"):
         model = spec.partition(":")[2] or DEFAULT_MODEL
         return DualEncoderReranker(TextEncoder(EncoderConfig(model=model, device=device)))
-    if zero_shot_backbone(spec) is not None:
+    backbone = zero_shot_backbone(spec)
+    if backbone is not None:
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-        return LateInteractionReranker(late, name=spec)
+        calibration = (
+            ScoreCalibration.load(SHIPPED_MAXSIM_CALIBRATION) if backbone == DEFAULT_MODEL else None
+        )
+        return LateInteractionReranker(late, name=spec, calibration=calibration)
     if is_late_interaction_folder(spec):
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
         calibration = ScoreCalibration.load(spec)

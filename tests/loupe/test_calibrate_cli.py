@@ -68,6 +68,10 @@ def test_calibrate_refuses_what_it_cannot_fit_and_writes_nothing(
         app, ["calibrate", str(tmp_path), "--run", str(run), "--qrels", str(qrels), *queries]
     )
     assert not_a_model.exit_code == 2 and "late-interaction" in not_a_model.output
+    other_encoder = runner.invoke(
+        app, ["calibrate", "maxsim:org/encoder", "--run", str(run), "--qrels", str(qrels), *queries]
+    )
+    assert other_encoder.exit_code == 2 and "only untrained MaxSim" in other_encoder.output
     folder = lite_folder(tmp_path, tiny_encoder)
     for grade, message in [(3, "both relevant and non-relevant"), (2, "no query ids")]:
         ids = tmp_path / "ids.txt"
