@@ -25,9 +25,13 @@ Inputs are runs the product wrote (scores included)::
         --candidates $D/trec-dl-2019-passage/run.BM25.top100.trec --reranker default \\
         --out runs/calibration/dl19
     python bench/calibration.py --out runs/calibration    # writes runs/calibration/dev-ids.txt
-    loupe calibrate default --run runs/calibration/scifact-train/run.trec \
-        --qrels $D/beir-scifact/qrels/train.tsv --queries $D/beir-scifact/queries.jsonl \
+    loupe calibrate default --run runs/calibration/scifact-train/run.trec \\
+        --qrels $D/beir-scifact/qrels/train.tsv --queries $D/beir-scifact/queries.jsonl \\
         --split train --query-ids runs/calibration/dev-ids.txt   # the shipped calibration.json
+
+``--reranker maxsim`` does the same for untrained MaxSim, reading OUT/maxsim-scifact-train
+(the dev queries' candidates re-ranked with ``--reranker maxsim``), OUT/maxsim-scifact-test
+and OUT/maxsim-dl19; the commands are in reports/lite.md.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from evaluation.datasets import data_root
 from index.readers import read_qrels, read_queries, read_run
 from models.calibration import ScoreCalibration, platt_probabilities
 from models.late_interaction import LateInteractionModel
-from models.registry import SHIPPED_RERANKER, load_late_interaction
+from models.registry import calibration_folder, load_late_interaction
 
 
 def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
@@ -94,10 +98,16 @@ def main() -> None:
     parser.add_argument(
         "--negatives-run", type=Path, default=Path("runs/scifact-train-dense50/run.trec")
     )
+    parser.add_argument(
+        "--reranker",
+        default="default",
+        help="'default' (runs in OUT/scifact-train, ...) or 'maxsim' (OUT/maxsim-...)",
+    )
     args = parser.parse_args()
+    prefix = "" if args.reranker == "default" else f"{args.reranker}-"
     data = data_root()
     sci, dl19 = data / "beir-scifact", data / "trec-dl-2019-passage"
-    model = load_late_interaction("default", device="cpu")
+    model = load_late_interaction(args.reranker, device="cpu")
     tokens = {
         "scifact-train": token_counts(model, read_queries(sci / "queries.jsonl", "train")),
         "scifact-test": token_counts(model, read_queries(sci / "queries.jsonl", "test")),
@@ -107,14 +117,15 @@ def main() -> None:
     dev_ids = sorted(scifact_dev_set(data, args.negatives_run).queries)
     ids_file = args.out / "dev-ids.txt"
     ids_file.write_text("\n".join(dev_ids) + "\n")
-    fit_run, train_qrels = args.out / "scifact-train" / "run.trec", sci / "qrels" / "train.tsv"
+    fit_run = args.out / f"{prefix}scifact-train" / "run.trec"
+    train_qrels = sci / "qrels" / "train.tsv"
     fits: dict[str, tuple[ScoreCalibration, CalibrationQuality]] = {
         "per query token": fit_calibration(
             fit_run, train_qrels, query_ids=set(dev_ids), query_tokens=tokens["scifact-train"]
         ),
         "raw score": fit_calibration(fit_run, train_qrels, query_ids=set(dev_ids)),
     }
-    fits["per query token"][0].save(args.out)
+    fits["per query token"][0].save(args.out / f"{prefix}fit")
 
     sets: dict[str, tuple[str, Path, int, bool]] = {
         "SciFact test": ("scifact-test", sci / "qrels" / "test.tsv", 1, False),
@@ -138,7 +149,11 @@ def main() -> None:
         }
         divide = calibration.per_query_token
         for name, (folder, qrels_path, grade, judged_only) in sets.items():
-            run, qrels = read_run(args.out / folder / "run.trec"), read_qrels(qrels_path)
+            run_path = args.out / f"{prefix}{folder}" / "run.trec"
+            if not run_path.is_file():
+                print(f"| {fit_name} | {name}: no run at {run_path} |")
+                continue
+            run, qrels = read_run(run_path), read_qrels(qrels_path)
             for depth in (100, 10):
                 x, labels = labelled_scores(
                     run,
@@ -163,7 +178,7 @@ def main() -> None:
         args.out / "results.json",
         {"dev_queries": len(dev_ids), "fits": results, "reliability": tables},
     )
-    shipped = ScoreCalibration.load(SHIPPED_RERANKER)
+    shipped = ScoreCalibration.load(calibration_folder(args.reranker))
     if shipped is not None:
         same = (shipped.slope, shipped.intercept) == (
             fits["per query token"][0].slope,

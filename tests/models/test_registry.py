@@ -80,3 +80,24 @@ def test_index_token_store_serves_zero_shot_maxsim(
 def test_unknown_late_interaction_spec_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="maxsim"):
         load_late_interaction(str(tmp_path))
+
+
+def test_shipped_models_come_with_their_calibrations(minilm_encoder) -> None:
+    """``default`` and ``maxsim`` (over the packaged MiniLM) load the calibrations shipped for
+    them; untrained MaxSim over another encoder has none."""
+    from models.registry import SHIPPED_MAXSIM_CALIBRATION, SHIPPED_RERANKER
+
+    for spec, folder in (("default", SHIPPED_RERANKER), ("maxsim", SHIPPED_MAXSIM_CALIBRATION)):
+        reranker = load_reranker(spec, device="cpu", share_encoder=minilm_encoder)
+        assert reranker.calibration is not None, spec
+        assert reranker.calibration.per_query_token
+        assert (folder / "calibration.json").is_file()
+        query, docs = "what do jewellers use", ["A loupe is a jeweller's lens.", "Rain in Spain."]
+        p = reranker.relevance_scores(query, reranker.score(query, docs))
+        assert p is not None and 0 <= p[1] < p[0] <= 1
+
+
+def test_maxsim_over_another_encoder_has_no_calibration(tiny_model_dir: Path) -> None:
+    reranker = load_reranker(f"maxsim:{tiny_model_dir}", device="cpu")
+    assert reranker.calibration is None
+    assert reranker.relevance_scores("q", np.array([1.0])) is None
