@@ -77,7 +77,10 @@ class RerankDocumentOut(BaseModel):
 
 class RerankResult(BaseModel):
     index: int
-    relevance_score: float
+    relevance_score: float = Field(
+        description="probability of relevance in [0, 1] where the re-ranker is calibrated "
+        "(/v1/models says so), else its raw score"
+    )
     document: RerankDocumentOut | None = None
 
 
