@@ -58,6 +58,8 @@ class RerankOutcome:
     scores: np.ndarray
     total_tokens: int
     truncated: int
+    relevance: np.ndarray | None = None
+    """Probabilities of relevance in input order, where the re-ranker is calibrated."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,14 @@ class SearchJob:
 
 @dataclass(frozen=True)
 class RankedHit:
-    """A hit after re-ranking: ``score`` is the re-ranker's (or first-stage) score."""
+    """A hit after re-ranking: ``score`` is the re-ranker's (or first-stage) score;
+    ``relevance`` its probability of relevance where the re-ranker is calibrated."""
 
     key: int
     document: Document
     score: float
     first_stage_score: float
+    relevance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -166,13 +170,6 @@ class Engine:
         """Whether the re-ranker maps its scores to probabilities of relevance."""
         return self.reranker.calibration is not None
 
-    def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray:
-        """``(n,)`` re-ranker scores of the query's documents as clients see them:
-        probabilities of relevance in [0, 1] where the re-ranker has a calibration, else the
-        raw scores unchanged."""
-        relevance = self.reranker.relevance_scores(query, scores)
-        return relevance if relevance is not None else scores
-
     @property
     def dimension(self) -> int:
         return self.encoder.dim
@@ -254,6 +251,7 @@ class Engine:
                 scores=np.asarray(job_scores, dtype=np.float32),
                 total_tokens=self.count_tokens([query, *docs]),
                 truncated=cut,
+                relevance=self.reranker.relevance_scores(query, job_scores),
             )
             for query, docs, job_scores, cut in zip(
                 queries, prepared, scores, truncated, strict=True
@@ -285,10 +283,17 @@ class Engine:
             else []
         )
         ranked: list[list[RankedHit]] = []
-        for row, row_scores in zip(hits, scores, strict=True):
+        for query, row, row_scores in zip(queries, hits, scores, strict=True):
+            relevance = self.reranker.relevance_scores(query, row_scores)
             ranked.append(
                 [
-                    RankedHit(row[i].key, row[i].document, float(row_scores[i]), row[i].score)
+                    RankedHit(
+                        row[i].key,
+                        row[i].document,
+                        float(row_scores[i]),
+                        row[i].score,
+                        float(relevance[i]) if relevance is not None else None,
+                    )
                     for i in order_by_score(row_scores)
                 ]
             )

@@ -85,7 +85,7 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
     )
     outcome = done.value
     order = order_by_score(outcome.scores)[: body.top_n]
-    relevance = engine.relevance_scores(body.query, outcome.scores)
+    relevance = outcome.relevance if outcome.relevance is not None else outcome.scores
     results = [
         RerankResult(
             index=i,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import numpy as np
 from fastapi import APIRouter, Depends
 
 from service.deps import get_runtime, submit
@@ -46,23 +45,17 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
         runtime.search, job, engine.estimate_search_tokens(job), settings.request_timeout_s
     )
     outcome = done.value
-    calibrated = body.rerank and engine.calibrated
-    relevance = (
-        engine.relevance_scores(body.query, np.array([hit.score for hit in outcome.hits]))
-        if calibrated
-        else None
-    )
     results = [
         SearchHit(
             id=hit.document.id,
             score=hit.score,
-            relevance_score=float(relevance[i]) if relevance is not None else None,
+            relevance_score=hit.relevance,
             first_stage_score=hit.first_stage_score,
             text=hit.document.text if body.return_documents else None,
             title=(hit.document.title or None) if body.return_documents else None,
             metadata=hit.document.metadata if body.return_documents else None,
         )
-        for i, hit in enumerate(outcome.hits)
+        for hit in outcome.hits
     ]
     timings = SearchTimings(
         queue_ms=_ms(done.queue_seconds),
