@@ -115,8 +115,8 @@ def fit_calibration(
     quality on those same candidates. With ``query_tokens`` (each query's token count, as
     the re-ranker counts them) it is fitted per query token (``per_query_token``)."""
     run, qrels = read_run(run_path), read_qrels(qrels_path)
+    used = [q for q in run if q in qrels and (query_ids is None or q in query_ids)]
     if query_tokens is not None:
-        used = [q for q in run if q in qrels and (query_ids is None or q in query_ids)]
         missing = [q for q in used if q not in query_tokens]
         if missing:
             raise ValueError(
@@ -138,10 +138,9 @@ def fit_calibration(
             f"{run_path}: higher scores are not more often relevant here (slope {slope:.3g}); "
             "is this the run the model re-ranked?"
         )
-    queries = len({q for q in run if q in qrels and (query_ids is None or q in query_ids)})
     note = (
         f"{run_path.parent.name}/{run_path.name} against {qrels_path.parent.name}/"
-        f"{qrels_path.name}: top {depth} of {queries} queries, "
+        f"{qrels_path.name}: top {depth} of {len(used)} queries, "
         f"{len(scores)} candidates, relevant = grade >= {min_grade}"
     )
     calibration = ScoreCalibration(
