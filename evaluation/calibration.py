@@ -10,6 +10,7 @@ import numpy as np
 
 from index.readers.trec import Qrels, Run, ranked, read_qrels, read_run
 from models.calibration import ScoreCalibration, fit_platt, platt_probabilities
+from models.reranker import Reranker
 
 
 def labelled_scores(
@@ -151,3 +152,34 @@ def fit_calibration(
     )
     quality = calibration_quality(platt_probabilities(scores, slope, intercept), labels)
     return calibration, quality
+
+
+def reranked_run_quality(
+    reranker: Reranker,
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    run: Run,
+    *,
+    min_grade: int = 1,
+) -> CalibrationQuality | None:
+    """How well a calibrated re-ranker's probabilities hold on a run it scored: every
+    candidate of every judged query, unjudged ones as not relevant. None without a
+    calibration."""
+    if reranker.calibration is None:
+        return None
+    probabilities: list[np.ndarray] = []
+    labels: list[int] = []
+    for qid, candidates in run.items():
+        judged = qrels.get(qid)
+        if not judged or not candidates:
+            continue
+        docs = list(candidates)
+        scores = np.array([candidates[d] for d in docs], dtype=np.float32)
+        relevance = reranker.relevance_scores(queries[qid], scores)
+        if relevance is None:
+            return None
+        probabilities.append(np.asarray(relevance, dtype=np.float64))
+        labels += [int(judged.get(d, 0) >= min_grade) for d in docs]
+    if not labels:
+        return None
+    return calibration_quality(np.concatenate(probabilities), np.array(labels))

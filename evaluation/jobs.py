@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from evaluation.calibration import CalibrationQuality, reranked_run_quality
 from evaluation.compare import Comparison, compare, plot_differences
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from evaluation.report import write_report
@@ -64,6 +65,8 @@ class EvalResult:
     timings: dict[str, float] = field(default_factory=dict)
     comparison: Comparison | None = None
     runtimes: list[RuntimeChoice] = field(default_factory=list)
+    calibration: CalibrationQuality | None = None
+    """How well the re-ranker's relevance_score (where calibrated) holds on these judgments."""
 
 
 def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult:
@@ -113,6 +116,8 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
         name = config.name or name
     metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
     result = EvalResult(name=name, metrics=metrics, run=run, timings=timings, runtimes=runtimes)
+    if reranker is not None and config.run is None:
+        result.calibration = reranked_run_quality(reranker, evaluated, qrels, run)
     if config.compare is not None:
         baseline = evaluate(qrels, read_run(config.compare), list(metrics.aggregate), evaluated)
         result.comparison = compare(
@@ -236,6 +241,8 @@ def save_outputs(config: EvalConfig, result: EvalResult) -> None:
     if result.comparison is not None:
         comparison = asdict(result.comparison)
         payload["comparison"] = comparison
+    if result.calibration is not None:
+        payload["calibration"] = asdict(result.calibration)
     (out / "metrics.json").write_text(json.dumps(payload, indent=2))
     write_report(out / "report.md", result, config, plot)
 

@@ -33,6 +33,24 @@ def write_report(path: Path, result: EvalResult, config: EvalConfig, plot: Path 
         lines.append("## Timings")
         lines += [f"- {k}: {v:.2f}" for k, v in result.timings.items()]
         lines.append("")
+    quality = result.calibration
+    if quality is not None:
+        precision = (
+            f"{quality.precision_above_half:.3f}"
+            if quality.precision_above_half is not None
+            else "-"
+        )
+        lines += [
+            "## Calibration of relevance_score (grade >= 1; unjudged = not relevant)",
+            "",
+            f"- candidates: {quality.pairs}, relevant: {quality.prevalence:.3f}, "
+            f"mean probability: {quality.mean_probability:.3f}",
+            f"- Brier: {quality.brier:.4f} (base rate {quality.brier_of_prevalence:.4f}), "
+            f"log loss: {quality.log_loss:.4f}, ECE: {quality.expected_calibration_error:.4f}",
+            f"- kept at relevance_score > 0.5: precision {precision}, "
+            f"recall {quality.recall_above_half:.3f}",
+            "",
+        ]
     comparison = result.comparison
     if comparison is not None:
         lines += [

@@ -281,6 +281,13 @@ def evaluate(
         typer.echo(f"{key}: {value:.2f}")
     for choice in result.runtimes:
         typer.echo(f"runtime {choice.summary()}")
+    if result.calibration is not None:
+        q = result.calibration
+        typer.echo(
+            f"relevance_score calibration: mean P {q.mean_probability:.3f} vs "
+            f"{q.prevalence:.3f} relevant, Brier {q.brier:.4f} (base rate "
+            f"{q.brier_of_prevalence:.4f}), ECE {q.expected_calibration_error:.4f}"
+        )
     if result.comparison is not None:
         c = result.comparison
         typer.echo(

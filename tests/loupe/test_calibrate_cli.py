@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from loupe.cli import app
-from models.calibration import CALIBRATION_NAME
+from models.calibration import CALIBRATION_NAME, ScoreCalibration
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from models.registry import load_reranker
@@ -94,3 +94,36 @@ def test_calibrate_refuses_what_it_cannot_fit_and_writes_nothing(
         )
         assert result.exit_code == 2 and message in result.output, result.output
     assert not (folder / CALIBRATION_NAME).exists()
+
+
+def test_eval_reports_how_a_calibrated_rerankers_probabilities_hold(
+    tmp_path: Path, tiny_encoder, tiny_corpus: Path
+) -> None:
+    """``loupe eval`` with a calibrated re-ranker adds the probabilities' quality on the
+    judgments to metrics.json, report.md and its summary; without one it adds nothing."""
+    import json
+
+    folder = lite_folder(tmp_path, tiny_encoder)
+    queries, qrels = tmp_path / "q.tsv", tmp_path / "qrels.trec"
+    queries.write_text("q1\tloyal dogs\nq2\tfelines\n")
+    qrels.write_text("q1 0 d3 1\nq2 0 d1 2\n")
+    candidates = tmp_path / "candidates.trec"
+    candidates.write_text(
+        "".join(f"{q} Q0 d{d} {d} {1.0 / d} bm25\n" for q in ("q1", "q2") for d in range(1, 5))
+    )
+    args = ["eval", "--queries", str(queries), "--qrels", str(qrels), "--candidates"]
+    args += [str(candidates), "--corpus", str(tiny_corpus), "--reranker", str(folder), "-q"]
+    plain = runner.invoke(app, [*args, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert "calibration" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+
+    ScoreCalibration(slope=2.0, intercept=-1.0, per_query_token=True).save(folder)
+    calibrated = runner.invoke(app, [*args, "--out", str(tmp_path / "calibrated")])
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "relevance_score calibration: mean P" in calibrated.output
+    quality = json.loads((tmp_path / "calibrated" / "metrics.json").read_text())["calibration"]
+    assert quality["pairs"] == 8 and quality["prevalence"] == 0.25
+    assert 0.0 < quality["mean_probability"] < 1.0
+    assert (
+        "## Calibration of relevance_score" in (tmp_path / "calibrated" / "report.md").read_text()
+    )
