@@ -19,7 +19,8 @@ def env(name: str) -> str:
 
 
 def user_errors(func: F) -> F:
-    """Turn expected failures (bad input, missing files) into a one-line error and exit 2."""
+    """Turn expected failures (bad input, missing files, folders it may not write) into a
+    one-line error and exit 2."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -27,7 +28,13 @@ def user_errors(func: F) -> F:
 
         try:
             return func(*args, **kwargs)
-        except (MalformedInputError, IndexCorruptError, FileNotFoundError, ValueError) as exc:
+        except (
+            MalformedInputError,
+            IndexCorruptError,
+            FileNotFoundError,
+            PermissionError,
+            ValueError,
+        ) as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
 

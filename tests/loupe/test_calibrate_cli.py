@@ -127,3 +127,20 @@ def test_eval_reports_how_a_calibrated_rerankers_probabilities_hold(
     assert (
         "## Calibration of relevance_score" in (tmp_path / "calibrated" / "report.md").read_text()
     )
+
+
+def test_a_model_folder_it_may_not_write_is_a_clear_error(
+    tmp_path: Path, tiny_encoder, monkeypatch
+) -> None:
+    """An installed package's folder can be read-only (the Docker image runs as a non-root
+    user): calibrate says so in one line instead of a traceback."""
+    folder = lite_folder(tmp_path, tiny_encoder)
+    run, qrels = write_run_and_qrels(tmp_path)
+
+    def refuse(self, folder: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(folder / CALIBRATION_NAME))
+
+    monkeypatch.setattr(ScoreCalibration, "save", refuse)
+    args = ["calibrate", str(folder), "--run", str(run), "--qrels", str(qrels)]
+    result = runner.invoke(app, [*args, "--queries", str(tmp_path / "queries.tsv")])
+    assert result.exit_code == 2 and "Permission denied" in result.output
