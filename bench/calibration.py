@@ -52,8 +52,10 @@ from evaluation.calibration import (
 )
 from evaluation.datasets import data_root
 from index.readers import read_qrels, read_queries, read_run
+from index.readers.triples import read_triples
 from models.calibration import ScoreCalibration, platt_probabilities
 from models.late_interaction import LateInteractionModel
+from models.late_reranker import LateInteractionReranker
 from models.registry import calibration_folder, load_late_interaction
 
 
@@ -90,6 +92,23 @@ def row(name: str, quality: CalibrationQuality) -> str:
 
 def token_counts(model: LateInteractionModel, queries: dict[str, str]) -> dict[str, int]:
     return dict(zip(queries, model.query_token_counts(list(queries.values())), strict=True))
+
+
+def triples_quality(
+    model: LateInteractionModel, calibration: ScoreCalibration, data: Path
+) -> CalibrationQuality:
+    """The fit on the 100 MS MARCO training triples, web queries held out for ``maxsim``
+    (the default trained on them): each positive and negative scored by the re-ranker."""
+    reranker = LateInteractionReranker(model, calibration=calibration)
+    probabilities: list[float] = []
+    path = data / "msmarco-train-triples-sample" / "triples.train.sample100.tsv"
+    for triple in read_triples(path):
+        scores = reranker.score(triple.query, [triple.positive, triple.negative])
+        relevance = reranker.relevance_scores(triple.query, scores)
+        assert relevance is not None
+        probabilities += [float(p) for p in relevance]
+    labels = np.tile([1, 0], len(probabilities) // 2)
+    return calibration_quality(np.array(probabilities), labels)
 
 
 def main() -> None:
@@ -170,6 +189,9 @@ def main() -> None:
                 results[fit_name][label] = asdict(quality)
                 if depth == 100 and not judged_only:
                     tables[f"{fit_name} | {name}"] = reliability(p, labels)
+    triples = triples_quality(model, fits["per query token"][0], data)
+    print(f"| per query token | {row('MS MARCO triples (1 positive, 1 negative)', triples)}")
+    results["per query token"]["MS MARCO triples"] = asdict(triples)
     for name, table in tables.items():
         print(f"\nreliability, {name}:")
         for entry in table:
