@@ -129,6 +129,13 @@ class SearchRequest(_Request):
     candidates: int = Field(100, ge=1, description="first-stage depth (re-ranked when rerank)")
     rerank: bool = Field(True, description="re-score the candidates with the re-ranker")
     return_documents: bool = Field(True, description="include text, title and metadata")
+    min_relevance_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="drop re-ranked hits whose relevance_score is lower (needs a calibrated "
+        "re-ranker, see /v1/models); fewer than top_n may come back",
+    )
 
 
 class SearchHit(BaseModel):

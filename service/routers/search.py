@@ -30,7 +30,9 @@ def _ms(seconds: float) -> float:
     summary="Search the index and re-rank the candidates",
 )
 async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -> SearchResponse:
-    """Top ``top_n`` of ``candidates`` first-stage hits, re-scored when ``rerank``."""
+    """Top ``top_n`` of ``candidates`` first-stage hits, re-scored when ``rerank``; with
+    ``min_relevance_score``, only those a calibrated re-ranker finds at least that likely
+    to be relevant."""
     started = time.perf_counter()
     settings = runtime.settings
     check_lengths([body.query], settings, "query")
@@ -40,11 +42,24 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
                 413, f"{name}={value}; the limit is {settings.max_top_n}", error_type="too_many"
             )
     engine = runtime.engine
+    threshold = body.min_relevance_score
+    if threshold is not None and not (body.rerank and engine.calibrated):
+        raise ApiError(
+            422,
+            "min_relevance_score: needs re-ranking by a calibrated re-ranker "
+            f"({engine.reranker_name} is {'' if engine.calibrated else 'not '}calibrated; "
+            f"rerank={str(body.rerank).lower()})",
+        )
     job = SearchJob(body.query, body.top_n, body.candidates, body.rerank)
     done = await submit(
         runtime.search, job, engine.estimate_search_tokens(job), settings.request_timeout_s
     )
     outcome = done.value
+    hits = [
+        hit
+        for hit in outcome.hits
+        if threshold is None or (hit.relevance is not None and hit.relevance >= threshold)
+    ]
     results = [
         SearchHit(
             id=hit.document.id,
@@ -55,7 +70,7 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
             title=(hit.document.title or None) if body.return_documents else None,
             metadata=hit.document.metadata if body.return_documents else None,
         )
-        for hit in outcome.hits
+        for hit in hits
     ]
     timings = SearchTimings(
         queue_ms=_ms(done.queue_seconds),

@@ -203,6 +203,15 @@ def test_a_calibrated_reranker_reports_probabilities_in_the_same_order(
         assert hit["relevance_score"] == pytest.approx(
             float(calibration.probabilities(np.array([hit["score"]]))[0]), rel=1e-5
         )
+    threshold = sorted(hit["relevance_score"] for hit in hits)[2]
+    kept = client.post(
+        "/v1/search", json={"query": "lens", "top_n": 4, "min_relevance_score": threshold}
+    ).json()["results"]
+    assert [h["id"] for h in kept] == [h["id"] for h in hits if h["relevance_score"] >= threshold]
+    assert len(kept) == 2
+    unranked = {"query": "lens", "rerank": False, "min_relevance_score": 0.1}
+    refused = client.post("/v1/search", json=unranked)
+    assert "rerank=false" in assert_error(refused, 422, "invalid_request")["message"]
     first_stage = client.post("/v1/search", json={"query": "lens", "rerank": False}).json()
     assert all("relevance_score" not in hit for hit in first_stage["results"])
     cards = client.get("/v1/models").json()["data"]
@@ -215,3 +224,7 @@ def test_an_uncalibrated_reranker_reports_raw_scores_and_says_so(client: TestCli
     client.post("/v1/documents", json={"documents": [{"id": "a", "text": DOCS[0]}]})
     hits = client.post("/v1/search", json={"query": "lens"}).json()["results"]
     assert hits and all("relevance_score" not in hit for hit in hits)
+    refused = client.post("/v1/search", json={"query": "lens", "min_relevance_score": 0.5})
+    assert "not calibrated" in assert_error(refused, 422, "invalid_request")["message"]
+    out_of_range = client.post("/v1/search", json={"query": "lens", "min_relevance_score": 2})
+    assert_error(out_of_range, 422, "invalid_request")
