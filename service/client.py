@@ -86,7 +86,12 @@ class _Calls:
 
     @staticmethod
     def search(
-        query: str, top_n: int, candidates: int, rerank: bool, return_documents: bool
+        query: str,
+        top_n: int,
+        candidates: int,
+        rerank: bool,
+        return_documents: bool,
+        min_relevance_score: float | None = None,
     ) -> _Call:
         body = {
             "query": query,
@@ -94,8 +99,9 @@ class _Calls:
             "candidates": candidates,
             "rerank": rerank,
             "return_documents": return_documents,
+            "min_relevance_score": min_relevance_score,
         }
-        return _Call("POST", "/v1/search", body)
+        return _Call("POST", "/v1/search", _drop_none(body))
 
     @staticmethod
     def add_documents(documents: Sequence[DocumentLike]) -> _Call:
@@ -184,9 +190,13 @@ class LoupeClient:
         candidates: int = 100,
         rerank: bool = True,
         return_documents: bool = True,
+        min_relevance_score: float | None = None,
     ) -> SearchResponse:
-        """Searches the index: ``candidates`` first-stage hits, re-ranked, top ``top_n``."""
-        call = _Calls.search(query, top_n, candidates, rerank, return_documents)
+        """Searches the index: ``candidates`` first-stage hits, re-ranked, top ``top_n``
+        (only those with ``relevance_score >= min_relevance_score`` when it is given)."""
+        call = _Calls.search(
+            query, top_n, candidates, rerank, return_documents, min_relevance_score
+        )
         return self._do(call, SearchResponse)
 
     def add_documents(self, documents: Sequence[DocumentLike]) -> DocumentsResponse:
@@ -262,8 +272,11 @@ class AsyncLoupeClient:
         candidates: int = 100,
         rerank: bool = True,
         return_documents: bool = True,
+        min_relevance_score: float | None = None,
     ) -> SearchResponse:
-        call = _Calls.search(query, top_n, candidates, rerank, return_documents)
+        call = _Calls.search(
+            query, top_n, candidates, rerank, return_documents, min_relevance_score
+        )
         return await self._do(call, SearchResponse)
 
     async def add_documents(self, documents: Sequence[DocumentLike]) -> DocumentsResponse:

@@ -52,6 +52,9 @@ def test_server_end_to_end(live_server):
             assert hit.text == by_id[hit.id]["text"]
             assert hit.metadata == by_id[hit.id]["metadata"]
         assert found.timings.total_ms > 0
+        with pytest.raises(LoupeError) as refused:  # the tiny re-ranker is not calibrated
+            client.search("rerankers", min_relevance_score=0.5)
+        assert refused.value.status_code == 422 and "calibrated" in refused.value.message
 
         # re-ranking the same texts directly gives the same order and scores
         texts = [hit.text or "" for hit in found.results]
