@@ -8,6 +8,7 @@ then saves the result as ``calibration.json`` in the model folder. Every option 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -58,15 +59,21 @@ def calibrate(
     """
     from evaluation.calibration import fit_calibration
     from index.readers import read_queries
-    from models.registry import calibration_folder, load_late_interaction
+    from models.registry import calibration_folder, load_late_interaction, zero_shot_backbone
 
     folder = calibration_folder(model)
     ids = read_query_ids(query_ids) if query_ids is not None else None
     texts = read_queries(queries, split)
     late = load_late_interaction(model, device="cpu")
     counts = dict(zip(texts, late.query_token_counts(list(texts.values())), strict=True))
-    calibration, quality = fit_calibration(
+    fitted, quality = fit_calibration(
         run, qrels, min_grade=min_grade, depth=depth, query_ids=ids, query_tokens=counts
+    )
+    # A folder's fingerprint hashes its files; untrained MaxSim's hashes the loaded backbone
+    # (config included, so it moves with the transformers version): recorded for folders only.
+    folder_model = zero_shot_backbone(model) is None
+    calibration = replace(
+        fitted, model_fingerprint=(late.fingerprint or "") if folder_model else ""
     )
     path = calibration.save(folder)
     typer.echo(

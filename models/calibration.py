@@ -79,6 +79,8 @@ class ScoreCalibration:
     per_query_token: bool = False
     """Whether the fit is on the score divided by the query's token count."""
     fitted_on: str = ""
+    model_fingerprint: str = ""
+    """The fingerprint of the model whose scores were fitted (empty: not recorded)."""
 
     def probabilities(self, scores: np.ndarray, query_tokens: int = 1) -> np.ndarray:
         """``(n,)`` raw scores of one query's documents -> ``(n,)`` probabilities of
@@ -117,6 +119,7 @@ class ScoreCalibration:
                 intercept=float(data["intercept"]),
                 per_query_token=bool(data.get("per_query_token", False)),
                 fitted_on=str(data.get("fitted_on", "")),
+                model_fingerprint=str(data.get("model_fingerprint", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a score calibration ({exc})") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.backbone import DEFAULT_MODEL
-from models.calibration import ScoreCalibration
+from models.calibration import CALIBRATION_NAME, ScoreCalibration
 from models.encoder import EncoderConfig, TextEncoder
 from models.late_interaction import LateInteractionModel, is_late_interaction_folder
 from models.late_reranker import LateInteractionReranker
@@ -74,6 +74,22 @@ def calibration_folder(spec: str) -> Path:
     return resolve_late_interaction(spec)
 
 
+def matching_calibration(model: LateInteractionModel, folder: Path) -> ScoreCalibration | None:
+    """``folder``'s calibration.json for ``model``, or None where there is none. A
+    calibration fitted to another model's scores (a retrained model copied over the folder)
+    is refused: its probabilities would be wrong without any sign of it."""
+    calibration = ScoreCalibration.load(folder)
+    if calibration is None or not calibration.model_fingerprint:
+        return calibration
+    if calibration.model_fingerprint != model.fingerprint:
+        raise ValueError(
+            f"{folder / CALIBRATION_NAME} was fitted to another model's scores "
+            f"(fingerprint {calibration.model_fingerprint}, this model {model.fingerprint}); "
+            "refit it with loupe calibrate, or delete it"
+        )
+    return calibration
+
+
 def load_late_interaction(
     spec: str, *, device: str | None = None, share_encoder: TextEncoder | None = None
 ) -> LateInteractionModel:
@@ -109,7 +125,7 @@ def load_reranker(
             spec = "cosine"
         else:
             late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-            calibration = ScoreCalibration.load(shipped)
+            calibration = matching_calibration(late, shipped)
             return LateInteractionReranker(late, name="reranker-default", calibration=calibration)
     if spec == "cosine" or spec.startswith("cosine:"):
         model = spec.partition(":")[2] or DEFAULT_MODEL
@@ -118,12 +134,14 @@ def load_reranker(
     if backbone is not None:
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
         calibration = (
-            ScoreCalibration.load(SHIPPED_MAXSIM_CALIBRATION) if backbone == DEFAULT_MODEL else None
+            matching_calibration(late, SHIPPED_MAXSIM_CALIBRATION)
+            if backbone == DEFAULT_MODEL
+            else None
         )
         return LateInteractionReranker(late, name=spec, calibration=calibration)
     if is_late_interaction_folder(spec):
         late = load_late_interaction(spec, device=device, share_encoder=share_encoder)
-        calibration = ScoreCalibration.load(spec)
+        calibration = matching_calibration(late, Path(spec))
         return LateInteractionReranker(
             late, name=f"lite:{Path(spec).name}", calibration=calibration
         )

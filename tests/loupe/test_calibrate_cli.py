@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from loupe.cli import app
@@ -57,6 +59,12 @@ def test_calibrate_writes_the_file_the_reranker_then_loads(tmp_path: Path, tiny_
     assert reranker.calibration.slope > 0
     p = reranker.relevance_scores("question 7", np.array([4.0, -1.0]))
     assert p is not None and p[0] > 0.9 and p[1] < 0.1
+
+    # a retrained model copied over the folder: its old calibration is refused, not used
+    torch.manual_seed(1)
+    LateInteractionModel(LateInteractionModel.load(folder).config, tiny_encoder).save(folder)
+    with pytest.raises(ValueError, match="fitted to another model's scores"):
+        load_reranker(str(folder), device="cpu")
 
 
 def test_calibrate_refuses_what_it_cannot_fit_and_writes_nothing(
