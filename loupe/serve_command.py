@@ -130,7 +130,8 @@ def serve(
 def search_remote(
     url: str, query: str, k: int = 10, *, api_key: str | None = None, rerank: bool = True
 ) -> list[str]:
-    """Search a running service; returns the lines ``loupe search`` prints.
+    """Search a running service; returns the lines ``loupe search`` prints (with the
+    probability of relevance ``P=...`` where the service's re-ranker is calibrated).
 
     The API key defaults to ``LOUPE_API_KEY``.
     """
@@ -143,7 +144,8 @@ def search_remote(
     for rank, hit in enumerate(answer.results, start=1):
         text = f"{hit.title} {hit.text}" if hit.title else hit.text or ""
         text = text.replace("\n", " ")
-        lines.append(f"{rank:>3}  {hit.score:.4f}  {hit.id}  {text[:100]}")
+        relevance = f"P={hit.relevance_score:.3f}  " if hit.relevance_score is not None else ""
+        lines.append(f"{rank:>3}  {hit.score:.4f}  {hit.id}  {relevance}{text[:100]}")
     return lines
 
 

@@ -86,6 +86,25 @@ def test_search_url_uses_the_service(live_server, monkeypatch: pytest.MonkeyPatc
     assert {line.split()[2] for line in lines} == {"a", "b"}
 
 
+def test_search_url_shows_probabilities_from_a_calibrated_service(live_server, tiny_models):
+    from models.calibration import ScoreCalibration
+    from models.reranker import DualEncoderReranker
+
+    calibrated = DualEncoderReranker(tiny_models[0], calibration=ScoreCalibration(8.0, -2.0))
+    server = live_server(reranker=calibrated)
+    for _ in range(600):
+        if httpx.get(f"{server.url}/ready").status_code == 200:
+            break
+        time.sleep(0.05)
+    docs = [{"id": "a", "text": "a loupe magnifies"}, {"id": "b", "text": "bananas"}]
+    httpx.post(f"{server.url}/v1/documents", json={"documents": docs}).raise_for_status()
+    result = CliRunner().invoke(app, ["search", "loupe", "--url", server.url, "-k", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert {line.split()[2] for line in lines} == {"a", "b"}
+    assert all(0.0 <= float(line.split()[3].removeprefix("P=")) <= 1.0 for line in lines)
+
+
 def test_search_needs_index_or_url():
     result = CliRunner().invoke(app, ["search", "loupe"])
     assert result.exit_code == 2
