@@ -18,15 +18,15 @@ def labelled_scores(
     qrels: Qrels,
     *,
     min_grade: int = 1,
-    depth: int = 100,
+    depth: int | None = 100,
     query_ids: Collection[str] | None = None,
     judged_only: bool = False,
     query_tokens: Mapping[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores ``(n,)`` and 0/1 labels ``(n,)`` of each judged query's top ``depth``
-    candidates: 1 where the grade is at least ``min_grade``. Unjudged candidates count as
-    not relevant unless ``judged_only`` drops them. With ``query_tokens`` (query id ->
-    token count), each score is divided by its query's count.
+    candidates (None: all): 1 where the grade is at least ``min_grade``. Unjudged
+    candidates count as not relevant unless ``judged_only`` drops them. With
+    ``query_tokens`` (query id -> token count), each score is divided by its query's count.
 
     >>> run = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}, "other": {"x": 1.0}}
     >>> s, y = labelled_scores(run, {"q": {"a": 2, "b": 0}}, depth=2)
@@ -167,19 +167,15 @@ def reranked_run_quality(
     calibration."""
     if reranker.calibration is None:
         return None
-    probabilities: list[np.ndarray] = []
-    labels: list[int] = []
+    relevance_run: Run = {}
     for qid, candidates in run.items():
-        judged = qrels.get(qid)
-        if not judged or not candidates:
+        if qid not in qrels or not candidates:
             continue
         docs = list(candidates)
         scores = np.array([candidates[d] for d in docs], dtype=np.float32)
         relevance = reranker.relevance_scores(queries[qid], scores)
         if relevance is None:
             return None
-        probabilities.append(np.asarray(relevance, dtype=np.float64))
-        labels += [int(judged.get(d, 0) >= min_grade) for d in docs]
-    if not labels:
-        return None
-    return calibration_quality(np.concatenate(probabilities), np.array(labels))
+        relevance_run[qid] = {d: float(p) for d, p in zip(docs, relevance, strict=True)}
+    probabilities, labels = labelled_scores(relevance_run, qrels, min_grade=min_grade, depth=None)
+    return calibration_quality(probabilities, labels) if len(labels) else None
