@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import write_json
-from bench.lite_experiment import kfold
+from bench.lite_experiment import cross_validated_run
 from evaluation.compare import compare
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate
@@ -52,27 +52,6 @@ def with_length_prior(run: Run, log_lengths: Mapping[str, float], beta: float) -
 
 def ndcg(qrels: Qrels, run: Run, queries: list[str]) -> MetricsResult:
     return evaluate(qrels, run, ["nDCG@10"], query_ids=queries)
-
-
-def cross_validated(
-    qrels: Qrels, run: Run, log_lengths: Mapping[str, float], seed: int
-) -> tuple[Run, list[float]]:
-    """The run with each fold's ``beta`` chosen on the other four folds, and those choices."""
-    queries = sorted(run)
-    merged: Run = {}
-    chosen = []
-    for held_out in kfold(queries, 5, seed):
-        train = [q for q in queries if q not in held_out]
-        beta = max(
-            BETAS,
-            key=lambda b: ndcg(qrels, with_length_prior(run, log_lengths, b), train).aggregate[
-                "nDCG@10"
-            ],
-        )
-        chosen.append(beta)
-        fold = with_length_prior({q: run[q] for q in held_out}, log_lengths, beta)
-        merged.update(fold)
-    return merged, chosen
 
 
 def main() -> None:
@@ -106,7 +85,13 @@ def main() -> None:
     print(f"DL19 nDCG@10 by beta (chosen on the test queries): {curve}")
     folds = {}
     for seed in range(3):
-        merged, chosen = cross_validated(qrels, run, log_lengths, seed)
+        merged, chosen = cross_validated_run(
+            queries,
+            BETAS,
+            lambda beta: with_length_prior(run, log_lengths, beta),
+            lambda scored, train: ndcg(qrels, scored, train).aggregate["nDCG@10"],
+            seed=seed,
+        )
         result = ndcg(qrels, merged, queries)
         test = compare(result, base, "nDCG@10")
         folds[seed] = {

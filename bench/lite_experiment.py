@@ -19,9 +19,10 @@ import argparse
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -41,6 +42,7 @@ from training.run_config import QrelsSource, SyntheticSource, TriplesSource
 from training.token_cache import TokenCache
 
 MEASURES = ["nDCG@10", "RR@10", "RR(rel=2)@10", "R@100"]
+T = TypeVar("T")
 
 
 def add_experiment_inputs(parser: argparse.ArgumentParser, *, negatives_run: bool) -> None:
@@ -79,6 +81,36 @@ def kfold(query_ids: Iterable[str], folds: int, seed: int) -> list[list[str]]:
     qids = sorted(query_ids)
     random.Random(seed).shuffle(qids)
     return [qids[i::folds] for i in range(folds)]
+
+
+def cross_validated_run(
+    query_ids: Iterable[str],
+    choices: Sequence[T],
+    run_for: Callable[[T], Run],
+    score: Callable[[Run, list[str]], float],
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[Run, list[T]]:
+    """k-fold choice of a setting: for each held-out fold (``kfold``), the choice whose run
+    ``score``s best on the other folds' queries (ties: the earliest in ``choices``), and that
+    run's held-out queries. Returns the merged run and each fold's choice.
+
+    >>> up, down = {"a": {"x": 1.0}, "b": {"x": 2.0}}, {"a": {"x": 3.0}, "b": {"x": 0.0}}
+    >>> runs = {"up": up, "down": down}
+    >>> score = lambda run, qs: sum(run[q]["x"] for q in qs)
+    >>> cross_validated_run(["a", "b"], ["up", "down"], runs.__getitem__, score, folds=2)
+    ({'a': {'x': 1.0}, 'b': {'x': 0.0}}, ['up', 'down'])
+    """
+    merged: Run = {}
+    chosen: list[T] = []
+    all_ids = sorted(query_ids)
+    for held_out in kfold(all_ids, folds, seed):
+        train = [q for q in all_ids if q not in held_out]
+        best = max(choices, key=lambda choice: score(run_for(choice), train))
+        chosen.append(best)
+        run = run_for(best)
+        merged |= {q: run[q] for q in held_out if q in run}
+    return merged, chosen
 
 
 def training_sources(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,8 +34,8 @@ from bench.lite_experiment import (
     EvalSet,
     add_experiment_inputs,
     cache_set_states,
+    cross_validated_run,
     dl19_bm25_set,
-    kfold,
     paired_ndcg,
     rerank_from_cache,
     scifact_dev_set,
@@ -78,15 +79,13 @@ def cross_validated_weight_run(
     spec: EvalSet, maxsim: Run, other: Run, folds: int = 5
 ) -> tuple[Run, list[float]]:
     """The fused run with ``w`` chosen on the other folds, per held-out fold."""
-    run: Run = {}
-    chosen = []
-    for held_out in kfold(spec.queries, folds=folds, seed=0):
-        train = spec.restricted(q for q in spec.queries if q not in held_out)
-        weight = best_weight(train, maxsim, other)
-        chosen.append(weight)
-        fused = fused_run(maxsim, other, weight)
-        run |= {q: fused[q] for q in held_out if q in fused}
-    return run, chosen
+    return cross_validated_run(
+        spec.queries,
+        WEIGHTS,
+        partial(fused_run, maxsim, other),
+        lambda run, train: ndcg(spec.restricted(train), run),
+        folds=folds,
+    )
 
 
 def ndcg(spec: EvalSet, run: Run) -> float:
