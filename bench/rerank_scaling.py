@@ -34,7 +34,7 @@ from bench.harness import (
     write_json,
 )
 from index.token_store import write_token_store
-from models.late_interaction import LateInteractionModel
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.late_reranker import LateInteractionReranker
 
 QUERY = "effect of vitamin d on bone density in older adults"
@@ -74,6 +74,11 @@ def measure_point(
     }
 
 
+def single_pass(config: LateInteractionConfig, length: int) -> LateInteractionConfig:
+    """``config`` reading documents in one pass of up to ``length`` tokens (one window)."""
+    return replace(config, d_len=length, doc_windows=1, window_overlap=None)
+
+
 def sweep(
     reranker: LateInteractionReranker,
     candidates: Sequence[int],
@@ -87,14 +92,14 @@ def sweep(
     base = model.config
     by_candidates = []
     for n in candidates:
-        model.config = replace(base, d_len=fixed_length)
+        model.config = single_pass(base, fixed_length)
         point = measure_point(reranker, passages(n, fixed_length), work / f"c{n}", repeats)
         by_candidates.append({"candidates": n, "tokens": fixed_length, **point})
     by_length = []
     for length in lengths:
         if base.scorer.kind != "maxsim" and length != base.d_len:
             continue  # LITE's scorer has a fixed matrix size
-        model.config = replace(base, d_len=length)
+        model.config = single_pass(base, length)
         texts = passages(fixed_candidates, length)
         point = measure_point(reranker, texts, work / f"l{length}", repeats)
         by_length.append({"candidates": fixed_candidates, "tokens": length, **point})

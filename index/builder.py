@@ -200,6 +200,7 @@ def token_encoder_meta(model: LateInteractionModel) -> dict[str, object]:
         "reranker_backbone": model.config.backbone,
         "dim": model.dim,
         "d_len": model.config.d_len,
+        "doc_windows": model.config.doc_windows,
     }
 
 

@@ -130,6 +130,34 @@ class TextEncoder:
         )
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def tokenize_windows(
+        self, texts: Sequence[str], window: int, overlap: int, max_windows: int
+    ) -> list[list[list[int]]]:
+        """Each text's token ids cut into at most ``max_windows`` windows of ``window`` tokens
+        (special tokens included; every window but the last exactly ``window`` long),
+        neighbours sharing ``overlap`` text tokens. One window is what ``tokenize`` gives."""
+        encoded = self.backbone.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=window,
+            stride=overlap,
+            return_overflowing_tokens=True,
+        )
+        out: list[list[list[int]]] = [[] for _ in texts]
+        for ids, text in zip(
+            encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True
+        ):
+            if len(out[text]) < max_windows:
+                out[text].append(list(ids))
+        return out
+
+    def pad_token_ids(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Already tokenised sequences as one padded batch on the encoder's device."""
+        batch = self.backbone.tokenizer.pad(
+            {"input_ids": [list(x) for x in ids]}, return_tensors="pt"
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text after truncation (special tokens included)."""
         ids = self.backbone.tokenizer(list(texts), truncation=True, max_length=self.max_length)[

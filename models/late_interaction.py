@@ -30,7 +30,12 @@ from models.encoder import EncoderConfig, TextEncoder, length_sorted_batches
 from models.laurel import LaurelConfig, apply_laurel
 from models.lite import ScorerConfig, build_scorer
 from models.pooling import l2_normalize
-from models.scoring import shared_similarity_matrix, similarity_matrix
+from models.scoring import (
+    best_window_scores,
+    shared_similarity_matrix,
+    similarity_matrix,
+    window_owners,
+)
 
 LOUPE_TYPE = "late-interaction"
 CONFIG_NAME = "config.json"
@@ -55,6 +60,35 @@ class LateInteractionConfig:
     layers' weights are saved, on top of the named base backbone."""
     laurel: LaurelConfig | None = None
     """LAuReL residuals added to the backbone and trained (their weights alone are saved)."""
+    doc_windows: int = 8
+    """A document longer than ``d_len`` tokens is read as up to this many ``d_len``-token
+    windows, each scored alone; its score is its best window's (MaxP). 1 reads the first
+    ``d_len`` tokens only, as every model folder saved before this field does."""
+    window_overlap: int | None = None
+    """Tokens that consecutive windows share, so no passage is cut without context
+    (None: a quarter of ``d_len``, 32 for 128)."""
+
+    def __post_init__(self) -> None:
+        if self.window_overlap is None:
+            object.__setattr__(self, "window_overlap", self.d_len // 4)
+        if self.doc_windows < 1:
+            raise ValueError(f"doc_windows must be at least 1, got {self.doc_windows}")
+        # a window holds d_len - 2 text tokens besides [CLS] and [SEP]
+        if not 0 <= (self.window_overlap or 0) < self.d_len - 2:
+            raise ValueError(
+                f"window_overlap must be in [0, d_len - 2) = [0, {self.d_len - 2}), "
+                f"got {self.window_overlap}"
+            )
+
+    @property
+    def max_document_tokens(self) -> int:
+        """Tokens of a document the model reads (special tokens of each window included).
+
+        >>> LateInteractionConfig(d_len=128, doc_windows=8, window_overlap=32).max_document_tokens
+        786
+        """
+        step = self.d_len - 2 - (self.window_overlap or 0)
+        return self.d_len + (self.doc_windows - 1) * step
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,6 +98,7 @@ class LateInteractionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LateInteractionConfig:
         data = {k: v for k, v in data.items() if k != "loupe_type"}
+        data.setdefault("doc_windows", 1)  # saved before long documents were read whole
         scorer = ScorerConfig(**data.pop("scorer", {}))
         laurel = data.pop("laurel", None)
         if laurel is not None:
@@ -182,14 +217,26 @@ class LateInteractionModel(nn.Module):
 
     @torch.inference_mode()
     def document_matrices(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
-        """One unpadded ``(tokens_i, dim)`` float16 matrix per text, in input order."""
-        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(texts)
-        for ids in length_sorted_batches([len(t) for t in texts], batch_size):
-            encoded = self.encode_documents([texts[i] for i in ids])
-            for row, i in enumerate(ids):
-                n = int(encoded.mask[row].sum())
-                out[i] = encoded.tokens[row, :n].to(torch.float16).cpu().numpy()
-        return out
+        """One unpadded ``(tokens_i, dim)`` float16 matrix per text, in input order.
+
+        A text longer than ``d_len`` tokens gives its windows' matrices end to end (up to
+        ``doc_windows`` of them, every one but the last exactly ``d_len`` rows), which
+        :meth:`score_matrices` splits again to score each window."""
+        c = self.config
+        overlap = c.window_overlap or 0
+        windows = self.encoder.tokenize_windows(texts, c.d_len, overlap, c.doc_windows)
+        flat = [(i, ids) for i, text_windows in enumerate(windows) for ids in text_windows]
+        encoded: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(flat)
+        for rows in length_sorted_batches([len(ids) for _, ids in flat], batch_size):
+            batch = self.encoder.pad_token_ids([flat[r][1] for r in rows])
+            raw = self.encoder.forward_tokens(batch)
+            tokens = self.project(raw.embeddings, raw.mask).to(torch.float16).cpu().numpy()
+            for row, r in enumerate(rows):
+                encoded[r] = tokens[row, : len(flat[r][1])]
+        parts: list[list[np.ndarray]] = [[] for _ in texts]
+        for (i, _), matrix in zip(flat, encoded, strict=True):
+            parts[i].append(matrix)  # every text has at least one window
+        return [p[0] if len(p) == 1 else np.concatenate(p) for p in parts]
 
     # -- scoring --------------------------------------------------------------------------
     def forward(
@@ -208,6 +255,29 @@ class LateInteractionModel(nn.Module):
         else:
             sim = similarity_matrix(q_tokens.float(), d_tokens.float())
         return self.scorer(sim, q_mask, d_mask)
+
+    def score_matrices(
+        self, q_tokens: torch.Tensor, matrices: Sequence[torch.Tensor | np.ndarray]
+    ) -> torch.Tensor:
+        """Scores ``(docs,)`` of one query ``(q_tokens, dim)`` against unpadded document
+        matrices ``(tokens_i, dim)``; a matrix longer than ``d_len`` is read as consecutive
+        ``d_len``-row windows and scores as its best window (see :meth:`document_matrices`)."""
+        device = self.device
+        d_len = self.config.d_len
+        q_mask = torch.ones(1, q_tokens.shape[0], dtype=torch.bool, device=device)
+        lengths = [int(m.shape[0]) for m in matrices]
+        if max(lengths, default=0) <= d_len:
+            d_tokens, d_mask = pad_matrices(matrices, device)
+            return self(q_tokens[None], q_mask, d_tokens[None], d_mask[None])[0]
+        windows = [
+            m[start : start + d_len]
+            for m in matrices
+            for start in range(0, max(1, int(m.shape[0])), d_len)
+        ]
+        owners = torch.tensor(window_owners(lengths, d_len))
+        d_tokens, d_mask = pad_matrices(windows, device)
+        scores = self(q_tokens[None], q_mask, d_tokens[None], d_mask[None])[0]
+        return best_window_scores(scores, owners, len(matrices))
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

@@ -10,7 +10,7 @@ import torch
 from models.calibration import ScoreCalibration
 from models.document_cache import DocumentCache, document_key
 from models.encoder import TextEncoder, TokenBatch
-from models.late_interaction import LateInteractionModel, pad_matrices
+from models.late_interaction import LateInteractionModel
 from models.reranker import regroup
 
 
@@ -135,8 +135,6 @@ class LateInteractionReranker:
             if len(docs) == 0:
                 scores.append(np.zeros(0, dtype=np.float32))
                 continue
-            d_tokens, d_mask = pad_matrices(docs, device)
-            q_mask = torch.ones(1, q.shape[0], dtype=torch.bool, device=device)
-            out = self.model(q[None], q_mask, d_tokens[None], d_mask[None])[0]
+            out = self.model.score_matrices(q.to(device), docs)
             scores.append(out.float().cpu().numpy())
         return scores

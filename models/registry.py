@@ -148,6 +148,15 @@ def load_reranker(
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
 
 
+def reranker_max_tokens(reranker: Reranker) -> int | None:
+    """Tokens of a document the re-ranker reads; the rest of a longer one is not scored."""
+    if isinstance(reranker, LateInteractionReranker):
+        return reranker.model.config.max_document_tokens
+    if isinstance(reranker, DualEncoderReranker):
+        return reranker.encoder.max_length
+    return None
+
+
 def reranker_encoders(reranker: Reranker) -> list[TextEncoder]:
     """The text encoders a re-ranker runs (to choose their runtime); none for other kinds."""
     if isinstance(reranker, LateInteractionReranker):

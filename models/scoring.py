@@ -7,6 +7,8 @@ are True (or 1) for real tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -120,3 +122,24 @@ def pad_to_length(
     pad_tokens = tokens.new_zeros((*tokens.shape[:-2], length - current, tokens.shape[-1]))
     pad_mask = mask.new_zeros((*mask.shape[:-1], length - current))
     return torch.cat([tokens, pad_tokens], dim=-2), torch.cat([mask, pad_mask], dim=-1)
+
+
+def window_owners(lengths: Sequence[int], window: int) -> list[int]:
+    """The document each window belongs to, when documents of ``lengths`` tokens are read as
+    consecutive ``window``-token windows (the last may be shorter; an empty document still
+    has one).
+
+    >>> window_owners([3, 5, 0], 2)
+    [0, 0, 1, 1, 1, 2]
+    """
+    return [doc for doc, n in enumerate(lengths) for _ in range(max(1, -(-n // window)))]
+
+
+def best_window_scores(scores: torch.Tensor, owners: torch.Tensor, documents: int) -> torch.Tensor:
+    """``(windows,)`` window scores to ``(documents,)``: each document's best window (MaxP).
+
+    >>> best_window_scores(torch.tensor([1.0, 3.0, 2.0]), torch.tensor([0, 0, 1]), 2).tolist()
+    [3.0, 2.0]
+    """
+    best = scores.new_full((documents,), float("-inf"))
+    return best.scatter_reduce(0, owners.to(scores.device), scores, reduce="amax")

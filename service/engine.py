@@ -178,17 +178,25 @@ class Engine:
     def max_length(self) -> int:
         return self.encoder.max_length
 
+    @property
+    def rerank_max_length(self) -> int:
+        """Tokens of a document the re-ranker reads (across its windows)."""
+        from models.registry import reranker_max_tokens
+
+        return reranker_max_tokens(self.reranker) or self.max_length
+
     def document_count(self) -> int:
         return len(self.index)
 
     # --- tokens ---------------------------------------------------------------------------
 
-    def estimate_tokens(self, texts: Iterable[str]) -> int:
-        """Cheap token estimate for batching (4 characters a token, capped at max length).
+    def estimate_tokens(self, texts: Iterable[str], cap: int | None = None) -> int:
+        """Cheap token estimate for batching (4 characters a token, capped at ``cap``, by
+        default the encoder's max length).
 
         No tokenizer runs here: it is called on the event loop for every request.
         """
-        cap = self.max_length
+        cap = cap or self.max_length
         return sum(min(len(text) // 4 + 2, cap) for text in texts)
 
     def estimate_search_tokens(self, job: SearchJob) -> int:

@@ -275,6 +275,8 @@ class ModelCard(BaseModel):
     role: Literal["encoder", "reranker", "generator"]
     dimension: int | None = None
     max_tokens: int | None = None
+    """Tokens of a text the model reads (for the re-ranker: of each document, across its
+    windows); the rest of a longer text is not scored."""
     calibrated: bool | None = None
     """The re-ranker: whether its relevance scores are probabilities of relevance."""
     runtime: RuntimeInfo | None = None

@@ -17,6 +17,9 @@ class LiteTrainConfig(TrainingRunConfig):
     d_len: int = 128
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     """The scorer (``kind`` and its sizes); its ``q_len``/``d_len`` follow the fields above."""
+    doc_windows: int = Field(8, ge=1)
+    """How the trained model reads a document longer than ``d_len`` at inference: up to
+    this many ``d_len``-token windows, scored as its best window (training reads the first)."""
     backbone_learning_rate: float = 2e-5
     trainable_layers: int = 0
     """Fine-tune the backbone's top N layers too (slow on a CPU); with 0 and no LAuReL the

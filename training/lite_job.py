@@ -36,6 +36,7 @@ class LiteTraining:
             q_len=config.q_len,
             d_len=config.d_len,
             scorer=scorer,
+            doc_windows=config.doc_windows,
             trainable_layers=config.trainable_layers,
             laurel=LaurelConfig(variants=tuple(config.laurel), rank=config.laurel_rank)
             if config.laurel

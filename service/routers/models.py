@@ -37,6 +37,7 @@ async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelsResponse
                 id=engine.reranker_name,
                 role="reranker",
                 calibrated=engine.calibrated,
+                max_tokens=engine.rerank_max_length,
                 runtime=_runtime_info(rerank_encoders[0]) if rerank_encoders else None,
             ),
             ModelCard(

@@ -80,7 +80,7 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
     done = await submit(
         runtime.rerank,
         job,
-        engine.estimate_tokens([body.query, *texts]),
+        engine.estimate_tokens([body.query, *texts], cap=engine.rerank_max_length),
         settings.request_timeout_s,
     )
     outcome = done.value

@@ -55,6 +55,7 @@ def test_models(client: TestClient, tiny_models):
     data = client.get("/v1/models").json()["data"]
     assert [m["role"] for m in data] == ["reranker", "encoder"]
     assert data[0]["id"] == tiny_models[1].name
+    assert data[0]["max_tokens"] == tiny_models[1].encoder.max_length == 128
     assert data[1]["dimension"] == tiny_models[0].dim
 
 

@@ -99,9 +99,12 @@ def test_a_cache_in_memory_trains_the_same_model_as_the_cache_file(
 
 
 def test_fine_tuned_layers_round_trip(tmp_path: Path, tiny_model_dir: Path) -> None:
-    cfg = config(tmp_path, tiny_model_dir, trainable_layers=1, max_steps=5, dev_fraction=0.0)
+    cfg = config(
+        tmp_path, tiny_model_dir, trainable_layers=1, max_steps=5, dev_fraction=0.0, doc_windows=3
+    )
     train_lite(cfg, show_progress=False)
     loaded = LateInteractionModel.load(cfg.out / "best", device="cpu")
+    assert loaded.config.doc_windows == 3
     scores = LateInteractionReranker(loaded).score("about cats", ["cats cats", "rain"])
     assert np.all(np.isfinite(scores))
     state = loaded.trainable_backbone_state()
