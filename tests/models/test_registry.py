@@ -101,3 +101,16 @@ def test_maxsim_over_another_encoder_has_no_calibration(tiny_model_dir: Path) ->
     reranker = load_reranker(f"maxsim:{tiny_model_dir}", device="cpu")
     assert reranker.calibration is None
     assert reranker.relevance_scores("q", np.array([1.0])) is None
+
+
+def test_shipped_models_read_past_the_first_window(minilm_encoder) -> None:
+    """Two documents that share their first 128 tokens and differ after them: only reading
+    the windows beyond the first tells the answer from the distractor."""
+    preamble = " ".join(["The committee met on Tuesday to review the annual budget."] * 14)
+    answer = preamble + " A loupe is the small magnifying lens that jewellers use."
+    distractor = preamble + " Bananas are rich in potassium and grow in the tropics."
+    assert minilm_encoder.count_tokens([preamble])[0] > 128
+    for spec in ("default", "maxsim"):
+        reranker = load_reranker(spec, device="cpu", share_encoder=minilm_encoder)
+        scores = reranker.score("what do jewellers use", [distractor, answer])
+        assert scores[1] > scores[0], spec
