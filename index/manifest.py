@@ -38,6 +38,27 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created_at: float = field(default_factory=time.time)
 
+    def token_store_mismatch(self, fingerprint: str | None) -> str | None:
+        """Why the token store cannot serve a re-ranker with ``fingerprint``, or None when it
+        can (or the index has no store): another model wrote it, so every candidate would
+        be re-encoded.
+
+        >>> m = Manifest("m", 2, 0, "Flat", "v", "sha", "d", 0, "g", token_store_file="t",
+        ...              token_store={"reranker_fingerprint": "a"})
+        >>> m.token_store_mismatch("a") is None, m.token_store_mismatch("b")[:40]
+        (True, 'the token store was written by re-ranker')
+        """
+        if self.token_store_file is None:
+            return None
+        written_by = self.token_store.get("reranker_fingerprint")
+        if written_by == fingerprint:
+            return None
+        return (
+            f"the token store was written by re-ranker {written_by}, not by this one "
+            f"({fingerprint}): its candidates are re-encoded on every search; rebuild the "
+            "index with loupe index build --token-store"
+        )
+
     def save(self, folder: Path) -> None:
         write_atomic(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2).encode())
 

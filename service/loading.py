@@ -68,6 +68,10 @@ def load_engine(settings: ServiceSettings) -> Engine:
                 index.manifest.model,
                 encoder.model_name,
             )
+        if isinstance(reranker, LateInteractionReranker):
+            mismatch = index.manifest.token_store_mismatch(reranker.model.fingerprint)
+            if mismatch is not None:
+                log.warning("index %s: %s", settings.index, mismatch)
         engine = Engine(
             encoder,
             reranker,

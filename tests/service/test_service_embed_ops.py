@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Callable
 
@@ -119,6 +120,45 @@ def test_real_loader_starts_from_a_corpus(make_settings, tmp_path, service_model
         assert engine.document_count() == 2
     finally:
         engine.close()
+
+
+def test_real_loader_warns_when_another_reranker_wrote_the_token_store(
+    make_settings, tmp_path, service_model_dir, caplog
+):
+    """An index whose token store another re-ranker wrote still serves, but every search
+    would re-encode its candidates: the loader says so, and says how to fix it."""
+    import torch
+
+    from index.builder import IndexBuildConfig, build_index
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.lite import ScorerConfig
+    from service.loading import load_engine
+
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        config = LateInteractionConfig(
+            backbone=str(service_model_dir), dim=8, q_len=8, d_len=16, scorer=ScorerConfig("maxsim")
+        )
+        folders.append(LateInteractionModel(config, device="cpu").save(tmp_path / f"lite{seed}"))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "1", "text": "a loupe"}\n{"_id": "2", "text": "a banana"}\n')
+    build_index(
+        IndexBuildConfig(
+            corpus=corpus,
+            out=tmp_path / "index",
+            model=str(service_model_dir),
+            token_store=True,
+            reranker=str(folders[0]),
+            show_progress=False,
+        )
+    )
+    for folder, warned in ((folders[0], False), (folders[1], True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="service.loading"):
+            engine = load_engine(make_settings(reranker=str(folder)))
+        engine.close()
+        assert ("rebuild the index with loupe index build --token-store" in caplog.text) is warned
 
 
 def test_metrics(client: TestClient):
