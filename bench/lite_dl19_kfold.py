@@ -20,6 +20,7 @@ from bench.lite_experiment import (
     MEASURES,
     EvalSet,
     add_experiment_inputs,
+    cache_set_states,
     eval_sets,
     kfold,
     rerank_from_cache,
@@ -68,7 +69,9 @@ def main() -> None:
     if not teacher.is_file():
         teacher = dl19 / f"run.{args.teacher}.top100.trec"
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = TokenCache.load(args.cache)
+    cache = TokenCache.load(args.cache) if args.cache.is_file() else TokenCache()
+    base = LateInteractionModel.zero_shot()
+    cache_set_states(cache, base, spec, "DL19")  # the held-out folds are scored from it
 
     def train_and_rerank(kind: ScorerKind, name: str, train_ids: list[str], scored: EvalSet) -> Run:
         """Train on ``train_ids``' judgments (and teacher), re-rank ``scored``'s queries."""
@@ -117,7 +120,6 @@ def main() -> None:
             rows[f"{kind} ({args.loss}{args.tag}, trained and scored on all {len(qids)})"] = (
                 evaluate(spec.qrels, fit, MEASURES, query_ids=spec.queries).aggregate
             )
-    base = LateInteractionModel.zero_shot()
     run, _ = rerank_from_cache(base, cache, spec)
     rows["maxsim untrained 384-d"] = evaluate(
         spec.qrels, run, MEASURES, query_ids=spec.queries
