@@ -185,6 +185,16 @@ class Engine:
 
         return reranker_max_tokens(self.reranker) or self.max_length
 
+    def window_token_limit(self, windows: int) -> int | None:
+        """Text tokens (special tokens not counted) that the re-ranker's first ``windows``
+        windows cover, or None when it does not read documents in windows."""
+        if not isinstance(self.reranker, LateInteractionReranker):
+            return None
+        config = self.reranker.model.config
+        width = config.d_len - 2
+        kept = min(windows, config.doc_windows)
+        return width + (kept - 1) * (width - (config.window_overlap or 0))
+
     def document_count(self) -> int:
         return len(self.index)
 

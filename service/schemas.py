@@ -65,8 +65,13 @@ class RerankRequest(_Request):
     rank_fields: list[str] | None = Field(
         None, description="for object documents: the fields joined into the scored text"
     )
+    max_chunks_per_doc: int | None = Field(
+        None,
+        ge=1,
+        description="Cohere v1: read at most this many of the re-ranker's windows of each "
+        "document (default: all it reads, 8 for the default re-ranker)",
+    )
     # Sent by Cohere SDKs; accepted and ignored.
-    max_chunks_per_doc: int | None = None
     relevant_spans: Any | None = None
     priority: int | None = None
 

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Depends
 
 from service.deps import get_runtime, submit
-from service.engine import RerankJob, order_by_score
+from service.engine import Engine, RerankJob, order_by_score
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS
@@ -76,7 +76,7 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
     if body.max_tokens_per_doc is None:
         check_lengths(texts, settings, "documents", hint="; pass max_tokens_per_doc to truncate")
     engine = runtime.engine
-    job = RerankJob(body.query, texts, body.max_tokens_per_doc)
+    job = RerankJob(body.query, texts, document_token_limit(body, engine))
     done = await submit(
         runtime.rerank,
         job,
@@ -95,7 +95,7 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
         for i in order
     ]
     warnings = (
-        [f"{outcome.truncated} documents were cut to {body.max_tokens_per_doc} tokens"]
+        [f"{outcome.truncated} documents were cut to {job.max_tokens_per_doc} tokens"]
         if outcome.truncated
         else None
     )
@@ -115,3 +115,14 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
         meta=meta,
         usage=Usage(total_tokens=outcome.total_tokens),
     )
+
+
+def document_token_limit(body: RerankRequest, engine: Engine) -> int | None:
+    """Tokens each document is cut to: ``max_tokens_per_doc``, and (Cohere v1's
+    ``max_chunks_per_doc``) what that many of the re-ranker's windows cover, whichever is
+    fewer; None to read what the re-ranker reads."""
+    limits = [body.max_tokens_per_doc]
+    if body.max_chunks_per_doc is not None:
+        limits.append(engine.window_token_limit(body.max_chunks_per_doc))
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None

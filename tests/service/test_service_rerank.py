@@ -228,3 +228,44 @@ def test_an_uncalibrated_reranker_reports_raw_scores_and_says_so(client: TestCli
     assert "not calibrated" in assert_error(refused, 422, "invalid_request")["message"]
     out_of_range = client.post("/v1/search", json={"query": "lens", "min_relevance_score": 2})
     assert_error(out_of_range, 422, "invalid_request")
+
+
+def test_max_chunks_per_doc_caps_the_windows_read(make_client, tiny_models) -> None:
+    """Cohere v1's ``max_chunks_per_doc``: a document is read through at most that many of
+    the re-ranker's windows (here 16 tokens, overlapping by 4), as if cut to the tokens
+    they cover."""
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
+    from models.lite import ScorerConfig
+
+    encoder, _ = tiny_models
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="maxsim"), doc_windows=4
+    )
+    model = LateInteractionModel(config, encoder)
+    reranker = LateInteractionReranker(model)
+    client = make_client(reranker=reranker)
+    long_doc = " ".join(f"word{i}" for i in range(60)) + " a magnifying lens"
+    body = {"query": "lens", "documents": [long_doc, "short"]}
+
+    def relevance(response: Any) -> list[float]:
+        assert response.status_code == 200, response.text
+        return [
+            r["relevance_score"]
+            for r in sorted(response.json()["results"], key=lambda r: r["index"])
+        ]
+
+    whole = client.post("/v1/rerank", json=body)
+    assert whole.json()["meta"].get("warnings") is None
+    one = client.post("/v1/rerank", json={**body, "max_chunks_per_doc": 1})
+    assert one.json()["meta"]["warnings"] == ["1 documents were cut to 14 tokens"]
+    head = client.post("/v1/rerank", json={**body, "max_tokens_per_doc": 14})
+    assert relevance(one) == relevance(head) != relevance(whole)
+    both = client.post(
+        "/v1/rerank", json={**body, "max_chunks_per_doc": 2, "max_tokens_per_doc": 5}
+    )
+    assert both.json()["meta"]["warnings"] == ["1 documents were cut to 5 tokens"]
+    many = client.post("/v1/rerank", json={**body, "max_chunks_per_doc": 10})
+    assert relevance(many) == relevance(whole)
+    refused = client.post("/v1/rerank", json={**body, "max_chunks_per_doc": 0})
+    assert_error(refused, 422, "invalid_request")
