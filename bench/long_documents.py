@@ -57,21 +57,10 @@ def window_states(
     ]
     flat.sort(key=lambda item: len(item[2]))
     out: dict[str, list[np.ndarray | None]] = {doc: [None] * len(w) for doc, w in windows.items()}
-    device = model.device
     with tqdm(total=len(flat), desc="windows") as bar:
         for start in range(0, len(flat), batch_size):
             chunk = flat[start : start + batch_size]
-            length = max(len(ids) for _, _, ids in chunk)
-            input_ids = torch.zeros((len(chunk), length), dtype=torch.long)
-            mask = torch.zeros((len(chunk), length), dtype=torch.long)
-            for row, (_, _, ids) in enumerate(chunk):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                mask[row, : len(ids)] = 1
-            batch = {
-                "input_ids": input_ids.to(device),
-                "attention_mask": mask.to(device),
-                "token_type_ids": torch.zeros_like(input_ids).to(device),
-            }
+            batch = model.encoder.pad_token_ids([ids for _, _, ids in chunk])
             states = model.encoder.forward_tokens(batch).embeddings
             for row, (doc, w, ids) in enumerate(chunk):
                 out[doc][w] = states[row, : len(ids)].to(torch.float16).cpu().numpy()
@@ -94,7 +83,6 @@ def rerank_windows(
     product scores a stored matrix), ``union`` (all windows' tokens as one matrix) or
     ``whole`` (each document's one state matrix scored as is, whatever its length)."""
     run: Run = {}
-    d_len = model.config.d_len
     for qid in spec.queries:
         docs = spec.top[qid]
         if not docs:
@@ -104,13 +92,12 @@ def rerank_windows(
         projected = {d: project_windows(model, states[d][:max_windows]) for d in docs}
         if aggregate == "maxp":
             scores = model.score_matrices(q, [projected[d] for d in docs])
-        else:
-            if aggregate == "whole":
-                assert all(len(states[d]) == 1 for d in docs)
+        elif aggregate in ("union", "whole"):  # one matrix per document, any length
             d_tokens, d_mask = pad_matrices([projected[d] for d in docs])
             ones = torch.ones(1, q.shape[0], dtype=torch.bool)
             scores = model(q[None], ones, d_tokens[None], d_mask[None])[0]
-            assert aggregate == "whole" or projected[docs[0]].shape[0] <= d_len * max_windows
+        else:
+            raise ValueError(f"unknown aggregate {aggregate!r}")
         run[qid] = dict(zip(docs, scores.tolist(), strict=True))
     return run
 
