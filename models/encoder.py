@@ -158,11 +158,11 @@ class TextEncoder:
         )
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Number of tokens of each text after truncation (special tokens included)."""
-        ids = self.backbone.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
-            "input_ids"
-        ]
+    def count_tokens(self, texts: Sequence[str], max_length: int | None = None) -> list[int]:
+        """Number of tokens of each text after truncation at ``max_length`` (default: the
+        encoder's own limit), special tokens included."""
+        limit = max_length or self.max_length
+        ids = self.backbone.tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
         return [len(x) for x in ids]
 
     def forward_tokens(self, batch: dict[str, torch.Tensor]) -> TokenBatch:

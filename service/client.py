@@ -73,6 +73,7 @@ class _Calls:
         return_documents: bool,
         max_tokens_per_doc: int | None,
         model: str | None,
+        max_chunks_per_doc: int | None = None,
     ) -> _Call:
         body = {
             "query": query,
@@ -80,6 +81,7 @@ class _Calls:
             "top_n": top_n,
             "return_documents": return_documents,
             "max_tokens_per_doc": max_tokens_per_doc,
+            "max_chunks_per_doc": max_chunks_per_doc,
             "model": model,
         }
         return _Call("POST", "/v1/rerank", _drop_none(body))
@@ -177,9 +179,13 @@ class LoupeClient:
         return_documents: bool = False,
         max_tokens_per_doc: int | None = None,
         model: str | None = None,
+        max_chunks_per_doc: int | None = None,
     ) -> RerankResponse:
-        """Scores ``documents`` for ``query``; results best first, ``index`` into the input."""
-        call = _Calls.rerank(query, documents, top_n, return_documents, max_tokens_per_doc, model)
+        """Scores ``documents`` for ``query``; results best first, ``index`` into the input.
+        ``max_chunks_per_doc`` / ``max_tokens_per_doc`` cut long documents first."""
+        call = _Calls.rerank(
+            query, documents, top_n, return_documents, max_tokens_per_doc, model, max_chunks_per_doc
+        )
         return self._do(call, RerankResponse)
 
     def search(
@@ -260,8 +266,11 @@ class AsyncLoupeClient:
         return_documents: bool = False,
         max_tokens_per_doc: int | None = None,
         model: str | None = None,
+        max_chunks_per_doc: int | None = None,
     ) -> RerankResponse:
-        call = _Calls.rerank(query, documents, top_n, return_documents, max_tokens_per_doc, model)
+        call = _Calls.rerank(
+            query, documents, top_n, return_documents, max_tokens_per_doc, model, max_chunks_per_doc
+        )
         return await self._do(call, RerankResponse)
 
     async def search(

@@ -215,11 +215,11 @@ class Engine:
         candidates = max(job.candidates, job.top_n) if job.rerank else 0
         return self.estimate_tokens([job.query]) + candidates * per_candidate
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        """Tokens the encoder sees for ``texts`` (after its own truncation)."""
+    def count_tokens(self, texts: Sequence[str], max_length: int | None = None) -> int:
+        """Tokens of ``texts`` cut at ``max_length`` (default: the encoder's limit)."""
         total = 0
         for start in range(0, len(texts), 256):
-            total += sum(self.encoder.count_tokens(texts[start : start + 256]))
+            total += sum(self.encoder.count_tokens(texts[start : start + 256], max_length))
         return total
 
     def truncate(self, texts: Sequence[str], max_tokens: int) -> tuple[list[str], int]:
@@ -267,7 +267,8 @@ class Engine:
         return [
             RerankOutcome(
                 scores=np.asarray(job_scores, dtype=np.float32),
-                total_tokens=self.count_tokens([query, *docs]),
+                total_tokens=self.count_tokens([query])
+                + self.count_tokens(docs, self.rerank_max_length),
                 truncated=cut,
                 relevance=self.reranker.relevance_scores(query, job_scores),
             )

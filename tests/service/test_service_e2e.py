@@ -66,6 +66,9 @@ def test_server_end_to_end(live_server):
         for result, hit in zip(reranked.results, found.results, strict=True):
             assert result.relevance_score == pytest.approx(hit.score, abs=1e-5)
         assert reranked.usage.total_tokens > 0
+        # the tiny cosine re-ranker reads no windows, so a cap on them changes nothing
+        capped = client.rerank("how do rerankers reorder candidates", texts, max_chunks_per_doc=1)
+        assert [r.index for r in capped.results] == [0, 1, 2, 3]
 
         assert len(client.embed(["a", "b"]).data) == 2
         assert [m.role for m in client.models().data] == ["reranker", "encoder"]
@@ -113,3 +116,16 @@ def test_cohere_v2_sdk_against_the_server(live_server):
     wrong = cohere.ClientV2(api_key="wrong", base_url=server.url)
     with pytest.raises(cohere.errors.UnauthorizedError):
         wrong.rerank(model="rerank-v3.5", query=query, documents=docs)
+
+
+def test_the_clients_send_both_cohere_caps() -> None:
+    from service.client import _Calls
+
+    call = _Calls.rerank("q", ["d"], None, False, 64, None, 2)
+    assert call.json == {
+        "query": "q",
+        "documents": ["d"],
+        "return_documents": False,
+        "max_tokens_per_doc": 64,
+        "max_chunks_per_doc": 2,
+    }

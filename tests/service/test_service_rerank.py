@@ -257,6 +257,10 @@ def test_max_chunks_per_doc_caps_the_windows_read(make_client, tiny_models) -> N
 
     whole = client.post("/v1/rerank", json=body)
     assert whole.json()["meta"].get("warnings") is None
+    # usage counts what the re-ranker reads: 4 windows cover 46 of the long document's tokens
+    assert config.max_document_tokens == 46
+    short = sum(encoder.count_tokens(["lens", "short"]))
+    assert whole.json()["usage"]["total_tokens"] == short + 46
     one = client.post("/v1/rerank", json={**body, "max_chunks_per_doc": 1})
     assert one.json()["meta"]["warnings"] == ["1 documents were cut to 14 tokens"]
     head = client.post("/v1/rerank", json={**body, "max_tokens_per_doc": 14})
