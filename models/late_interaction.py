@@ -80,15 +80,24 @@ class LateInteractionConfig:
                 f"got {self.window_overlap}"
             )
 
+    def window_tokens(self, windows: int) -> int:
+        """Tokens of a document (its one pair of special tokens included) that its first
+        ``windows`` windows cover; at most ``doc_windows`` are read.
+
+        >>> LateInteractionConfig(d_len=128, doc_windows=8, window_overlap=32).window_tokens(2)
+        222
+        """
+        step = self.d_len - 2 - (self.window_overlap or 0)  # new text tokens per window
+        return self.d_len + (min(windows, self.doc_windows) - 1) * step
+
     @property
     def max_document_tokens(self) -> int:
-        """Tokens of a document the model reads (special tokens of each window included).
+        """Tokens of a document the model reads.
 
         >>> LateInteractionConfig(d_len=128, doc_windows=8, window_overlap=32).max_document_tokens
         786
         """
-        step = self.d_len - 2 - (self.window_overlap or 0)
-        return self.d_len + (self.doc_windows - 1) * step
+        return self.window_tokens(self.doc_windows)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -23,6 +23,7 @@ from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
+from models.registry import reranker_max_tokens
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
 if TYPE_CHECKING:
@@ -181,8 +182,6 @@ class Engine:
     @property
     def rerank_max_length(self) -> int:
         """Tokens of a document the re-ranker reads (across its windows)."""
-        from models.registry import reranker_max_tokens
-
         return reranker_max_tokens(self.reranker) or self.max_length
 
     def window_token_limit(self, windows: int) -> int | None:
@@ -190,10 +189,7 @@ class Engine:
         windows cover, or None when it does not read documents in windows."""
         if not isinstance(self.reranker, LateInteractionReranker):
             return None
-        config = self.reranker.model.config
-        width = config.d_len - 2
-        kept = min(windows, config.doc_windows)
-        return width + (kept - 1) * (width - (config.window_overlap or 0))
+        return self.reranker.model.config.window_tokens(windows) - 2
 
     def document_count(self) -> int:
         return len(self.index)
