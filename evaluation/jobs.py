@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from index.searcher import Searcher
 from models.registry import reranker_encoders
 from models.reranker import Reranker
 from models.runtime import RuntimeChoice, RuntimeConfig, RuntimeName, apply_runtimes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def retrieve_run(
     ``runtime``: where the query encoder runs (None: PyTorch); its choice is appended to
     ``runtimes``.
     """
-    from index.rerank import rerank_hits_many
+    from index.rerank import rerank_hits_many, token_store_warning
 
     searcher = Searcher.open(index, device=device)
     if runtime is not None:
@@ -197,6 +200,9 @@ def retrieve_run(
         timings = {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}
         if reranker is None:
             return run, timings
+        mismatch = token_store_warning(reranker, searcher.reader)
+        if mismatch is not None:
+            log.warning("index %s: %s", index, mismatch)
         stored: list[float] = []
         started = time.perf_counter()
         for qid, row in tqdm(

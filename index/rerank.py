@@ -13,6 +13,14 @@ from models.late_reranker import LateInteractionReranker
 from models.reranker import Reranker
 
 
+def token_store_warning(reranker: Reranker, reader: IndexReader) -> str | None:
+    """Why the index's token store cannot serve ``reranker`` (another re-ranker wrote it, so
+    every candidate would be re-encoded), or None when it can or there is nothing to serve."""
+    if not isinstance(reranker, LateInteractionReranker):
+        return None
+    return reader.manifest.token_store_mismatch(reranker.model.fingerprint)
+
+
 def rerank_hits_many(
     reranker: Reranker,
     reader: IndexReader,

@@ -35,6 +35,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
     """
     from index.live import LiveIndex
     from index.readers import read_corpus
+    from index.rerank import token_store_warning
     from models.document_cache import DocumentCache
     from models.encoder import EncoderConfig, TextEncoder
     from models.late_reranker import LateInteractionReranker
@@ -68,10 +69,9 @@ def load_engine(settings: ServiceSettings) -> Engine:
                 index.manifest.model,
                 encoder.model_name,
             )
-        if isinstance(reranker, LateInteractionReranker):
-            mismatch = index.manifest.token_store_mismatch(reranker.model.fingerprint)
-            if mismatch is not None:
-                log.warning("index %s: %s", settings.index, mismatch)
+        mismatch = token_store_warning(reranker, index.reader)
+        if mismatch is not None:
+            log.warning("index %s: %s", settings.index, mismatch)
         engine = Engine(
             encoder,
             reranker,

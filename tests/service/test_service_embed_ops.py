@@ -122,15 +122,18 @@ def test_real_loader_starts_from_a_corpus(make_settings, tmp_path, service_model
         engine.close()
 
 
-def test_real_loader_warns_when_another_reranker_wrote_the_token_store(
+def test_real_loader_and_eval_warn_when_another_reranker_wrote_the_token_store(
     make_settings, tmp_path, service_model_dir, caplog
 ):
     """An index whose token store another re-ranker wrote still serves, but every search
-    would re-encode its candidates: the loader says so, and says how to fix it."""
+    would re-encode its candidates: the loader and ``loupe eval --index`` say so, and say
+    how to fix it."""
     import torch
 
+    from evaluation.jobs import retrieve_run
     from index.builder import IndexBuildConfig, build_index
     from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
     from models.lite import ScorerConfig
     from service.loading import load_engine
 
@@ -159,6 +162,12 @@ def test_real_loader_warns_when_another_reranker_wrote_the_token_store(
             engine = load_engine(make_settings(reranker=str(folder)))
         engine.close()
         assert ("rebuild the index with loupe index build --token-store" in caplog.text) is warned
+        caplog.clear()
+        reranker = LateInteractionReranker(LateInteractionModel.load(folder, device="cpu"))
+        with caplog.at_level(logging.WARNING, logger="evaluation.jobs"):
+            _, timings = retrieve_run(tmp_path / "index", {"q": "loupe"}, 2, "cpu", reranker)
+        assert ("rebuild the index with loupe index build --token-store" in caplog.text) is warned
+        assert timings["token_store_hit_rate"] == (0.0 if warned else 1.0)
 
 
 def test_metrics(client: TestClient):
