@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from models.backbone import (
     resolve_model_path,
     transformer_layers,
 )
-from models.encoder import EncoderConfig, TextEncoder, length_sorted_batches
+from models.encoder import EncoderConfig, TextEncoder, TokenBatch, length_sorted_batches
 from models.laurel import LaurelConfig, apply_laurel
 from models.lite import ScorerConfig, build_scorer
 from models.pooling import l2_normalize
@@ -133,6 +133,18 @@ class TokenMatrices:
     mask: torch.Tensor
 
 
+@dataclass(frozen=True)
+class DocumentWindows:
+    """Documents read as windows: ``tokens (windows, length, dim)`` and ``mask (windows,
+    length)``, ``owners (windows,)`` the document each window belongs to (0 to
+    ``documents - 1``, in order)."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    owners: torch.Tensor
+    documents: int
+
+
 class LateInteractionModel(nn.Module):
     """Backbone + projection + scorer. ``forward`` scores padded token batches."""
 
@@ -224,6 +236,39 @@ class LateInteractionModel(nn.Module):
         raw = self.backbone_tokens(texts, self.config.d_len)
         return TokenMatrices(self.project(raw.tokens, raw.mask), raw.mask)
 
+    def document_window_ids(self, texts: Sequence[str], windows: int) -> list[list[list[int]]]:
+        """Each text's token ids as at most ``windows`` ``d_len``-token windows."""
+        c = self.config
+        return self.encoder.tokenize_windows(texts, c.d_len, c.window_overlap or 0, windows)
+
+    def windowed_outputs(
+        self,
+        texts: Sequence[str],
+        windows: int,
+        encode: Callable[[TokenBatch], torch.Tensor],
+        batch_size: int = 32,
+    ) -> list[np.ndarray]:
+        """``encode`` of each text's windows (up to ``windows`` of them), the windows' rows end
+        to end: one unpadded float16 ``(tokens_i, k)`` matrix per text, in input order.
+        ``encode`` maps a backbone batch to ``(n, length, k)``; batches go by length."""
+        flat = [
+            (i, ids)
+            for i, text_windows in enumerate(self.document_window_ids(texts, windows))
+            for ids in text_windows
+        ]
+        encoded: list[np.ndarray] = [np.zeros((0, 1), np.float16)] * len(flat)
+        for rows in length_sorted_batches([len(ids) for _, ids in flat], batch_size):
+            raw = self.encoder.forward_tokens(
+                self.encoder.pad_token_ids([flat[r][1] for r in rows])
+            )
+            out = encode(raw).to(torch.float16).cpu().numpy()
+            for row, r in enumerate(rows):
+                encoded[r] = out[row, : len(flat[r][1])]
+        parts: list[list[np.ndarray]] = [[] for _ in texts]
+        for (i, _), matrix in zip(flat, encoded, strict=True):
+            parts[i].append(matrix)  # every text has at least one window
+        return [p[0] if len(p) == 1 else np.concatenate(p) for p in parts]
+
     @torch.inference_mode()
     def document_matrices(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
         """One unpadded ``(tokens_i, dim)`` float16 matrix per text, in input order.
@@ -231,21 +276,22 @@ class LateInteractionModel(nn.Module):
         A text longer than ``d_len`` tokens gives its windows' matrices end to end (up to
         ``doc_windows`` of them, every one but the last exactly ``d_len`` rows), which
         :meth:`score_matrices` splits again to score each window."""
-        c = self.config
-        overlap = c.window_overlap or 0
-        windows = self.encoder.tokenize_windows(texts, c.d_len, overlap, c.doc_windows)
-        flat = [(i, ids) for i, text_windows in enumerate(windows) for ids in text_windows]
-        encoded: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(flat)
-        for rows in length_sorted_batches([len(ids) for _, ids in flat], batch_size):
-            batch = self.encoder.pad_token_ids([flat[r][1] for r in rows])
-            raw = self.encoder.forward_tokens(batch)
-            tokens = self.project(raw.embeddings, raw.mask).to(torch.float16).cpu().numpy()
-            for row, r in enumerate(rows):
-                encoded[r] = tokens[row, : len(flat[r][1])]
-        parts: list[list[np.ndarray]] = [[] for _ in texts]
-        for (i, _), matrix in zip(flat, encoded, strict=True):
-            parts[i].append(matrix)  # every text has at least one window
-        return [p[0] if len(p) == 1 else np.concatenate(p) for p in parts]
+        return self.windowed_outputs(
+            texts,
+            self.config.doc_windows,
+            lambda raw: self.project(raw.embeddings, raw.mask),
+            batch_size,
+        )
+
+    def encode_document_windows(self, texts: Sequence[str], windows: int) -> DocumentWindows:
+        """Projected windows of each text (up to ``windows``) in one padded batch, with
+        gradients where the caller allows them (training a backbone on windows)."""
+        ids = self.document_window_ids(texts, windows)
+        raw = self.encoder.forward_tokens(
+            self.encoder.pad_token_ids([w for text_windows in ids for w in text_windows])
+        )
+        owners = torch.tensor([i for i, ws in enumerate(ids) for _ in ws], device=self.device)
+        return DocumentWindows(self.project(raw.embeddings, raw.mask), raw.mask, owners, len(texts))
 
     # -- scoring --------------------------------------------------------------------------
     def forward(
@@ -272,21 +318,22 @@ class LateInteractionModel(nn.Module):
         matrices ``(tokens_i, dim)``; a matrix longer than ``d_len`` is read as consecutive
         ``d_len``-row windows and scores as its best window (see :meth:`document_matrices`)."""
         device = self.device
-        d_len = self.config.d_len
         q_mask = torch.ones(1, q_tokens.shape[0], dtype=torch.bool, device=device)
-        lengths = [int(m.shape[0]) for m in matrices]
-        if max(lengths, default=0) <= d_len:
+        if max((int(m.shape[0]) for m in matrices), default=0) <= self.config.d_len:
             d_tokens, d_mask = pad_matrices(matrices, device)
             return self(q_tokens[None], q_mask, d_tokens[None], d_mask[None])[0]
-        windows = [
-            m[start : start + d_len]
-            for m in matrices
-            for start in range(0, max(1, int(m.shape[0])), d_len)
-        ]
-        owners = torch.tensor(window_owners(lengths, d_len))
-        d_tokens, d_mask = pad_matrices(windows, device)
-        scores = self(q_tokens[None], q_mask, d_tokens[None], d_mask[None])[0]
-        return best_window_scores(scores, owners, len(matrices))
+        return self.score_windows(
+            q_tokens[None], q_mask, stored_windows(matrices, self.config.d_len, device)
+        )[0]
+
+    def score_windows(
+        self, q_tokens: torch.Tensor, q_mask: torch.Tensor, windows: DocumentWindows
+    ) -> torch.Tensor:
+        """Scores ``(batch, documents)`` of queries ``(batch, q_tokens, dim)`` with mask
+        ``(batch, q_tokens)`` against every document of ``windows``, a pool the queries
+        share: each document scores as its best window (MaxP)."""
+        scores = self(q_tokens, q_mask, windows.tokens, windows.mask)  # (batch, windows)
+        return best_window_scores(scores, windows.owners, windows.documents)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -391,6 +438,27 @@ def folder_fingerprint(folder: Path) -> str:
 
 def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def stored_windows(
+    matrices: Sequence[torch.Tensor | np.ndarray], window: int, device: torch.device | None = None
+) -> DocumentWindows:
+    """Unpadded ``(tokens_i, k)`` matrices whose windows lie end to end (every window but the
+    last exactly ``window`` rows; see :meth:`LateInteractionModel.document_matrices`), cut
+    back into padded windows ``(windows, window, k)``.
+
+    >>> w = stored_windows([np.ones((3, 2)), np.ones((1, 2))], 2)
+    >>> tuple(w.tokens.shape), w.owners.tolist(), w.mask.int().tolist()
+    ((3, 2, 2), [0, 0, 1], [[1, 1], [1, 0], [1, 0]])
+    """
+    pieces = [
+        m[start : start + window]
+        for m in matrices
+        for start in range(0, max(1, int(m.shape[0])), window)
+    ]
+    owners = torch.tensor(window_owners([int(m.shape[0]) for m in matrices], window))
+    tokens, mask = pad_matrices(pieces, device)
+    return DocumentWindows(tokens, mask, owners.to(tokens.device), len(matrices))
 
 
 def pad_matrices(

@@ -136,10 +136,15 @@ def window_owners(lengths: Sequence[int], window: int) -> list[int]:
 
 
 def best_window_scores(scores: torch.Tensor, owners: torch.Tensor, documents: int) -> torch.Tensor:
-    """``(windows,)`` window scores to ``(documents,)``: each document's best window (MaxP).
+    """``(..., windows)`` window scores to ``(..., documents)``: each document's best window
+    (MaxP). Gradients reach each document's best window only.
 
     >>> best_window_scores(torch.tensor([1.0, 3.0, 2.0]), torch.tensor([0, 0, 1]), 2).tolist()
     [3.0, 2.0]
+    >>> best_window_scores(torch.tensor([[1.0, 3.0, 2.0], [4.0, 0.0, 5.0]]),
+    ...                    torch.tensor([0, 0, 1]), 2).tolist()
+    [[3.0, 2.0], [4.0, 5.0]]
     """
-    best = scores.new_full((documents,), float("-inf"))
-    return best.scatter_reduce(0, owners.to(scores.device), scores, reduce="amax")
+    index = owners.to(scores.device).expand(*scores.shape[:-1], -1)
+    best = scores.new_full((*scores.shape[:-1], documents), float("-inf"))
+    return best.scatter_reduce(-1, index, scores, reduce="amax")

@@ -11,7 +11,7 @@ from pathlib import Path
 import ir_measures
 import torch
 
-from models.late_interaction import LateInteractionConfig, LateInteractionModel
+from models.late_interaction import DocumentWindows, LateInteractionConfig, LateInteractionModel
 from models.laurel import LaurelConfig, laurel_parameters
 from training.batches import Batch, batches, split_training_data
 from training.examples import Example
@@ -71,9 +71,14 @@ class LiteTraining:
             desc="caching queries",
         )
         docs = {e.positive for e in examples} | {n for e in examples for n in e.negatives}
-        self.cache.ensure(
-            self.model, docs, c.d_len, show_progress=show_progress, desc="caching passages"
-        )
+        if c.train_windows > 1:
+            self.cache.ensure_windows(
+                self.model, docs, c.train_windows, show_progress=show_progress
+            )
+        else:
+            self.cache.ensure(
+                self.model, docs, c.d_len, show_progress=show_progress, desc="caching passages"
+            )
         if c.cache is not None and len(self.cache) > before:
             c.cache.parent.mkdir(parents=True, exist_ok=True)
             self.cache.save(c.cache)
@@ -81,37 +86,60 @@ class LiteTraining:
     def encode(
         self, queries: Sequence[str], documents: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Projected ``(q, q_tokens, dim)`` queries and ``(n, d_tokens, dim)`` documents."""
-        c, device = self.config, self.model.device
+        """Projected ``(q, q_tokens, dim)`` queries and ``(n, d_tokens, dim)`` documents (their
+        first ``d_len`` tokens), with masks."""
+        q, q_mask = self.encode_queries(queries)
+        c = self.config
         if self.cache is not None:
-            q_raw, q_mask = self.cache.batch(queries, c.q_len, device)
-            d_raw, d_mask = self.cache.batch(documents, c.d_len, device)
-            return (
-                self.model.project(q_raw, q_mask),
-                q_mask,
-                self.model.project(d_raw, d_mask),
-                d_mask,
-            )
-        q = self.model.encode_queries(list(queries))
+            d_raw, d_mask = self.cache.batch(documents, c.d_len, self.model.device)
+            return q, q_mask, self.model.project(d_raw, d_mask), d_mask
         d = self.model.encode_documents(list(documents))
-        return q.tokens, q.mask, d.tokens, d.mask
+        return q, q_mask, d.tokens, d.mask
+
+    def encode_queries(self, queries: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected ``(q, q_tokens, dim)`` queries and their mask."""
+        if self.cache is not None:
+            q_raw, q_mask = self.cache.batch(queries, self.config.q_len, self.model.device)
+            return self.model.project(q_raw, q_mask), q_mask
+        q = self.model.encode_queries(list(queries))
+        return q.tokens, q.mask
+
+    def encode_windows(self, documents: Sequence[str]) -> DocumentWindows:
+        """The documents' projected windows (up to ``train_windows`` each)."""
+        windows = self.config.train_windows
+        if self.cache is None:
+            return self.model.encode_document_windows(documents, windows)
+        raw = self.cache.window_batch(documents, self.model, windows, self.model.device)
+        return DocumentWindows(
+            self.model.project(raw.tokens, raw.mask), raw.mask, raw.owners, raw.documents
+        )
+
+    def pool_scores(self, queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:
+        """Scores ``(queries, documents)`` of every query against every document: its first
+        ``d_len`` tokens, or with ``train_windows > 1`` its best window (MaxP)."""
+        if self.config.train_windows > 1:
+            q, q_mask = self.encode_queries(queries)
+            return self.model.score_windows(q, q_mask, self.encode_windows(documents))
+        q, q_mask, d, d_mask = self.encode(queries, documents)
+        return self.model(q, q_mask, d, d_mask)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         c = self.config
         group = 1 + c.negatives
-        q, q_mask, d, d_mask = self.encode(batch.queries, batch.documents)
         b = len(batch.queries)
-        if c.in_batch_negatives:
-            scores = self.model(q, q_mask, d, d_mask)
-            target = torch.arange(b, device=scores.device) * group
-            own = scores.reshape(b, b, group)[torch.arange(b), torch.arange(b)]
+        pool: torch.Tensor | None = None  # (b, b * group): every query against every passage
+        if c.in_batch_negatives or c.train_windows > 1:
+            pool = self.pool_scores(batch.queries, batch.documents)
+            own = pool.reshape(b, b, group)[torch.arange(b), torch.arange(b)]  # (b, group)
         else:
-            scores = self.model(
+            q, q_mask, d, d_mask = self.encode(batch.queries, batch.documents)
+            own = self.model(
                 q, q_mask, d.reshape(b, group, *d.shape[1:]), d_mask.reshape(b, group, -1)
             )
-            target = torch.zeros(b, dtype=torch.long, device=scores.device)
-            own = scores
-        loss = listwise_softmax_ce(scores, target)
+        if c.in_batch_negatives and pool is not None:
+            loss = listwise_softmax_ce(pool, torch.arange(b, device=pool.device) * group)
+        else:
+            loss = listwise_softmax_ce(own, torch.zeros(b, dtype=torch.long, device=own.device))
         if batch.teacher is not None and c.loss != "ce":
             teacher = batch.teacher.to(own.device)
             distill = (
@@ -128,8 +156,11 @@ class LiteTraining:
         qrels, run = {}, {}
         for i, ex in enumerate(examples):
             docs = [ex.positive, *ex.negatives]
-            q, q_mask, d, d_mask = self.encode([ex.query], docs)
-            scores = self.model(q, q_mask, d[None], d_mask[None])[0].tolist()
+            if self.config.train_windows > 1:
+                scores = self.pool_scores([ex.query], docs)[0].tolist()
+            else:
+                q, q_mask, d, d_mask = self.encode([ex.query], docs)
+                scores = self.model(q, q_mask, d[None], d_mask[None])[0].tolist()
             qrels[str(i)] = {"0": 1}
             run[str(i)] = {str(j): float(s) for j, s in enumerate(scores)}
         measures = [ir_measures.RR @ 10, ir_measures.nDCG @ 10]

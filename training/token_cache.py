@@ -16,11 +16,21 @@ import torch
 from tqdm.auto import tqdm
 
 from models.encoder import length_sorted_batches
-from models.late_interaction import LateInteractionModel, pad_matrices
+from models.late_interaction import (
+    DocumentWindows,
+    LateInteractionModel,
+    pad_matrices,
+    stored_windows,
+)
 
 
 def text_key(text: str, max_length: int) -> str:
     return hashlib.sha1(f"{max_length}\x00{text}".encode()).hexdigest()
+
+
+def windows_key(text: str, window: int, overlap: int, windows: int) -> str:
+    """Key of a text's first ``windows`` windows of ``window`` tokens sharing ``overlap``."""
+    return text_key(f"{window}+{overlap}x{windows}\x00{text}", -1)
 
 
 class TokenCache:
@@ -56,6 +66,48 @@ class TokenCache:
                     n = int(raw.mask[row].sum())
                     self._states[items[i][0]] = raw.tokens[row, :n].to(torch.float16).cpu().numpy()
                 bar.update(len(ids))
+
+    @torch.inference_mode()
+    def ensure_windows(
+        self,
+        model: LateInteractionModel,
+        texts: Iterable[str],
+        windows: int,
+        *,
+        batch_size: int = 32,
+        show_progress: bool = True,
+        desc: str = "caching passage windows",
+    ) -> None:
+        """Compute the states of the texts' windows not cached yet: up to ``windows`` of
+        ``model``'s ``d_len``-token windows per text, stored end to end."""
+        c = model.config
+        overlap = c.window_overlap or 0
+        missing = {windows_key(t, c.d_len, overlap, windows): t for t in texts}
+        missing = {k: t for k, t in missing.items() if k not in self._states}
+        keys, pending = list(missing), list(missing.values())
+        chunk = 16 * batch_size  # texts per call: progress in steps, bounded float32 memory
+        with tqdm(total=len(pending), desc=desc, disable=not show_progress) as bar:
+            for start in range(0, len(pending), chunk):
+                states = model.windowed_outputs(
+                    pending[start : start + chunk], windows, lambda raw: raw.embeddings, batch_size
+                )
+                for key, matrix in zip(keys[start : start + chunk], states, strict=True):
+                    self._states[key] = matrix
+                bar.update(len(states))
+
+    def window_batch(
+        self,
+        texts: Sequence[str],
+        model: LateInteractionModel,
+        windows: int,
+        device: torch.device | None = None,
+    ) -> DocumentWindows:
+        """The texts' cached raw window states, padded ``(windows, d_len, hidden)`` float32,
+        as :meth:`ensure_windows` stored them for ``model``'s windowing."""
+        c = model.config
+        overlap = c.window_overlap or 0
+        matrices = [self._states[windows_key(t, c.d_len, overlap, windows)] for t in texts]
+        return stored_windows(matrices, c.d_len, device)
 
     def batch(
         self, texts: Sequence[str], max_length: int, device: torch.device | None = None

@@ -88,3 +88,34 @@ def test_one_window_models_score_as_before(tiny_model_dir: Path) -> None:
     assert model.document_matrices([LONG])[0].shape[0] == D_LEN
     windowed = LateInteractionModel(replace(model.config, doc_windows=2), model.encoder)
     assert windowed.document_matrices([LONG])[0].shape[0] == 2 * D_LEN
+
+
+@pytest.mark.parametrize("kind", ["maxsim", "sorted"])
+def test_a_pool_of_windows_scores_as_each_query_scores_the_stored_matrices(
+    tiny_model_dir: Path, kind: ScorerKind
+) -> None:
+    """Training's path (every window in one batch, with gradients) and the service's (stored
+    matrices split again) give each document the same best-window score."""
+    model = tiny_late(tiny_model_dir, kind, doc_windows=3, window_overlap=2)
+    docs = [LONG, "word1 word2", "word30 " + LONG]
+    queries = model.encode_queries(["word33 word34", "word1"])
+    pool = model.encode_document_windows(docs, 3)
+    assert pool.owners.tolist() == [0, 0, 0, 1, 2, 2, 2]
+    stored = model.document_matrices(docs)
+    with torch.no_grad():
+        together = model.score_windows(queries.tokens, queries.mask, pool)
+        for row, (q, mask) in enumerate(zip(queries.tokens, queries.mask, strict=True)):
+            alone = model.score_matrices(q[mask], stored)
+            np.testing.assert_allclose(together[row], alone, atol=2e-3)
+
+
+def test_gradients_reach_each_document_through_its_best_window_only(tiny_model_dir: Path) -> None:
+    model = tiny_late(tiny_model_dir, doc_windows=3, window_overlap=2)
+    q = model.encode_queries(["word33 word34"])
+    pool = model.encode_document_windows([LONG], 3)
+    tokens = pool.tokens.detach().requires_grad_(True)
+    scores = model.score_windows(q.tokens, q.mask, replace(pool, tokens=tokens))
+    scores.sum().backward()
+    assert tokens.grad is not None
+    touched = [bool(g.abs().sum() > 0) for g in tokens.grad]
+    assert sum(touched) == 1, touched

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.late_interaction import LateInteractionModel
+from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.late_reranker import LateInteractionReranker
 from training.batches import Batch, batches, load_examples
 from training.examples import examples_from_qrels, split_by_query
@@ -195,3 +195,82 @@ def test_laurel_on_a_frozen_backbone_trains_and_round_trips(
     assert loaded.config.laurel is not None and loaded.config.laurel.variants == ("rw", "lr")
     # Training moved LAuReL off the identity (the zero-initialised up-projection is non-zero).
     assert any(float(v.abs().sum()) > 0 for k, v in state.items() if k.endswith("up.weight"))
+
+
+FILLER = "the report below was filed by the committee after a long meeting in the hall today"
+
+
+def write_late_answer_triples(path: Path) -> Path:
+    """Triples whose passages share their first 20 tokens: what tells the positive from the
+    negative lies past a 16-token first window."""
+    lines = []
+    for i, topic in enumerate(TOPICS):
+        other = TOPICS[(i + 3) % len(TOPICS)]
+        for j in range(3):
+            lines.append(
+                f"about {topic}\t{FILLER} {topic} {topic} facts {j}\t{FILLER} {other} trivia {j}"
+            )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_training_on_windows_learns_what_lies_past_the_first_window(
+    tmp_path: Path, tiny_model_dir: Path, cached: bool
+) -> None:
+    data = [TriplesSource(path=write_late_answer_triples(tmp_path / "late.tsv"))]
+    # trainable_layers=1 trains without a token cache (windows encoded with gradients)
+    extra = {"max_steps": 80, "trainable_layers": 0 if cached else 1}
+    windowed = config(
+        tmp_path, tiny_model_dir, data=data, dev_fraction=0.0, doc_windows=3, train_windows=3
+    ).model_copy(update=extra)
+    examples = load_examples(windowed.data)
+    fixed = next(batches(examples, 8, 2, seed=1, with_teacher=False))
+    n = len(fixed.documents)
+
+    first = LiteTraining(windowed.model_copy(update={"train_windows": 1}))
+    first.prepare_cache(examples, show_progress=False)
+    # every passage has the same first window: first-window training cannot tell them apart
+    with torch.no_grad():
+        assert float(first.loss(fixed)) == pytest.approx(np.log(n), abs=1e-4)
+
+    job = LiteTraining(windowed)
+    job.prepare_cache(examples, show_progress=False)
+    assert (job.cache is not None) == cached
+    with torch.no_grad():
+        before = float(job.loss(fixed))
+    train_lite(windowed, show_progress=False)
+    job.model = LateInteractionModel.load(windowed.out / "best", device="cpu")
+    with torch.no_grad():
+        after = float(job.loss(fixed))
+    assert after < 0.8 * before, (before, after)
+
+
+def test_training_cannot_read_more_windows_than_the_model_will(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train_windows=4 exceeds doc_windows=2"):
+        LiteTrainConfig(
+            out=tmp_path,
+            data=[TriplesSource(path=write_triples(tmp_path / "t.tsv"))],
+            doc_windows=2,
+            train_windows=4,
+        )
+
+
+def test_cached_windows_are_the_windows_the_model_stores(tiny_model_dir: Path) -> None:
+    """Training's cached window states, projected, equal what the token store keeps."""
+    model = LateInteractionModel(
+        LateInteractionConfig(backbone=str(tiny_model_dir), dim=8, q_len=8, d_len=16), device="cpu"
+    ).eval()
+    texts = [f"{FILLER} {FILLER} cats", "short text"]
+    cache = TokenCache()
+    cache.ensure_windows(model, texts, 8, show_progress=False)
+    cache.ensure_windows(model, texts, 8, show_progress=False)
+    assert len(cache) == 2
+    raw = cache.window_batch(texts, model, 8)
+    with torch.no_grad():
+        projected = model.project(raw.tokens, raw.mask)
+    stored = model.document_matrices(texts)
+    for doc, matrix in enumerate(stored):
+        rows = projected[raw.owners == doc][raw.mask[raw.owners == doc]]
+        np.testing.assert_allclose(rows, matrix.astype(np.float32), atol=2e-3)
+    assert raw.owners.tolist().count(0) > 1
