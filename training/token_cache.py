@@ -29,7 +29,11 @@ def text_key(text: str, max_length: int) -> str:
 
 
 def windows_key(text: str, window: int, overlap: int, windows: int) -> str:
-    """Key of a text's first ``windows`` windows of ``window`` tokens sharing ``overlap``."""
+    """Key of a text's first ``windows`` windows of ``window`` tokens sharing ``overlap``;
+    one window is the text cut at ``window`` tokens, the states :meth:`TokenCache.ensure`
+    keeps under ``text_key(text, window)``."""
+    if windows == 1:
+        return text_key(text, window)
     return text_key(f"{window}+{overlap}x{windows}\x00{text}", -1)
 
 

@@ -274,3 +274,18 @@ def test_cached_windows_are_the_windows_the_model_stores(tiny_model_dir: Path) -
         rows = projected[raw.owners == doc][raw.mask[raw.owners == doc]]
         np.testing.assert_allclose(rows, matrix.astype(np.float32), atol=2e-3)
     assert raw.owners.tolist().count(0) > 1
+
+
+def test_one_cached_window_is_the_cached_first_window(tiny_model_dir: Path) -> None:
+    model = LateInteractionModel(
+        LateInteractionConfig(backbone=str(tiny_model_dir), dim=8, q_len=8, d_len=16), device="cpu"
+    ).eval()
+    texts = [f"{FILLER} {FILLER} cats", "short text"]
+    cache = TokenCache()
+    cache.ensure(model, texts, 16, show_progress=False)
+    first = cache.window_batch(texts, model, 1)
+    raw, mask = cache.batch(texts, 16)
+    assert first.owners.tolist() == [0, 1]
+    assert torch.equal(first.tokens, raw) and torch.equal(first.mask, mask)
+    cache.ensure_windows(model, texts, 1, show_progress=False)
+    assert len(cache) == 2
