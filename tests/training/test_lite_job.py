@@ -256,11 +256,15 @@ def test_training_cannot_read_more_windows_than_the_model_will(tmp_path: Path) -
         )
 
 
+def frozen_tiny_model(tiny_model_dir: Path) -> LateInteractionModel:
+    """A 16-token-window re-ranker over the tiny backbone, as training caches it."""
+    config = LateInteractionConfig(backbone=str(tiny_model_dir), dim=8, q_len=8, d_len=16)
+    return LateInteractionModel(config, device="cpu").eval()
+
+
 def test_cached_windows_are_the_windows_the_model_stores(tiny_model_dir: Path) -> None:
     """Training's cached window states, projected, equal what the token store keeps."""
-    model = LateInteractionModel(
-        LateInteractionConfig(backbone=str(tiny_model_dir), dim=8, q_len=8, d_len=16), device="cpu"
-    ).eval()
+    model = frozen_tiny_model(tiny_model_dir)
     texts = [f"{FILLER} {FILLER} cats", "short text"]
     cache = TokenCache()
     cache.ensure_windows(model, texts, 8, show_progress=False)
@@ -277,9 +281,7 @@ def test_cached_windows_are_the_windows_the_model_stores(tiny_model_dir: Path) -
 
 
 def test_one_cached_window_is_the_cached_first_window(tiny_model_dir: Path) -> None:
-    model = LateInteractionModel(
-        LateInteractionConfig(backbone=str(tiny_model_dir), dim=8, q_len=8, d_len=16), device="cpu"
-    ).eval()
+    model = frozen_tiny_model(tiny_model_dir)
     texts = [f"{FILLER} {FILLER} cats", "short text"]
     cache = TokenCache()
     cache.ensure(model, texts, 16, show_progress=False)
