@@ -60,8 +60,9 @@ class TokenCache:
     ) -> None:
         """Compute the states of the texts not cached yet."""
         missing = {text_key(t, max_length): t for t in texts}
-        missing = {k: t for k, t in missing.items() if k not in self._states}
-        items = list(missing.items())
+        # in key order: which texts share a batch moves a state's fp16 bits slightly, so the
+        # same texts must form the same batches whatever order (a set's) they come in
+        items = sorted((k, t) for k, t in missing.items() if k not in self._states)
         lengths = [len(t) for _, t in items]
         with tqdm(total=len(items), desc=desc, disable=not show_progress) as bar:
             for ids in length_sorted_batches(lengths, batch_size):
@@ -87,8 +88,8 @@ class TokenCache:
         c = model.config
         overlap = c.window_overlap or 0
         missing = {windows_key(t, c.d_len, overlap, windows): t for t in texts}
-        missing = {k: t for k, t in missing.items() if k not in self._states}
-        keys, pending = list(missing), list(missing.values())
+        items = sorted((k, t) for k, t in missing.items() if k not in self._states)  # see ensure
+        keys, pending = [k for k, _ in items], [t for _, t in items]
         chunk = 16 * batch_size  # texts per call: progress in steps, bounded float32 memory
         with tqdm(total=len(pending), desc=desc, disable=not show_progress) as bar:
             for start in range(0, len(pending), chunk):

@@ -291,3 +291,32 @@ def test_one_cached_window_is_the_cached_first_window(tiny_model_dir: Path) -> N
     assert torch.equal(first.tokens, raw) and torch.equal(first.mask, mask)
     cache.ensure_windows(model, texts, 1, show_progress=False)
     assert len(cache) == 2
+
+
+def test_the_same_texts_form_the_same_batches_in_any_order(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached state's fp16 bits depend slightly on the texts that share its batch, and
+    training hands texts over as a set (whose order changes between processes): the cache
+    must batch the same texts the same way whatever order they come in."""
+    model = frozen_tiny_model(tiny_model_dir)
+    seen: list[list[list[int]]] = []
+    forward = model.encoder.forward_tokens
+
+    def recording(batch: dict[str, torch.Tensor]):
+        seen.append(batch["input_ids"].tolist())
+        return forward(batch)
+
+    monkeypatch.setattr(model.encoder, "forward_tokens", recording)
+    texts = [f"{FILLER} {topic} " * (i % 3 + 1) for i, topic in enumerate(TOPICS)]
+    batches_by_order, states_by_order = [], []
+    for order in (texts, texts[::-1]):
+        seen.clear()
+        cache = TokenCache()
+        cache.ensure(model, order, 16, batch_size=3, show_progress=False)
+        cache.ensure_windows(model, order, 4, batch_size=3, show_progress=False)
+        batches_by_order.append(list(seen))
+        states_by_order.append(cache._states)
+    first, second = batches_by_order
+    assert len(first) > 2 and first == second
+    assert all(np.array_equal(v, states_by_order[1][k]) for k, v in states_by_order[0].items())
