@@ -18,7 +18,7 @@ Both are then scored as the product serves them, each candidate read as up to 8 
 dense top 100 of ``--scifact-index``) and TREC DL19 (43 queries, BM25 top 100), with paired
 t-tests of ``maxp`` against ``first``. Untrained 384-d MaxSim and the shipped default are
 scored by the same code for reference. Frozen MiniLM states are cached once
-(``--cache``; about 2 GB for SciFact's windows). Usage::
+(``--cache``; 2.8 GB on disk with SciFact's windows). Usage::
 
     PYTHONPATH=. python bench/lite_window_training.py --out runs/window-training --seeds 0,1,2
 """
