@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bench.harness import write_json
 from bench.lite_experiment import MEASURES, EvalSet, eval_sets, paired_ndcg
@@ -51,21 +50,15 @@ def window_states(
     model: LateInteractionModel, windows: dict[str, list[list[int]]], batch_size: int = 32
 ) -> StateMap:
     """Raw backbone states of every window, ``(tokens_w, hidden)`` float16 each, in each
-    document's window order (batched by length)."""
-    flat = [
-        (doc, w, ids) for doc, doc_windows in windows.items() for w, ids in enumerate(doc_windows)
-    ]
-    flat.sort(key=lambda item: len(item[2]))
-    out: dict[str, list[np.ndarray | None]] = {doc: [None] * len(w) for doc, w in windows.items()}
-    with tqdm(total=len(flat), desc="windows") as bar:
-        for start in range(0, len(flat), batch_size):
-            chunk = flat[start : start + batch_size]
-            batch = model.encoder.pad_token_ids([ids for _, _, ids in chunk])
-            states = model.encoder.forward_tokens(batch).embeddings
-            for row, (doc, w, ids) in enumerate(chunk):
-                out[doc][w] = states[row, : len(ids)].to(torch.float16).cpu().numpy()
-            bar.update(len(chunk))
-    return {doc: [m for m in matrices if m is not None] for doc, matrices in out.items()}
+    document's window order (batched by length, as the token store encodes them)."""
+    flat = [(doc, ids) for doc, doc_windows in windows.items() for ids in doc_windows]
+    states = model.encoder.encode_token_ids(
+        [ids for _, ids in flat], lambda raw: raw.embeddings, batch_size, show_progress=True
+    )
+    out: StateMap = {doc: [] for doc in windows}
+    for (doc, _), matrix in zip(flat, states, strict=True):
+        out[doc].append(matrix)
+    return out
 
 
 @torch.no_grad()

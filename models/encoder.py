@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -157,6 +157,26 @@ class TextEncoder:
             {"input_ids": [list(x) for x in ids]}, return_tensors="pt"
         )
         return {k: v.to(self.device) for k, v in batch.items()}
+
+    def encode_token_ids(
+        self,
+        sequences: Sequence[Sequence[int]],
+        encode: Callable[[TokenBatch], torch.Tensor],
+        batch_size: int = 32,
+        show_progress: bool = False,
+    ) -> list[np.ndarray]:
+        """``encode`` of already tokenised sequences, batched by length: one unpadded float16
+        ``(len_i, k)`` matrix per sequence, in input order. ``encode`` maps a backbone batch to
+        ``(n, length, k)``."""
+        out: list[np.ndarray] = [np.zeros((0, 1), np.float16)] * len(sequences)
+        with tqdm(total=len(sequences), desc="encoding", disable=not show_progress) as bar:
+            for rows in length_sorted_batches([len(ids) for ids in sequences], batch_size):
+                raw = self.forward_tokens(self.pad_token_ids([sequences[r] for r in rows]))
+                encoded = encode(raw).to(torch.float16).cpu().numpy()
+                for row, r in enumerate(rows):
+                    out[r] = encoded[row, : len(sequences[r])]
+                bar.update(len(rows))
+        return out
 
     def count_tokens(self, texts: Sequence[str], max_length: int | None = None) -> list[int]:
         """Number of tokens of each text after truncation at ``max_length`` (default: the

@@ -26,7 +26,7 @@ from models.backbone import (
     resolve_model_path,
     transformer_layers,
 )
-from models.encoder import EncoderConfig, TextEncoder, TokenBatch, length_sorted_batches
+from models.encoder import EncoderConfig, TextEncoder, TokenBatch
 from models.laurel import LaurelConfig, apply_laurel
 from models.lite import ScorerConfig, build_scorer
 from models.pooling import l2_normalize
@@ -256,14 +256,7 @@ class LateInteractionModel(nn.Module):
             for i, text_windows in enumerate(self.document_window_ids(texts, windows))
             for ids in text_windows
         ]
-        encoded: list[np.ndarray] = [np.zeros((0, 1), np.float16)] * len(flat)
-        for rows in length_sorted_batches([len(ids) for _, ids in flat], batch_size):
-            raw = self.encoder.forward_tokens(
-                self.encoder.pad_token_ids([flat[r][1] for r in rows])
-            )
-            out = encode(raw).to(torch.float16).cpu().numpy()
-            for row, r in enumerate(rows):
-                encoded[r] = out[row, : len(flat[r][1])]
+        encoded = self.encoder.encode_token_ids([ids for _, ids in flat], encode, batch_size)
         parts: list[list[np.ndarray]] = [[] for _ in texts]
         for (i, _), matrix in zip(flat, encoded, strict=True):
             parts[i].append(matrix)  # every text has at least one window
