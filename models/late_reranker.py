@@ -12,6 +12,7 @@ from models.document_cache import DocumentCache, document_key
 from models.encoder import TextEncoder, TokenBatch
 from models.late_interaction import LateInteractionModel
 from models.reranker import regroup
+from models.scoring import window_tokens_read
 
 
 class LateInteractionReranker:
@@ -92,11 +93,27 @@ class LateInteractionReranker:
     def score_many(
         self, queries: Sequence[str], documents: Sequence[Sequence[str]]
     ) -> list[np.ndarray]:
+        return self.score_many_counted(queries, documents)[0]
+
+    def score_many_counted(
+        self, queries: Sequence[str], documents: Sequence[Sequence[str]]
+    ) -> tuple[list[np.ndarray], list[int]]:
+        """:meth:`score_many`, and how many tokens of each query's documents were read (special
+        tokens counted once a document, as ``count_tokens`` at ``max_document_tokens``
+        counts them), from the documents' matrices: no second pass of the tokenizer."""
         if len(queries) != len(documents):
             raise ValueError("one document list per query is required")
         flat = [text for docs in documents for text in docs]
-        matrices = self.document_matrices(flat)
-        return self.score_stored_many(queries, regroup(matrices, [len(d) for d in documents]))
+        grouped = regroup(self.document_matrices(flat), [len(d) for d in documents])
+        config = self.model.config
+        tokens = [
+            sum(
+                window_tokens_read(int(m.shape[0]), config.d_len, config.window_overlap or 0)
+                for m in matrices
+            )
+            for matrices in grouped
+        ]
+        return self.score_stored_many(queries, grouped), tokens
 
     def document_matrices(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token matrices of the texts, from the document cache where it has them."""

@@ -135,6 +135,21 @@ def window_owners(lengths: Sequence[int], window: int) -> list[int]:
     return [doc for doc, n in enumerate(lengths) for _ in range(max(1, -(-n // window)))]
 
 
+def window_tokens_read(rows: int, window: int, overlap: int) -> int:
+    """Tokens of a document (one pair of special tokens counted) that its stored matrix of
+    ``rows`` rows holds, when the matrix is the document's ``window``-row windows end to end
+    (every one but the last full), each with its own special tokens and sharing ``overlap``
+    text tokens with the one before.
+
+    >>> window_tokens_read(100, 128, 32)  # one window: every row is a token read
+    100
+    >>> window_tokens_read(128 + 40, 128, 32)  # 126 text tokens, then 38 of which 32 repeat
+    134
+    """
+    windows = max(1, -(-rows // window))
+    return rows - (windows - 1) * (2 + overlap)
+
+
 def best_window_scores(scores: torch.Tensor, owners: torch.Tensor, documents: int) -> torch.Tensor:
     """``(..., windows)`` window scores to ``(..., documents)``: each document's best window
     (MaxP). Gradients reach each document's best window only.

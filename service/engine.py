@@ -259,17 +259,21 @@ class Engine:
             prepared.append(docs)
             truncated.append(cut)
         queries = [job.query for job in jobs]
-        scores = self.reranker.score_many(queries, prepared)
+        if isinstance(self.reranker, LateInteractionReranker):
+            # it counts the tokens it read from the documents' matrices
+            scores, document_tokens = self.reranker.score_many_counted(queries, prepared)
+        else:
+            scores = self.reranker.score_many(queries, prepared)
+            document_tokens = [self.count_tokens(d, self.rerank_max_length) for d in prepared]
         return [
             RerankOutcome(
                 scores=np.asarray(job_scores, dtype=np.float32),
-                total_tokens=self.count_tokens([query])
-                + self.count_tokens(docs, self.rerank_max_length),
+                total_tokens=self.count_tokens([query]) + tokens,
                 truncated=cut,
                 relevance=self.reranker.relevance_scores(query, job_scores),
             )
-            for query, docs, job_scores, cut in zip(
-                queries, prepared, scores, truncated, strict=True
+            for query, job_scores, tokens, cut in zip(
+                queries, scores, document_tokens, truncated, strict=True
             )
         ]
 

@@ -119,3 +119,18 @@ def test_gradients_reach_each_document_through_its_best_window_only(tiny_model_d
     assert tokens.grad is not None
     touched = [bool(g.abs().sum() > 0) for g in tokens.grad]
     assert sum(touched) == 1, touched
+
+
+@pytest.mark.parametrize(("doc_windows", "overlap"), [(1, None), (3, 2), (4, 0)])
+def test_the_tokens_read_are_counted_from_the_matrices_as_the_tokenizer_counts_them(
+    tiny_model_dir: Path, doc_windows: int, overlap: int | None
+) -> None:
+    from models.late_reranker import LateInteractionReranker
+
+    model = tiny_late(tiny_model_dir, doc_windows=doc_windows, window_overlap=overlap)
+    texts = ["", *(" ".join(f"word{i}" for i in range(n)) for n in range(0, 60, 3))]
+    groups = [texts[:7], texts[7:], []]
+    _, counted = LateInteractionReranker(model).score_many_counted(["q", "q", "q"], groups)
+    limit = model.config.max_document_tokens
+    assert counted == [sum(model.encoder.count_tokens(g, limit)) if g else 0 for g in groups]
+    assert counted[1] > len(groups[1]) * D_LEN or doc_windows == 1
