@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.token_quantization import TokenDtype, decode_tokens, encode_tokens, payload_layout
 
@@ -245,6 +246,36 @@ class DocStore:
             vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
             yield keys, vectors
             last = int(keys[-1])
+
+    def keys_matching(self, where: MetadataFilter) -> np.ndarray:
+        """Keys ``(n,)``, ascending, of the documents whose metadata passes ``where``."""
+        condition, params = where.where("metadata")
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT key FROM documents WHERE {condition} ORDER BY key", params
+            ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def vectors_for_keys(self, keys: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys (n,), vectors (n, dim))`` of the given keys that exist and have a vector."""
+        wanted = [int(k) for k in keys]
+        found_keys: list[int] = []
+        found: list[np.ndarray] = []
+        with self._lock:
+            for start in range(0, len(wanted), 900):
+                chunk = wanted[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, vector FROM documents WHERE key IN ({marks})"
+                    " AND vector IS NOT NULL",
+                    chunk,
+                ).fetchall()
+                for key, blob in rows:
+                    found_keys.append(int(key))
+                    found.append(np.frombuffer(blob, dtype=np.float32))
+        if not found:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.array(found_keys, dtype=np.int64), np.stack(found)
 
     def all_keys(self) -> np.ndarray:
         with self._lock:

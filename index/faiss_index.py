@@ -122,10 +122,39 @@ class FaissIndex(VectorIndex):
         scores, keys = self._search_index.search(queries, k)
         return scores, keys
 
+    @property
+    def exhaustive(self) -> bool:
+        """Whether a search scores every vector (a flat index): exact, filtered or not."""
+        return isinstance(_inner_index(self._cpu_index), faiss.IndexFlat)
+
+    def search_among(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k ``(scores, keys)``, each ``(q, k)``, among the ``allowed`` keys only (padded
+        with -inf and -1). Runs on the CPU index; an IVF index keeps its ``nprobe``, HNSW its
+        ``efSearch``, so an approximate index may find fewer than k when few keys are allowed.
+        """
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        queries = _as_f32(np.atleast_2d(queries), self.dimension)
+        if len(self) == 0 or len(allowed) == 0:
+            q = len(queries)
+            return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        inner = _inner_index(self._cpu_index)
+        params: faiss.SearchParameters
+        if hasattr(inner, "nprobe"):
+            ivf = faiss.SearchParametersIVF()
+            ivf.nprobe = int(inner.nprobe)  # the parameters' own default is 1
+            params = ivf
+        else:
+            params = faiss.SearchParameters()
+        params.sel = selector
+        scores, keys = self._cpu_index.search(queries, k, params=params)
+        return scores, keys
+
     def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
-        inner = faiss.downcast_index(self._cpu_index)
-        if isinstance(inner, faiss.IndexIDMap):
-            inner = faiss.downcast_index(inner.index)
+        inner = _inner_index(self._cpu_index)
         if nprobe is not None and hasattr(inner, "nprobe"):
             inner.nprobe = nprobe
         if ef_search is not None and hasattr(inner, "hnsw"):
@@ -140,11 +169,16 @@ class FaissIndex(VectorIndex):
         return int(faiss.serialize_index(self._cpu_index).nbytes)
 
 
-def ivf_lists_of(index: faiss.Index) -> int:
+def _inner_index(index: faiss.Index) -> faiss.Index:
+    """The index itself, or the one an id map wraps."""
     inner = faiss.downcast_index(index)
     if isinstance(inner, faiss.IndexIDMap):
         inner = faiss.downcast_index(inner.index)
-    return int(getattr(inner, "nlist", 0))
+    return inner
+
+
+def ivf_lists_of(index: faiss.Index) -> int:
+    return int(getattr(_inner_index(index), "nlist", 0))
 
 
 def _as_f32(vectors: np.ndarray, dimension: int) -> np.ndarray:

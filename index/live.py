@@ -9,6 +9,7 @@ and skips deleted ones, so nothing acknowledged is lost.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from index.builder import remove_stale_generations
 from index.docstore import DocStore
 from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.searcher import Hit, IndexReader
 from index.token_quantization import TokenDtype
@@ -25,6 +27,10 @@ from index.token_quantization import TokenDtype
 # How documents added while serving keep their token matrices when the index has no token
 # store to follow: the same default as ``loupe index build``.
 DEFAULT_LIVE_TOKEN_DTYPE = TokenDtype.int8
+_FILTERS_CACHED = 64
+_KEYS_CACHED = 4_000_000
+"""A live index keeps the passing keys of up to this many recent filters, and of keys in all
+(8 bytes each: 32 MB)."""
 
 
 def create_empty_index(folder: Path, model: str, dimension: int, factory: str = "Flat") -> Manifest:
@@ -49,6 +55,8 @@ class LiveIndex:
         self.reader = reader
         self._lock = threading.RLock()
         self._tombstones: set[int] = set()
+        self._passing: OrderedDict[MetadataFilter, np.ndarray] = OrderedDict()
+        """Keys each recent filter passed; emptied by every write."""
 
     @classmethod
     def open(cls, folder: str | Path, *, use_gpu: bool | None = None) -> LiveIndex:
@@ -93,6 +101,7 @@ class LiveIndex:
         if len(documents) != len(vectors):
             raise ValueError("one vector per document is required")
         with self._lock:
+            self._passing.clear()
             keys, replaced = self.reader.docstore.upsert(
                 documents, vectors, tokens, tokens_fingerprint, self.token_dtype
             )
@@ -104,6 +113,7 @@ class LiveIndex:
     def delete(self, doc_id: str) -> bool:
         """Delete a document by id; False if there was none."""
         with self._lock:
+            self._passing.clear()
             key = self.reader.docstore.delete(doc_id)
             if key is None:
                 return False
@@ -116,11 +126,33 @@ class LiveIndex:
         except RuntimeError:  # HNSW cannot remove: hide the keys until the next rebuild
             self._tombstones.update(keys)
 
-    def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
+    def search_vectors(
+        self, query_vectors: np.ndarray, k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """Top-k hits (see :meth:`IndexReader.search_vectors`); a filtered search draws only
+        on documents in the docstore, so hidden (deleted) keys never take a place, and the
+        keys a filter passes are kept until the next write (the docstore scan is most of a
+        filtered search's cost)."""
         with self._lock:
+            if where is not None:
+                return self.reader.search_among(query_vectors, k, self._keys_passing(where))
             extra = min(len(self._tombstones), 10 * k + 100)
             hits = self.reader.search_vectors(query_vectors, k + extra)
         return [row[:k] for row in hits]
+
+    def _keys_passing(self, where: MetadataFilter) -> np.ndarray:
+        """The docstore keys ``where`` passes, from the cache of recent filters if there."""
+        keys = self._passing.get(where)
+        if keys is None:
+            keys = self.reader.docstore.keys_matching(where)
+            self._passing[where] = keys
+            while len(self._passing) > _FILTERS_CACHED or (
+                len(self._passing) > 1 and sum(map(len, self._passing.values())) > _KEYS_CACHED
+            ):
+                self._passing.popitem(last=False)
+        else:
+            self._passing.move_to_end(where)
+        return keys
 
     def snapshot(self) -> Manifest:
         """Persist the in-memory FAISS index and a new manifest (atomic replace)."""

@@ -12,13 +12,19 @@ import numpy as np
 from index.bm25_index import BM25Index
 from index.docstore import DocStore
 from index.errors import IndexCorruptError
+from index.exact_search import top_k_inner_product
 from index.faiss_index import FaissIndex
 from index.manifest import Manifest, sha256_file
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.token_store import TokenStore
 from models.encoder import EncoderConfig, TextEncoder
 
 log = logging.getLogger(__name__)
+
+EXACT_FILTER_LIMIT = 20_000
+"""A filtered search over an approximate index scores up to this many passing documents
+exactly, from the docstore's vectors, rather than through the index."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +102,32 @@ class IndexReader:
             log.info("added %d documents stored after the index snapshot", added)
         return added
 
-    def search_vectors(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
-        """Top-k hits for ``query_vectors (q, dim)``; documents deleted since are skipped."""
-        scores, keys = self.vectors.search(query_vectors, k)
+    def search_vectors(
+        self, query_vectors: np.ndarray, k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """Top-k hits for ``query_vectors (q, dim)``; documents deleted since are skipped.
+
+        With ``where``, only documents whose metadata passes it: through the index with the
+        passing keys as a selector when the index is flat (exact) or more than
+        ``EXACT_FILTER_LIMIT`` pass (an approximate index may then miss some), else scored
+        exactly from the passing documents' stored vectors.
+        """
+        if where is None:
+            scores, keys = self.vectors.search(query_vectors, k)
+            return self._hits(scores, keys)
+        return self.search_among(query_vectors, k, self.docstore.keys_matching(where))
+
+    def search_among(
+        self, query_vectors: np.ndarray, k: int, allowed: np.ndarray
+    ) -> list[list[Hit]]:
+        """Top-k hits among the docstore keys ``allowed (n,)`` (see :meth:`search_vectors`)."""
+        if self.vectors.exhaustive or len(allowed) > EXACT_FILTER_LIMIT:
+            scores, keys = self.vectors.search_among(query_vectors, k, allowed)
+        else:
+            stored_keys, vectors = self.docstore.vectors_for_keys(allowed)
+            scores, keys = top_k_inner_product(
+                np.atleast_2d(query_vectors), stored_keys, vectors, k
+            )
         return self._hits(scores, keys)
 
     def search_bm25(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
@@ -167,11 +196,18 @@ class Searcher:
         return cls(reader, encoder)
 
     def search(
-        self, queries: Sequence[str], k: int = 10, first_stage: str = "dense"
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        first_stage: str = "dense",
+        where: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query from the dense index (``dense``) or BM25 (``bm25``)."""
+        """Top-k hits per query from the dense index (``dense``) or BM25 (``bm25``); with
+        ``where``, only documents whose metadata passes it (dense only)."""
         if first_stage == "bm25":
+            if where is not None:
+                raise ValueError("a metadata filter needs the dense first stage, not bm25")
             return self.reader.search_bm25(list(queries), k)
         if first_stage != "dense":
             raise ValueError(f"unknown first stage {first_stage!r}: dense or bm25")
-        return self.reader.search_vectors(self.encoder.encode(list(queries)), k)
+        return self.reader.search_vectors(self.encoder.encode(list(queries)), k, where)

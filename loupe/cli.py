@@ -175,13 +175,25 @@ def search(
         str,
         typer.Option(help="dense or bm25 (an index built with --bm25)", envvar=env("first_stage")),
     ] = "dense",
+    metadata_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            metavar="FIELD=VALUE",
+            help="only documents whose metadata field has this value (JSON where it parses: "
+            "year=2024); repeat a field for any of several values, other fields for all",
+        ),
+    ] = None,
     device: Device = None,
 ) -> None:
     """Search an index with the dual encoder (or a service with --url) and print ranked hits."""
+    from index.metadata_filter import parse_filter_pairs
+
+    where = parse_filter_pairs(metadata_filter) if metadata_filter else None
     if url:
         from loupe.serve_command import search_remote
 
-        for line in search_remote(url, query, k):
+        for line in search_remote(url, query, k, where=where):
             typer.echo(line)
         return
     if index is None:
@@ -189,7 +201,7 @@ def search(
     from index.searcher import Searcher
 
     searcher = Searcher.open(index, device=device)
-    for rank, hit in enumerate(searcher.search([query], k, first_stage)[0], start=1):
+    for rank, hit in enumerate(searcher.search([query], k, first_stage, where)[0], start=1):
         text = hit.document.full_text.replace("\n", " ")
         typer.echo(f"{rank:>3}  {hit.score:.4f}  {hit.document.id}  {text[:100]}")
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loupe.cli_common import RuntimeOption
 from service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from index.metadata_filter import MetadataFilter
 
 
 def _env(name: str) -> str:
@@ -128,7 +131,13 @@ def serve(
 
 
 def search_remote(
-    url: str, query: str, k: int = 10, *, api_key: str | None = None, rerank: bool = True
+    url: str,
+    query: str,
+    k: int = 10,
+    *,
+    api_key: str | None = None,
+    rerank: bool = True,
+    where: MetadataFilter | None = None,
 ) -> list[str]:
     """Search a running service; returns the lines ``loupe search`` prints (with the
     probability of relevance ``P=...`` where the service's re-ranker is calibrated).
@@ -139,7 +148,13 @@ def search_remote(
 
     key = api_key if api_key is not None else os.environ.get(_env("api_key")) or None
     with LoupeClient(url, api_key=key) as client:
-        answer = client.search(query, top_n=k, candidates=max(k, 100), rerank=rerank)
+        answer = client.search(
+            query,
+            top_n=k,
+            candidates=max(k, 100),
+            rerank=rerank,
+            filter=where.as_mapping() if where is not None else None,
+        )
     lines = []
     for rank, hit in enumerate(answer.results, start=1):
         text = f"{hit.title} {hit.text}" if hit.title else hit.text or ""

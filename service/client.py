@@ -94,6 +94,7 @@ class _Calls:
         rerank: bool,
         return_documents: bool,
         min_relevance_score: float | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> _Call:
         body = {
             "query": query,
@@ -102,6 +103,7 @@ class _Calls:
             "rerank": rerank,
             "return_documents": return_documents,
             "min_relevance_score": min_relevance_score,
+            "filter": dict(filter) if filter is not None else None,
         }
         return _Call("POST", "/v1/search", _drop_none(body))
 
@@ -197,11 +199,13 @@ class LoupeClient:
         rerank: bool = True,
         return_documents: bool = True,
         min_relevance_score: float | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> SearchResponse:
         """Searches the index: ``candidates`` first-stage hits, re-ranked, top ``top_n``
-        (only those with ``relevance_score >= min_relevance_score`` when it is given)."""
+        (only those with ``relevance_score >= min_relevance_score`` when it is given; only
+        documents whose metadata matches ``filter``, ``{"field": value | [values]}``)."""
         call = _Calls.search(
-            query, top_n, candidates, rerank, return_documents, min_relevance_score
+            query, top_n, candidates, rerank, return_documents, min_relevance_score, filter
         )
         return self._do(call, SearchResponse)
 
@@ -282,9 +286,10 @@ class AsyncLoupeClient:
         rerank: bool = True,
         return_documents: bool = True,
         min_relevance_score: float | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> SearchResponse:
         call = _Calls.search(
-            query, top_n, candidates, rerank, return_documents, min_relevance_score
+            query, top_n, candidates, rerank, return_documents, min_relevance_score, filter
         )
         return await self._do(call, SearchResponse)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
 from models.index_encoding import encode_for_index
@@ -71,6 +72,8 @@ class SearchJob:
     top_n: int = 10
     candidates: int = 100
     rerank: bool = True
+    where: MetadataFilter | None = None
+    """Only documents whose metadata passes this filter."""
 
 
 @dataclass(frozen=True)
@@ -344,11 +347,7 @@ class Engine:
             [job.query for job in jobs], [job.rerank for job in jobs]
         )
         encoded = time.perf_counter()
-        depth = max(max(job.candidates, job.top_n) for job in jobs)
-        first = self.index.search_vectors(vectors, depth)
-        first = [
-            row[: max(job.candidates, job.top_n)] for job, row in zip(jobs, first, strict=True)
-        ]
+        first = self._first_stage(jobs, vectors)
         searched = time.perf_counter()
         wanted = [i for i, job in enumerate(jobs) if job.rerank and first[i]]
         reranked = self.rerank_hits_many(
@@ -372,6 +371,22 @@ class Engine:
                 )
             )
         return outcomes
+
+    def _first_stage(self, jobs: Sequence[SearchJob], vectors: np.ndarray) -> list[list[Hit]]:
+        """Each job's first-stage hits: unfiltered jobs in one search at their deepest
+        depth, each filtered job on its own."""
+        first: list[list[Hit]] = [[] for _ in jobs]
+        plain = [i for i, job in enumerate(jobs) if job.where is None]
+        if plain:
+            depth = max(max(jobs[i].candidates, jobs[i].top_n) for i in plain)
+            rows = self.index.search_vectors(vectors[plain], depth)
+            for i, row in zip(plain, rows, strict=True):
+                first[i] = row[: max(jobs[i].candidates, jobs[i].top_n)]
+        for i, job in enumerate(jobs):
+            if job.where is not None:
+                depth = max(job.candidates, job.top_n)
+                first[i] = self.index.search_vectors(vectors[i : i + 1], depth, job.where)[0]
+        return first
 
     # --- embed ----------------------------------------------------------------------------
 

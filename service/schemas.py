@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from index.metadata_filter import MetadataFilter
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -141,6 +143,24 @@ class SearchRequest(_Request):
         description="drop re-ranked hits whose relevance_score is lower (needs a calibrated "
         "re-ranker, see /v1/models); fewer than top_n may come back",
     )
+    filter: dict[str, Any] | None = Field(
+        None,
+        description="only documents whose metadata has, for every field named, one of the "
+        'values given: {"topic": "food", "year": [2023, 2024]} (strings, numbers, booleans; '
+        "a list means any of them)",
+        examples=[{"topic": "food"}],
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            MetadataFilter.from_mapping(value)
+        return value
+
+    def metadata_filter(self) -> MetadataFilter | None:
+        """``filter`` as the index reads it."""
+        return MetadataFilter.from_mapping(self.filter) if self.filter is not None else None
 
 
 class SearchHit(BaseModel):

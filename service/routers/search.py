@@ -31,6 +31,7 @@ def _ms(seconds: float) -> float:
 )
 async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -> SearchResponse:
     """Top ``top_n`` of ``candidates`` first-stage hits, re-scored when ``rerank``; with
+    ``filter``, drawn only from documents whose metadata matches it; with
     ``min_relevance_score``, only those a calibrated re-ranker finds at least that likely
     to be relevant."""
     started = time.perf_counter()
@@ -50,7 +51,7 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
             f"({engine.reranker_name} is {'' if engine.calibrated else 'not '}calibrated; "
             f"rerank={str(body.rerank).lower()})",
         )
-    job = SearchJob(body.query, body.top_n, body.candidates, body.rerank)
+    job = SearchJob(body.query, body.top_n, body.candidates, body.rerank, body.metadata_filter())
     done = await submit(
         runtime.search, job, engine.estimate_search_tokens(job), settings.request_timeout_s
     )

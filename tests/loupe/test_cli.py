@@ -38,6 +38,13 @@ def test_index_search_and_eval_end_to_end(
     )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].split()[2] == "d3"
+    # only d4 has {"lang": "en"} in its metadata; BM25 takes no filter
+    en = ["search", "Dogs are loyal pets.", "--index", str(index), "--filter", "lang=en"]
+    result = runner.invoke(app, en)
+    assert result.exit_code == 0, result.output
+    assert [line.split()[2] for line in result.output.splitlines()] == ["d4"]
+    result = runner.invoke(app, [*en, "--first-stage", "bm25"])
+    assert result.exit_code != 0 and "dense first stage" in result.output
 
     queries = tmp_path / "queries.tsv"
     queries.write_text("q1\tDogs are loyal companions and good pets.\n")

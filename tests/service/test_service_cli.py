@@ -84,6 +84,15 @@ def test_search_url_uses_the_service(live_server, monkeypatch: pytest.MonkeyPatc
     lines = result.output.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[0] == "1"
     assert {line.split()[2] for line in lines} == {"a", "b"}
+    httpx.post(
+        f"{server.url}/v1/documents",
+        json={"documents": [{"id": "c", "text": "a loupe", "metadata": {"kind": "tool"}}]},
+        headers={"Authorization": "Bearer k"},
+    ).raise_for_status()
+    only = ["search", "loupe", "--url", server.url, "--filter", "kind=tool"]
+    result = CliRunner().invoke(app, only)
+    assert result.exit_code == 0, result.output
+    assert [line.split()[2] for line in result.output.strip().splitlines()] == ["c"]
 
 
 def test_search_url_shows_probabilities_from_a_calibrated_service(live_server, tiny_models):

@@ -9,6 +9,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from index.metadata_filter import MetadataFilter
+from service.engine import SearchJob
 from tests.service.helpers import assert_error, service_state, wait_ready
 
 CORPUS: list[dict[str, Any]] = [
@@ -141,6 +143,46 @@ def test_document_bad_inputs(client: TestClient):
     many = {"documents": [{"id": str(i), "text": "t"} for i in range(10_000)]}
     assert_error(post(many), 413, "too_many_documents")
     assert_error(post({"documents": [{"id": "x", "text": "x" * 1_000_000}]}), 413, "text_too_long")
+
+
+def test_search_filtered_by_metadata(client: TestClient):
+    add(
+        client,
+        [
+            {
+                "id": f"{topic}-{i}",
+                "text": f"{topic} item {i}",
+                "metadata": {"topic": topic, "i": i},
+            }
+            for topic in ("food", "tools", "news")
+            for i in range(4)
+        ],
+    )
+
+    def ids(**body: Any) -> list[str]:
+        return [hit["id"] for hit in search(client, top_n=20, **body)["results"]]
+
+    assert len(ids()) == 12
+    assert sorted(ids(filter={"topic": "food"})) == [f"food-{i}" for i in range(4)]
+    assert sorted(ids(filter={"topic": ["food", "news"], "i": 2})) == ["food-2", "news-2"]
+    assert ids(filter={"topic": "food", "i": "2"}) == []  # a string does not match 2
+    assert ids(filter={"topic": "sport"}) == []
+    unranked = ids(filter={"topic": "tools"}, rerank=False)
+    assert sorted(unranked) == [f"tools-{i}" for i in range(4)]
+    post = lambda body: client.post("/v1/search", json={"query": "q", **body})  # noqa: E731
+    bad_filters: list[object] = [{}, {"topic": {"$ne": "f"}}, {"topic": []}, {"topic": None}, "f"]
+    for bad in bad_filters:
+        assert_error(post({"filter": bad}), 422, "invalid_request")
+
+    # filtered and unfiltered requests merged into one batch each get their own hits
+    engine = service_state(client).runtime.engine
+    food = MetadataFilter.from_mapping({"topic": "food"})
+    jobs = [SearchJob("item", 20, where=food), SearchJob("item", 20), SearchJob("item", 3)]
+    merged = engine.search_many(jobs)
+    for job, outcome in zip(jobs, merged, strict=True):
+        alone = engine.search_many([job])[0]
+        assert [h.document.id for h in outcome.hits] == [h.document.id for h in alone.hits]
+    assert [len(o.hits) for o in merged] == [4, 12, 3]
 
 
 def test_search_bad_inputs(client: TestClient):

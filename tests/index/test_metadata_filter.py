@@ -1,0 +1,160 @@
+"""Filtered first-stage search: the filter's rule, in SQL and in Python, and every path
+through the index (flat, approximate with a selector, exact over stored vectors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import index.searcher as searcher
+from index.docstore import DocStore
+from index.exact_search import top_k_inner_product
+from index.faiss_index import FaissIndex
+from index.live import LiveIndex
+from index.metadata_filter import MetadataFilter, parse_filter_pairs
+from index.records import Document
+
+METADATA: list[dict[str, Any]] = [
+    {"topic": "food", "year": 2024, "new": True},
+    {"topic": "food", "year": 2023.0, "new": False},
+    {"topic": "health", "year": "2024", "new": 1},
+    {"topic": ["food"], "year": 2022},
+    {"topic": "Food", "nested": {"topic": "food"}},
+    {},
+]
+FILTERS: list[dict[str, Any]] = [
+    {"topic": "food"},
+    {"topic": ["food", "health"]},
+    {"year": 2024},
+    {"year": [2023, 2022]},
+    {"year": "2024"},
+    {"new": True},
+    {"new": 1},
+    {"new": False},
+    {"topic": "food", "year": 2024},
+    {"nested": "food"},
+    {"missing": "x"},
+]
+
+
+def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("given", FILTERS)
+def test_the_docstore_and_python_apply_the_same_rule(tmp_path: Path, given: dict) -> None:
+    store = DocStore(tmp_path / "d.sqlite")
+    docs = [Document(str(i), "t", metadata=m) for i, m in enumerate(METADATA)]
+    keys, _ = store.upsert(docs)
+    where = MetadataFilter.from_mapping(given)
+    expected = [k for k, m in zip(keys, METADATA, strict=True) if where.matches(m)]
+    assert store.keys_matching(where).tolist() == expected
+
+
+def test_json_types_are_not_mixed() -> None:
+    def passing(given: dict[str, Any]) -> list[int]:
+        where = MetadataFilter.from_mapping(given)
+        return [i for i, m in enumerate(METADATA) if where.matches(m)]
+
+    assert passing({"topic": "food"}) == [0, 1]  # not a list holding it, not "Food"
+    assert passing({"year": 2024}) == [0]  # not the string "2024"
+    assert passing({"year": 2023}) == [1]  # 2023 == 2023.0
+    assert passing({"new": True}) == [0] and passing({"new": 1}) == [2]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({}, "at least one field"),
+        ({"a": []}, "at least one value"),
+        ({"a": None}, "not NoneType"),
+        ({"a": {"$gt": 1}}, "not dict"),
+        ({"a": [[1]]}, "not list"),
+        ({"a": float("nan")}, "finite"),
+        ({"a": 2**70}, "64 bits"),
+        ({'a"b': 1}, "without quotes"),
+        ({"": 1}, "without quotes"),
+    ],
+)
+def test_a_bad_filter_is_refused_with_a_reason(given: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MetadataFilter.from_mapping(given)
+
+
+def test_command_line_pairs() -> None:
+    where = parse_filter_pairs(["topic=food", "year=2024", "topic=health", "new=true", "s=a=b"])
+    assert where.fields == (
+        ("topic", ("food", "health")),
+        ("year", (2024,)),
+        ("new", (True,)),
+        ("s", ("a=b",)),
+    )
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_filter_pairs(["topic"])
+
+
+def test_exact_top_k_matches_a_flat_index() -> None:
+    vectors = unit_vectors(50, 8)
+    keys = np.arange(100, 150, dtype=np.int64)
+    flat = FaissIndex.create(8, "Flat", use_gpu=False)
+    flat.add(keys, vectors)
+    scores, found = top_k_inner_product(vectors[:3], keys, vectors, 10)
+    want_scores, want = flat.search(vectors[:3], 10)
+    assert found.tolist() == want.tolist()
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
+def test_search_among_returns_allowed_keys_only(factory: str) -> None:
+    vectors = unit_vectors(400, 16)
+    keys = np.arange(1000, 1400, dtype=np.int64)
+    index = FaissIndex.create(16, factory, use_gpu=False)
+    index.train(vectors)
+    index.add(keys, vectors)
+    index.set_search_params(nprobe=4, ef_search=64)
+    allowed = keys[::2]
+    _, found = index.search_among(vectors[:4], 5, allowed)
+    assert set(found.ravel().tolist()) <= set(allowed.tolist())
+    # an allowed vector finds itself; a disallowed one does not
+    assert found[0, 0] == 1000 and found[2, 0] == 1002 and 1001 not in found[1].tolist()
+    _, none = index.search_among(vectors[:1], 3, np.zeros(0, dtype=np.int64))
+    assert none.tolist() == [[-1, -1, -1]]
+    if factory == "Flat":
+        _, exact = top_k_inner_product(vectors[:4], allowed, vectors[::2], 5)
+        assert found.tolist() == exact.tolist()
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW8"])
+@pytest.mark.parametrize("exact_limit", [0, 1000])
+def test_filtered_search_of_a_live_index(
+    tmp_path: Path, factory: str, exact_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways a filter reaches an approximate index (exact over stored vectors, or a
+    selector), and a flat index's, give the passing documents in score order; deleted and
+    replaced documents never come back."""
+    monkeypatch.setattr(searcher, "EXACT_FILTER_LIMIT", exact_limit)
+    live = LiveIndex.open_or_create(tmp_path / "i", model="m", dimension=16, factory=factory)
+    vectors = unit_vectors(60, 16)
+    topics = ["food" if i % 3 == 0 else "other" for i in range(60)]
+    live.add([Document(str(i), "t", metadata={"topic": t}) for i, t in enumerate(topics)], vectors)
+    live.delete("3")
+    live.add([Document("6", "moved", metadata={"topic": "other"})], vectors[6:7])
+    where = MetadataFilter.from_mapping({"topic": "food"})
+    hits = live.search_vectors(vectors[[0, 3, 6]], 5, where)
+    passing = [i for i, t in enumerate(topics) if t == "food" and i not in (3, 6)]
+    for row, query in zip(hits, (0, 3, 6), strict=True):
+        ids = [int(h.document.id) for h in row]
+        assert set(ids) <= set(passing) and len(ids) == 5
+        expected = sorted(passing, key=lambda i: -float(vectors[i] @ vectors[query]))[:5]
+        assert ids == expected
+    nothing = MetadataFilter.from_mapping({"topic": "sport"})
+    assert live.search_vectors(vectors[:1], 5, nothing) == [[]]
+    # the keys a filter passed are remembered until the next write
+    live.add([Document("new", "t", metadata={"topic": "sport"})], vectors[:1])
+    assert [h.document.id for h in live.search_vectors(vectors[:1], 5, nothing)[0]] == ["new"]
+    live.delete("new")
+    assert live.search_vectors(vectors[:1], 5, nothing) == [[]]
