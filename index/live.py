@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ class LiveIndex:
         self.reader = reader
         self._lock = threading.RLock()
         self._tombstones: set[int] = set()
-        self._passing: OrderedDict[MetadataFilter, np.ndarray] = OrderedDict()
+        self._passing: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         """Keys each recent filter passed; emptied by every write."""
 
     @classmethod
@@ -142,16 +142,16 @@ class LiveIndex:
 
     def _keys_passing(self, where: MetadataFilter) -> np.ndarray:
         """The docstore keys ``where`` passes, from the cache of recent filters if there."""
-        keys = self._passing.get(where)
+        keys = self._passing.get(where.key)
         if keys is None:
             keys = self.reader.docstore.keys_matching(where)
-            self._passing[where] = keys
+            self._passing[where.key] = keys
             while len(self._passing) > _FILTERS_CACHED or (
                 len(self._passing) > 1 and sum(map(len, self._passing.values())) > _KEYS_CACHED
             ):
                 self._passing.popitem(last=False)
         else:
-            self._passing.move_to_end(where)
+            self._passing.move_to_end(where.key)
         return keys
 
     def snapshot(self) -> Manifest:

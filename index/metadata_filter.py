@@ -65,6 +65,18 @@ class MetadataFilter:
             fields.append((name, values))
         return cls(tuple(fields))
 
+    @property
+    def key(self) -> tuple[tuple[str, tuple[tuple[str, Scalar], ...]], ...]:
+        """A hashable identity that tells ``true`` from ``1`` (which Python's ``==`` does not).
+
+        >>> a, b = (MetadataFilter.from_mapping({"n": v}) for v in (True, 1))
+        >>> a == b, a.key == b.key
+        (True, False)
+        """
+        return tuple(
+            (name, tuple((type(v).__name__, v) for v in values)) for name, values in self.fields
+        )
+
     def as_mapping(self) -> dict[str, list[Scalar]]:
         """The JSON form ``/v1/search`` takes: ``{field: [values]}``."""
         return {name: list(values) for name, values in self.fields}

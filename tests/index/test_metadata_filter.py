@@ -153,6 +153,14 @@ def test_filtered_search_of_a_live_index(
         assert ids == expected
     nothing = MetadataFilter.from_mapping({"topic": "sport"})
     assert live.search_vectors(vectors[:1], 5, nothing) == [[]]
+    # remembered per filter: true and 1 are different filters, though equal in Python
+    live.add(
+        [Document("flag", "t", metadata={"v": True}), Document("one", "t", metadata={"v": 1})],
+        vectors[:2],
+    )
+    for value, only_id in ((True, "flag"), (1, "one"), (True, "flag")):
+        where = MetadataFilter.from_mapping({"v": value})
+        assert [h.document.id for h in live.search_vectors(vectors[:1], 5, where)[0]] == [only_id]
     # the keys a filter passed are remembered until the next write
     live.add([Document("new", "t", metadata={"topic": "sport"})], vectors[:1])
     assert [h.document.id for h in live.search_vectors(vectors[:1], 5, nothing)[0]] == ["new"]
