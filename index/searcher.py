@@ -14,6 +14,7 @@ from index.docstore import DocStore
 from index.errors import IndexCorruptError
 from index.exact_search import top_k_inner_product
 from index.faiss_index import FaissIndex
+from index.fusion import reciprocal_rank_fusion
 from index.manifest import Manifest, sha256_file
 from index.metadata_filter import MetadataFilter
 from index.records import Document
@@ -21,6 +22,9 @@ from index.token_store import TokenStore
 from models.encoder import EncoderConfig, TextEncoder
 
 log = logging.getLogger(__name__)
+
+FIRST_STAGES = ("dense", "bm25", "hybrid")
+"""``hybrid``: dense and BM25 fused by reciprocal rank (an index built with ``--bm25``)."""
 
 EXACT_FILTER_LIMIT = 20_000
 """A filtered search over an approximate index scores up to this many passing documents
@@ -137,6 +141,22 @@ class IndexReader:
         scores, keys = self.bm25.search(queries, k)
         return self._hits(scores, keys)
 
+    def search_hybrid(
+        self, query_vectors: np.ndarray, queries: Sequence[str], k: int
+    ) -> list[list[Hit]]:
+        """Top-k hits of the dense and BM25 top-k lists fused by reciprocal rank (scores
+        are the fused ones): what either first stage alone misses, the other may find."""
+        dense = self.search_vectors(query_vectors, k)
+        lexical = self.search_bm25(queries, k)
+        fused: list[list[Hit]] = []
+        for dense_row, lexical_row in zip(dense, lexical, strict=True):
+            documents = {hit.key: hit.document for hit in [*dense_row, *lexical_row]}
+            ranked = reciprocal_rank_fusion(
+                [[hit.key for hit in dense_row], [hit.key for hit in lexical_row]]
+            )
+            fused.append([Hit(key, score, documents[key]) for key, score in ranked[:k]])
+        return fused
+
     def _hits(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Hit]]:
         wanted = {int(x) for x in keys.ravel() if x >= 0}
         documents = self.docstore.get_by_keys(wanted)
@@ -202,12 +222,16 @@ class Searcher:
         first_stage: str = "dense",
         where: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query from the dense index (``dense``) or BM25 (``bm25``); with
-        ``where``, only documents whose metadata passes it (dense only)."""
+        """Top-k hits per query from the dense index (``dense``), BM25 (``bm25``) or both
+        fused by reciprocal rank (``hybrid``); with ``where``, only documents whose metadata
+        passes it (dense only)."""
+        if first_stage not in FIRST_STAGES:
+            raise ValueError(f"unknown first stage {first_stage!r}: {', '.join(FIRST_STAGES)}")
+        if first_stage != "dense" and where is not None:
+            raise ValueError(f"a metadata filter needs the dense first stage, not {first_stage}")
         if first_stage == "bm25":
-            if where is not None:
-                raise ValueError("a metadata filter needs the dense first stage, not bm25")
             return self.reader.search_bm25(list(queries), k)
-        if first_stage != "dense":
-            raise ValueError(f"unknown first stage {first_stage!r}: dense or bm25")
-        return self.reader.search_vectors(self.encoder.encode(list(queries)), k, where)
+        vectors = self.encoder.encode(list(queries))
+        if first_stage == "hybrid":
+            return self.reader.search_hybrid(vectors, list(queries), k)
+        return self.reader.search_vectors(vectors, k, where)

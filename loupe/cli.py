@@ -173,7 +173,11 @@ def search(
     ] = None,
     first_stage: Annotated[
         str,
-        typer.Option(help="dense or bm25 (an index built with --bm25)", envvar=env("first_stage")),
+        typer.Option(
+            help="dense, bm25, or hybrid (both, fused by reciprocal rank); bm25 and hybrid need "
+            "an index built with --bm25",
+            envvar=env("first_stage"),
+        ),
     ] = "dense",
     metadata_filter: Annotated[
         list[str] | None,
@@ -254,7 +258,11 @@ def evaluate(
     ] = None,
     first_stage: Annotated[
         str,
-        typer.Option(help="dense or bm25 (an index built with --bm25)", envvar=env("first_stage")),
+        typer.Option(
+            help="dense, bm25, or hybrid (both, fused by reciprocal rank); bm25 and hybrid need "
+            "an index built with --bm25",
+            envvar=env("first_stage"),
+        ),
     ] = "dense",
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,

@@ -45,6 +45,11 @@ def test_index_search_and_eval_end_to_end(
     assert [line.split()[2] for line in result.output.splitlines()] == ["d4"]
     result = runner.invoke(app, [*en, "--first-stage", "bm25"])
     assert result.exit_code != 0 and "dense first stage" in result.output
+    dogs = ["search", "Dogs are loyal companions and good pets.", "--index", str(index)]
+    result = runner.invoke(app, [*dogs, "--first-stage", "hybrid", "-k", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[2] == "d3" and len(lines) == 4
 
     queries = tmp_path / "queries.tsv"
     queries.write_text("q1\tDogs are loyal companions and good pets.\n")
