@@ -21,7 +21,7 @@ from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.metadata_filter import MetadataFilter
 from index.records import Document
-from index.searcher import Hit, IndexReader
+from index.searcher import Hit, IndexReader, fuse_hits
 from index.token_quantization import TokenDtype
 
 # How documents added while serving keep their token matrices when the index has no token
@@ -139,6 +139,25 @@ class LiveIndex:
             extra = min(len(self._tombstones), 10 * k + 100)
             hits = self.reader.search_vectors(query_vectors, k + extra)
         return [row[:k] for row in hits]
+
+    def search_lexical(
+        self, queries: Sequence[str], k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """Top-k hits of the docstore's full-text index (current with every write)."""
+        with self._lock:
+            return self.reader.search_lexical(queries, k, where)
+
+    def search_hybrid(
+        self,
+        query_vectors: np.ndarray,
+        queries: Sequence[str],
+        k: int,
+        where: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """The dense (:meth:`search_vectors`) and full-text top-k lists fused by rank."""
+        with self._lock:
+            dense = self.search_vectors(query_vectors, k, where)
+            return fuse_hits(dense, self.reader.search_lexical(queries, k, where), k)
 
     def _keys_passing(self, where: MetadataFilter) -> np.ndarray:
         """The docstore keys ``where`` passes, from the cache of recent filters if there."""

@@ -23,8 +23,10 @@ from models.encoder import EncoderConfig, TextEncoder
 
 log = logging.getLogger(__name__)
 
-FIRST_STAGES = ("dense", "bm25", "hybrid")
-"""``hybrid``: dense and BM25 fused by reciprocal rank (an index built with ``--bm25``)."""
+FIRST_STAGES = ("dense", "lexical", "hybrid", "bm25")
+"""``dense``: the dual encoder's FAISS index; ``lexical``: the docstore's full-text index
+(BM25, always current); ``hybrid``: the two fused by reciprocal rank; ``bm25``: the bm25s
+index built with ``--bm25`` (Anserini's parameters; static)."""
 
 EXACT_FILTER_LIMIT = 20_000
 """A filtered search over an approximate index scores up to this many passing documents
@@ -36,6 +38,17 @@ class Hit:
     key: int
     score: float
     document: Document
+
+
+def fuse_hits(first: list[list[Hit]], second: list[list[Hit]], k: int) -> list[list[Hit]]:
+    """Each query's two hit lists fused by reciprocal rank, cut to k; a hit's score is its
+    fused score."""
+    fused: list[list[Hit]] = []
+    for a, b in zip(first, second, strict=True):
+        documents = {hit.key: hit.document for hit in [*a, *b]}
+        ranked = reciprocal_rank_fusion([[hit.key for hit in a], [hit.key for hit in b]])
+        fused.append([Hit(key, score, documents[key]) for key, score in ranked[:k]])
+    return fused
 
 
 class IndexReader:
@@ -141,21 +154,25 @@ class IndexReader:
         scores, keys = self.bm25.search(queries, k)
         return self._hits(scores, keys)
 
-    def search_hybrid(
-        self, query_vectors: np.ndarray, queries: Sequence[str], k: int
+    def search_lexical(
+        self, queries: Sequence[str], k: int, where: MetadataFilter | None = None
     ) -> list[list[Hit]]:
-        """Top-k hits of the dense and BM25 top-k lists fused by reciprocal rank (scores
-        are the fused ones): what either first stage alone misses, the other may find."""
-        dense = self.search_vectors(query_vectors, k)
-        lexical = self.search_bm25(queries, k)
-        fused: list[list[Hit]] = []
-        for dense_row, lexical_row in zip(dense, lexical, strict=True):
-            documents = {hit.key: hit.document for hit in [*dense_row, *lexical_row]}
-            ranked = reciprocal_rank_fusion(
-                [[hit.key for hit in dense_row], [hit.key for hit in lexical_row]]
-            )
-            fused.append([Hit(key, score, documents[key]) for key, score in ranked[:k]])
-        return fused
+        """Top-k hits of the docstore's full-text index (BM25, always current; see
+        index/lexical.py), among the documents ``where`` passes if given."""
+        scores, keys = self.docstore.lexical_search(queries, k, where)
+        return self._hits(scores, keys)
+
+    def search_hybrid(
+        self,
+        query_vectors: np.ndarray,
+        queries: Sequence[str],
+        k: int,
+        where: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """The dense and full-text top-k lists fused by reciprocal rank (see
+        :func:`fuse_hits`): what either first stage alone misses, the other may find."""
+        dense = self.search_vectors(query_vectors, k, where)
+        return fuse_hits(dense, self.search_lexical(queries, k, where), k)
 
     def _hits(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Hit]]:
         wanted = {int(x) for x in keys.ravel() if x >= 0}
@@ -222,16 +239,17 @@ class Searcher:
         first_stage: str = "dense",
         where: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query from the dense index (``dense``), BM25 (``bm25``) or both
-        fused by reciprocal rank (``hybrid``); with ``where``, only documents whose metadata
-        passes it (dense only)."""
+        """Top-k hits per query from one of :data:`FIRST_STAGES`; with ``where``, only
+        documents whose metadata passes it (not with ``bm25``)."""
         if first_stage not in FIRST_STAGES:
             raise ValueError(f"unknown first stage {first_stage!r}: {', '.join(FIRST_STAGES)}")
-        if first_stage != "dense" and where is not None:
-            raise ValueError(f"a metadata filter needs the dense first stage, not {first_stage}")
         if first_stage == "bm25":
+            if where is not None:
+                raise ValueError("the bm25 first stage takes no metadata filter: use lexical")
             return self.reader.search_bm25(list(queries), k)
+        if first_stage == "lexical":
+            return self.reader.search_lexical(list(queries), k, where)
         vectors = self.encoder.encode(list(queries))
         if first_stage == "hybrid":
-            return self.reader.search_hybrid(vectors, list(queries), k)
+            return self.reader.search_hybrid(vectors, list(queries), k, where)
         return self.reader.search_vectors(vectors, k, where)

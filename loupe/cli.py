@@ -174,8 +174,8 @@ def search(
     first_stage: Annotated[
         str,
         typer.Option(
-            help="dense, bm25, or hybrid (both, fused by reciprocal rank); bm25 and hybrid need "
-            "an index built with --bm25",
+            help="dense; lexical (the docstore's full-text index, BM25); hybrid (both, fused "
+            "by reciprocal rank); or bm25 (the bm25s index of --bm25 builds)",
             envvar=env("first_stage"),
         ),
     ] = "dense",
@@ -197,7 +197,7 @@ def search(
     if url:
         from loupe.serve_command import search_remote
 
-        for line in search_remote(url, query, k, where=where):
+        for line in search_remote(url, query, k, where=where, first_stage=first_stage):
             typer.echo(line)
         return
     if index is None:
@@ -259,8 +259,8 @@ def evaluate(
     first_stage: Annotated[
         str,
         typer.Option(
-            help="dense, bm25, or hybrid (both, fused by reciprocal rank); bm25 and hybrid need "
-            "an index built with --bm25",
+            help="dense; lexical (the docstore's full-text index, BM25); hybrid (both, fused "
+            "by reciprocal rank); or bm25 (the bm25s index of --bm25 builds)",
             envvar=env("first_stage"),
         ),
     ] = "dense",

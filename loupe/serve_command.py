@@ -138,6 +138,7 @@ def search_remote(
     api_key: str | None = None,
     rerank: bool = True,
     where: MetadataFilter | None = None,
+    first_stage: str = "dense",
 ) -> list[str]:
     """Search a running service; returns the lines ``loupe search`` prints (with the
     probability of relevance ``P=...`` where the service's re-ranker is calibrated).
@@ -154,6 +155,7 @@ def search_remote(
             candidates=max(k, 100),
             rerank=rerank,
             filter=where.as_mapping() if where is not None else None,
+            first_stage=first_stage,
         )
     lines = []
     for rank, hit in enumerate(answer.results, start=1):

@@ -95,6 +95,7 @@ class _Calls:
         return_documents: bool,
         min_relevance_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
+        first_stage: str = "dense",
     ) -> _Call:
         body = {
             "query": query,
@@ -104,6 +105,7 @@ class _Calls:
             "return_documents": return_documents,
             "min_relevance_score": min_relevance_score,
             "filter": dict(filter) if filter is not None else None,
+            "first_stage": first_stage,
         }
         return _Call("POST", "/v1/search", _drop_none(body))
 
@@ -200,12 +202,21 @@ class LoupeClient:
         return_documents: bool = True,
         min_relevance_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
+        first_stage: str = "dense",
     ) -> SearchResponse:
-        """Searches the index: ``candidates`` first-stage hits, re-ranked, top ``top_n``
-        (only those with ``relevance_score >= min_relevance_score`` when it is given; only
-        documents whose metadata matches ``filter``, ``{"field": value | [values]}``)."""
+        """Searches the index: ``candidates`` first-stage hits (``first_stage``: dense,
+        lexical or hybrid), re-ranked, top ``top_n`` (only those with ``relevance_score >=
+        min_relevance_score`` when it is given; only documents whose metadata matches
+        ``filter``, ``{"field": value | [values]}``)."""
         call = _Calls.search(
-            query, top_n, candidates, rerank, return_documents, min_relevance_score, filter
+            query,
+            top_n,
+            candidates,
+            rerank,
+            return_documents,
+            min_relevance_score,
+            filter,
+            first_stage,
         )
         return self._do(call, SearchResponse)
 
@@ -287,9 +298,17 @@ class AsyncLoupeClient:
         return_documents: bool = True,
         min_relevance_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
+        first_stage: str = "dense",
     ) -> SearchResponse:
         call = _Calls.search(
-            query, top_n, candidates, rerank, return_documents, min_relevance_score, filter
+            query,
+            top_n,
+            candidates,
+            rerank,
+            return_documents,
+            min_relevance_score,
+            filter,
+            first_stage,
         )
         return await self._do(call, SearchResponse)
 

@@ -74,6 +74,8 @@ class SearchJob:
     rerank: bool = True
     where: MetadataFilter | None = None
     """Only documents whose metadata passes this filter."""
+    first_stage: str = "dense"
+    """``dense``, ``lexical`` or ``hybrid`` (see ``index.searcher.FIRST_STAGES``)."""
 
 
 @dataclass(frozen=True)
@@ -373,18 +375,28 @@ class Engine:
         return outcomes
 
     def _first_stage(self, jobs: Sequence[SearchJob], vectors: np.ndarray) -> list[list[Hit]]:
-        """Each job's first-stage hits: unfiltered jobs in one search at their deepest
-        depth, each filtered job on its own."""
+        """Each job's first-stage hits: unfiltered dense jobs in one search at their deepest
+        depth, every other job on its own."""
         first: list[list[Hit]] = [[] for _ in jobs]
-        plain = [i for i, job in enumerate(jobs) if job.where is None]
+        plain = [
+            i for i, job in enumerate(jobs) if job.where is None and job.first_stage == "dense"
+        ]
+        batched = set(plain)
         if plain:
             depth = max(max(jobs[i].candidates, jobs[i].top_n) for i in plain)
             rows = self.index.search_vectors(vectors[plain], depth)
             for i, row in zip(plain, rows, strict=True):
                 first[i] = row[: max(jobs[i].candidates, jobs[i].top_n)]
         for i, job in enumerate(jobs):
-            if job.where is not None:
-                depth = max(job.candidates, job.top_n)
+            if i in batched:
+                continue
+            depth = max(job.candidates, job.top_n)
+            if job.first_stage == "lexical":
+                first[i] = self.index.search_lexical([job.query], depth, job.where)[0]
+            elif job.first_stage == "hybrid":
+                fused = self.index.search_hybrid(vectors[i : i + 1], [job.query], depth, job.where)
+                first[i] = fused[0]
+            else:
                 first[i] = self.index.search_vectors(vectors[i : i + 1], depth, job.where)[0]
         return first
 

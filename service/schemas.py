@@ -143,6 +143,11 @@ class SearchRequest(_Request):
         description="drop re-ranked hits whose relevance_score is lower (needs a calibrated "
         "re-ranker, see /v1/models); fewer than top_n may come back",
     )
+    first_stage: Literal["dense", "lexical", "hybrid"] = Field(
+        "dense",
+        description="where candidates come from: the dense index, the full-text index (BM25, "
+        "current with every write), or both fused by reciprocal rank",
+    )
     filter: dict[str, Any] | None = Field(
         None,
         description="only documents whose metadata has, for every field named, one of the "

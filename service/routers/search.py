@@ -51,7 +51,14 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
             f"({engine.reranker_name} is {'' if engine.calibrated else 'not '}calibrated; "
             f"rerank={str(body.rerank).lower()})",
         )
-    job = SearchJob(body.query, body.top_n, body.candidates, body.rerank, body.metadata_filter())
+    job = SearchJob(
+        body.query,
+        body.top_n,
+        body.candidates,
+        body.rerank,
+        body.metadata_filter(),
+        body.first_stage,
+    )
     done = await submit(
         runtime.search, job, engine.estimate_search_tokens(job), settings.request_timeout_s
     )

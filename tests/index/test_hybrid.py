@@ -1,4 +1,5 @@
-"""The hybrid first stage: dense and BM25 top-k lists fused by reciprocal rank."""
+"""The lexical first stage (the docstore's full-text index) and the hybrid one: dense and
+lexical top-k lists fused by reciprocal rank."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from index.bm25_index import BM25Index
 from index.docstore import DocStore
 from index.faiss_index import FaissIndex
 from index.fusion import RRF_K
@@ -28,7 +28,7 @@ def reader_with(tmp_path: Path, vectors: np.ndarray) -> IndexReader:
     dense = FaissIndex.create(vectors.shape[1], "Flat", use_gpu=False)
     dense.add(np.asarray(keys), vectors)
     manifest = Manifest("m", vectors.shape[1], len(keys), "Flat", "v", "", "d", max(keys), "g")
-    return IndexReader(tmp_path, manifest, store, dense, bm25=BM25Index.build(keys, TEXTS))
+    return IndexReader(tmp_path, manifest, store, dense)
 
 
 def test_hybrid_keeps_what_either_first_stage_finds_and_fuses_by_rank(tmp_path: Path) -> None:
@@ -36,10 +36,10 @@ def test_hybrid_keeps_what_either_first_stage_finds_and_fuses_by_rank(tmp_path: 
     reader = reader_with(tmp_path, vectors)
     query = np.array([[0.0, 0.9, 0.0, 0.5]], dtype=np.float32)  # dense: 1, then 3
     dense = [h.document.id for h in reader.search_vectors(query, 2)[0]]
-    lexical = [h.document.id for h in reader.search_bm25(["zebra river"], 2)[0]]
+    lexical = [h.document.id for h in reader.search_lexical(["zebra river"], 2)[0]]
     hits = reader.search_hybrid(query, ["zebra river"], 2)[0]
     assert dense == ["1", "3"] and set(lexical) == {"0", "2"}
-    # each list's first (1 dense, BM25's first) ties at 1/(k+1); second places follow
+    # each list's first (1 dense, the full-text index's first) ties at 1/(k+1)
     assert {h.document.id for h in hits} == {"1", lexical[0]}
     assert [h.score for h in hits] == [1 / (RRF_K + 1)] * 2
     three = reader.search_hybrid(query, ["zebra river"], 4)[0]

@@ -44,7 +44,9 @@ def test_index_search_and_eval_end_to_end(
     assert result.exit_code == 0, result.output
     assert [line.split()[2] for line in result.output.splitlines()] == ["d4"]
     result = runner.invoke(app, [*en, "--first-stage", "bm25"])
-    assert result.exit_code != 0 and "dense first stage" in result.output
+    assert result.exit_code != 0 and "takes no metadata filter" in result.output
+    result = runner.invoke(app, [*en, "--first-stage", "lexical"])  # no shared word: no hit
+    assert result.exit_code == 0 and result.output.strip() == "", result.output
     dogs = ["search", "Dogs are loyal companions and good pets.", "--index", str(index)]
     result = runner.invoke(app, [*dogs, "--first-stage", "hybrid", "-k", "4"])
     assert result.exit_code == 0, result.output

@@ -185,6 +185,39 @@ def test_search_filtered_by_metadata(client: TestClient):
     assert [len(o.hits) for o in merged] == [4, 12, 3]
 
 
+def test_search_lexical_and_hybrid_first_stages(client: TestClient):
+    """The full-text index sees documents the moment they are added, replaced or deleted;
+    hybrid keeps what either first stage finds."""
+    add(client)
+
+    def ids(query: str, **body: Any) -> list[str]:
+        answer = search(client, query=query, top_n=10, **body)
+        return [hit["id"] for hit in answer["results"]]
+
+    assert ids("bananas fruit", first_stage="lexical", rerank=False) == ["banana"]
+    add(client, [{"id": "banana", "text": "A yellow curved fruit"}])  # title gone
+    assert ids("bananas", first_stage="lexical") == []
+    assert ids("curved", first_stage="lexical") == ["banana"]
+    assert ids("lens focuses light", first_stage="lexical") == ["lens"]
+    client.delete("/v1/documents/lens")
+    assert ids("lens focuses light", first_stage="lexical") == []
+    hybrid = ids("curved", first_stage="hybrid", rerank=False)  # found by both: first
+    assert hybrid[0] == "banana" and sorted(hybrid) == ["a/b c", "banana", "loupe", "market"]
+    assert ids("loupe", first_stage="lexical", filter={"n": 1}) == ["loupe"]
+    assert ids("loupe", first_stage="lexical", filter={"n": 2}) == []
+    engine = service_state(client).runtime.engine
+    jobs = [
+        SearchJob("yellow fruit", 5, first_stage="lexical"),
+        SearchJob("yellow fruit", 5, first_stage="hybrid"),
+        SearchJob("yellow fruit", 5),
+    ]
+    for job, outcome in zip(jobs, engine.search_many(jobs), strict=True):
+        alone = engine.search_many([job])[0]
+        assert [h.document.id for h in outcome.hits] == [h.document.id for h in alone.hits]
+    bad = client.post("/v1/search", json={"query": "q", "first_stage": "bm25"})
+    assert_error(bad, 422, "invalid_request")
+
+
 def test_search_bad_inputs(client: TestClient):
     post = lambda body: client.post("/v1/search", json=body)  # noqa: E731
     assert_error(post({"query": ""}), 422, "invalid_request")

@@ -1,0 +1,57 @@
+"""The docstore's full-text index: SQLite FTS5 over each document's title and text, kept in
+step with every write by triggers, ranked by FTS5's BM25 (k1 = 1.2, b = 0.75, Porter
+stemming). Unlike the ``--bm25`` index (bm25s, built once with the index), it is always
+current, so a live service can search it."""
+
+from __future__ import annotations
+
+import re
+
+LEXICAL_TABLE = "lexical"
+
+SCHEMA = (
+    f"""CREATE VIRTUAL TABLE {LEXICAL_TABLE} USING fts5(
+        title, text, content='documents', content_rowid='key', tokenize='porter unicode61'
+    )""",
+    f"""CREATE TRIGGER {LEXICAL_TABLE}_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO {LEXICAL_TABLE}(rowid, title, text) VALUES (new.key, new.title, new.text);
+    END""",
+    f"""CREATE TRIGGER {LEXICAL_TABLE}_delete AFTER DELETE ON documents BEGIN
+        INSERT INTO {LEXICAL_TABLE}({LEXICAL_TABLE}, rowid, title, text)
+        VALUES ('delete', old.key, old.title, old.text);
+    END""",
+    f"""CREATE TRIGGER {LEXICAL_TABLE}_update AFTER UPDATE OF title, text ON documents BEGIN
+        INSERT INTO {LEXICAL_TABLE}({LEXICAL_TABLE}, rowid, title, text)
+        VALUES ('delete', old.key, old.title, old.text);
+        INSERT INTO {LEXICAL_TABLE}(rowid, title, text) VALUES (new.key, new.title, new.text);
+    END""",
+    f"INSERT INTO {LEXICAL_TABLE}({LEXICAL_TABLE}) VALUES ('rebuild')",
+)
+"""The statements that create the table and the triggers that keep it in step with
+``documents``, then index what is stored already."""
+
+STOPWORDS = frozenset(
+    {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is"}
+    | {"it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there"}
+    | {"these", "they", "this", "to", "was", "will", "with"}
+)
+"""English stop words left out of queries (those of bm25s and Lucene): a query of them
+alone would match nearly every document."""
+
+MAX_QUERY_TERMS = 64
+
+
+def match_expression(text: str) -> str | None:
+    """An FTS5 query for any of the text's words (lower-cased, stop words and repeats left
+    out, each quoted so that no word is read as an operator); None when no word is left.
+
+    >>> match_expression('What is "NEAR" the OR-gate, or the gate?')
+    '"what" OR "near" OR "gate"'
+    >>> match_expression("the of and") is None
+    True
+    """
+    words = [w for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS]
+    unique = list(dict.fromkeys(words))[:MAX_QUERY_TERMS]
+    if not unique:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
