@@ -172,6 +172,11 @@ class Engine:
         return self.reranker.name
 
     @property
+    def has_lexical(self) -> bool:
+        """Whether the index has its full-text index (every index does where SQLite has FTS5)."""
+        return self.index.docstore.has_lexical
+
+    @property
     def calibrated(self) -> bool:
         """Whether the re-ranker maps its scores to probabilities of relevance."""
         return self.reranker.calibration is not None

@@ -51,6 +51,12 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
             f"({engine.reranker_name} is {'' if engine.calibrated else 'not '}calibrated; "
             f"rerank={str(body.rerank).lower()})",
         )
+    if body.first_stage != "dense" and not engine.has_lexical:
+        raise ApiError(
+            422,
+            f"first_stage={body.first_stage}: this index has no full-text index (its SQLite "
+            "lacks FTS5); use first_stage=dense",
+        )
     job = SearchJob(
         body.query,
         body.top_n,

@@ -216,6 +216,10 @@ def test_search_lexical_and_hybrid_first_stages(client: TestClient):
         assert [h.document.id for h in outcome.hits] == [h.document.id for h in alone.hits]
     bad = client.post("/v1/search", json={"query": "q", "first_stage": "bm25"})
     assert_error(bad, 422, "invalid_request")
+    engine.index.docstore.has_lexical = False  # as with an SQLite built without FTS5
+    refused = client.post("/v1/search", json={"query": "q", "first_stage": "hybrid"})
+    assert "FTS5" in assert_error(refused, 422)["message"]
+    assert search(client, query="q")["results"]  # dense still answers
 
 
 def test_search_bad_inputs(client: TestClient):
