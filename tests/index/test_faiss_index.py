@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 from index.faiss_index import FaissIndex
-
-
-def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from tests.index.vectors import filled_index, unit_vectors
 
 
 @pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
 def test_search_finds_exact_neighbours(factory: str) -> None:
-    vectors = unit_vectors(300, 16)
-    keys = np.arange(1000, 1300, dtype=np.int64)
-    index = FaissIndex.create(16, factory, use_gpu=False)
-    index.train(vectors)
-    index.add(keys, vectors)
-    index.set_search_params(nprobe=4, ef_search=64)
+    index, keys, vectors = filled_index(factory, 300)
     scores, found = index.search(vectors[:5], 3)
     assert found[:, 0].tolist() == keys[:5].tolist()
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)

@@ -16,6 +16,7 @@ from index.faiss_index import FaissIndex
 from index.live import LiveIndex
 from index.metadata_filter import MetadataFilter, parse_filter_pairs
 from index.records import Document
+from tests.index.vectors import filled_index, unit_vectors
 
 METADATA: list[dict[str, Any]] = [
     {"topic": "food", "year": 2024, "new": True},
@@ -38,11 +39,6 @@ FILTERS: list[dict[str, Any]] = [
     {"nested": "food"},
     {"missing": "x"},
 ]
-
-
-def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("given", FILTERS)
@@ -110,12 +106,7 @@ def test_exact_top_k_matches_a_flat_index() -> None:
 
 @pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
 def test_search_among_returns_allowed_keys_only(factory: str) -> None:
-    vectors = unit_vectors(400, 16)
-    keys = np.arange(1000, 1400, dtype=np.int64)
-    index = FaissIndex.create(16, factory, use_gpu=False)
-    index.train(vectors)
-    index.add(keys, vectors)
-    index.set_search_params(nprobe=4, ef_search=64)
+    index, keys, vectors = filled_index(factory, 400)
     allowed = keys[::2]
     _, found = index.search_among(vectors[:4], 5, allowed)
     assert set(found.ravel().tolist()) <= set(allowed.tolist())
