@@ -91,6 +91,9 @@ class DocStore:
         """Create the full-text index and its triggers, indexing what is stored already."""
         if self._table_exists(LEXICAL_TABLE):
             return
+        stored = len(self)
+        if stored:
+            log.info("%s: building the full-text index of %d stored documents", self.path, stored)
         try:
             with self._lock, self._conn:  # one transaction: all of it or nothing
                 self._conn.execute("BEGIN")
