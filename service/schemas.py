@@ -174,7 +174,10 @@ class SearchHit(BaseModel):
     relevance_score: float | None = Field(
         None, description="re-ranked hits: probability of relevance, where the model has one"
     )
-    first_stage_score: float
+    first_stage_score: float = Field(
+        description="the first stage's score: the cosine (dense), BM25 (lexical) or the "
+        "reciprocal-rank score (hybrid)"
+    )
     text: str | None = None
     title: str | None = None
     metadata: dict[str, Any] | None = None
