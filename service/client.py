@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from service.schemas import (
     DeleteResponse,
     DocumentIn,
+    DocumentOut,
     DocumentsResponse,
     EmbedResponse,
     HealthResponse,
@@ -112,6 +113,10 @@ class _Calls:
     @staticmethod
     def add_documents(documents: Sequence[DocumentLike]) -> _Call:
         return _Call("POST", "/v1/documents", {"documents": [_document_body(d) for d in documents]})
+
+    @staticmethod
+    def get_document(doc_id: str) -> _Call:
+        return _Call("GET", f"/v1/documents/{quote(doc_id, safe='')}")
 
     @staticmethod
     def delete_document(doc_id: str) -> _Call:
@@ -224,6 +229,10 @@ class LoupeClient:
         """Adds (or replaces by id) documents given as ``DocumentIn`` or dicts."""
         return self._do(_Calls.add_documents(documents), DocumentsResponse)
 
+    def get_document(self, doc_id: str) -> DocumentOut:
+        """A stored document; :class:`LoupeError` with status 404 if there is none."""
+        return self._do(_Calls.get_document(doc_id), DocumentOut)
+
     def delete_document(self, doc_id: str) -> DeleteResponse:
         """Deletes a document; :class:`LoupeError` with status 404 if there is none."""
         return self._do(_Calls.delete_document(doc_id), DeleteResponse)
@@ -314,6 +323,9 @@ class AsyncLoupeClient:
 
     async def add_documents(self, documents: Sequence[DocumentLike]) -> DocumentsResponse:
         return await self._do(_Calls.add_documents(documents), DocumentsResponse)
+
+    async def get_document(self, doc_id: str) -> DocumentOut:
+        return await self._do(_Calls.get_document(doc_id), DocumentOut)
 
     async def delete_document(self, doc_id: str) -> DeleteResponse:
         return await self._do(_Calls.delete_document(doc_id), DeleteResponse)

@@ -462,6 +462,11 @@ class Engine:
     def add_documents(self, documents: Sequence[Document]) -> list[int]:
         return self.add_documents_many([documents])[0]
 
+    def get_document(self, doc_id: str) -> Document | None:
+        """The stored document with this id, or None."""
+        stored = self.index.docstore.get(doc_id)
+        return stored.document if stored is not None else None
+
     def delete_document(self, doc_id: str) -> bool:
         deleted = self.index.delete(doc_id)
         if deleted:

@@ -230,6 +230,15 @@ class DocumentsResponse(BaseModel):
     total_documents: int
 
 
+class DocumentOut(BaseModel):
+    """A stored document, as it was last added."""
+
+    id: str
+    text: str
+    title: str
+    metadata: dict[str, Any]
+
+
 class DeleteResponse(BaseModel):
     id: str
     deleted: bool

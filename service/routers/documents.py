@@ -1,4 +1,4 @@
-"""``POST /v1/documents`` (add or replace by id) and ``DELETE /v1/documents/{id}``."""
+"""``POST /v1/documents`` (add or replace by id), ``GET`` and ``DELETE /v1/documents/{id}``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS, errors
 from service.runtime import Runtime
-from service.schemas import DeleteResponse, DocumentsRequest, DocumentsResponse
+from service.schemas import DeleteResponse, DocumentOut, DocumentsRequest, DocumentsResponse
 
 router = APIRouter(tags=["documents"])
 
@@ -41,6 +41,22 @@ async def add_documents(
     total = await asyncio.to_thread(engine.document_count)
     return DocumentsResponse(
         upserted=len(documents), ids=[d.id for d in documents], total_documents=total
+    )
+
+
+@router.get(
+    "/v1/documents/{doc_id:path}",
+    response_model=DocumentOut,
+    responses=errors(401, 404, 500, 503),
+    summary="Get a stored document by id",
+)
+async def get_document(doc_id: str, runtime: Runtime = Depends(get_runtime)) -> DocumentOut:
+    """The document as it was last added (text, title, metadata); 404 if there is none."""
+    document = await asyncio.to_thread(runtime.engine.get_document, doc_id)
+    if document is None:
+        raise ApiError(404, f"no document with id {doc_id!r}")
+    return DocumentOut(
+        id=document.id, text=document.text, title=document.title, metadata=document.metadata
     )
 
 

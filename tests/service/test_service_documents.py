@@ -93,6 +93,22 @@ def test_replace_by_id(client: TestClient):
     assert len(texts) == 5
 
 
+def test_get_a_stored_document(client: TestClient):
+    add(client)
+    got = client.get("/v1/documents/loupe")
+    assert got.status_code == 200, got.text
+    assert got.json() == {
+        "id": "loupe",
+        "text": "A loupe is a small magnification device.",
+        "title": "",
+        "metadata": {"n": 1},
+    }
+    assert client.get("/v1/documents/a%2Fb%20c").json()["text"] == CORPUS[4]["text"]
+    add(client, [{"id": "loupe", "text": "Replaced.", "title": "New"}])
+    assert client.get("/v1/documents/loupe").json()["title"] == "New"
+    assert_error(client.get("/v1/documents/nope"), 404, "not_found")
+
+
 def test_delete_and_404(client: TestClient):
     add(client)
     response = client.delete("/v1/documents/banana")

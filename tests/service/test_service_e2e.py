@@ -72,6 +72,7 @@ def test_server_end_to_end(live_server):
 
         assert len(client.embed(["a", "b"]).data) == 2
         assert [m.role for m in client.models().data] == ["reranker", "encoder"]
+        assert client.get_document("doc-0").id == "doc-0"
         assert client.delete_document("doc-0").total_documents == len(CORPUS) - 1
         with pytest.raises(LoupeError) as missing:
             client.delete_document("doc-0")
