@@ -27,18 +27,14 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from bench.harness import write_json
-from bench.lite_experiment import MEASURES, eval_sets, paired_ndcg, trained_model
-from bench.lite_window_training import rerank_cached_windows
-from evaluation.datasets import data_root
+from bench.lite_experiment import MEASURES, paired_ndcg, trained_model
+from bench.lite_window_training import bench_setup, rerank_cached_windows
 from evaluation.metrics import evaluate, format_table
 from models.registry import load_late_interaction
 from training.batches import load_examples
 from training.lite_job import LiteTrainConfig, load_lite_config
 from training.run_config import QrelsSource
-from training.token_cache import TokenCache
 
 
 def main() -> None:
@@ -53,10 +49,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/window-training/cache.npz"))
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    sets = eval_sets(data_root(), args.scifact_index)
-    cache = TokenCache.load(args.cache) if args.cache.is_file() else TokenCache()
+    sets, cache = bench_setup(args.out, args.scifact_index, args.cache)
     cached = len(cache)
     base = load_late_interaction("maxsim", device="cpu")
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -65,6 +65,17 @@ def rerank_cached_windows(
     return run
 
 
+def bench_setup(
+    out: Path, scifact_index: Path, cache_path: Path
+) -> tuple[dict[str, EvalSet], TokenCache]:
+    """Two torch threads, the output folder, the evaluation sets and the state cache (empty
+    when ``cache_path`` does not exist yet): what the window-training benches start from."""
+    torch.set_num_threads(2)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = eval_sets(data_root(), scifact_index)
+    return sets, TokenCache.load(cache_path) if cache_path.is_file() else TokenCache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/window-training"))
@@ -75,10 +86,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8, help="train_windows of the maxp arm")
     parser.add_argument("--inference-windows", type=int, default=8)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    sets = eval_sets(data_root(), args.scifact_index)
-    cache = TokenCache.load(args.cache) if args.cache.is_file() else TokenCache()
+    sets, cache = bench_setup(args.out, args.scifact_index, args.cache)
     cached = len(cache)
 
     base = load_late_interaction("maxsim", device="cpu")
