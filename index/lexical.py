@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from bm25s.stopwords import STOPWORDS_EN
+
 LEXICAL_TABLE = "lexical"
 
 SCHEMA = (
@@ -30,13 +32,9 @@ SCHEMA = (
 """The statements that create the table and the triggers that keep it in step with
 ``documents``, then index what is stored already."""
 
-STOPWORDS = frozenset(
-    {"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is"}
-    | {"it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there"}
-    | {"these", "they", "this", "to", "was", "will", "with"}
-)
-"""English stop words left out of queries (those of bm25s and Lucene): a query of them
-alone would match nearly every document."""
+STOPWORDS = frozenset(STOPWORDS_EN)
+"""English stop words left out of queries, the list the ``--bm25`` index (bm25s) drops: a
+query of them alone would match nearly every document."""
 
 MAX_QUERY_TERMS = 64
 
