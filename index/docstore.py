@@ -208,34 +208,39 @@ class DocStore:
             # on every call (microseconds): a writer opening the file later adds them.
             legacy = "dtype" not in self._token_columns()
             columns = "'float16', NULL" if legacy else "dtype, scales"
-            for start in range(0, len(keys), 900):
-                chunk = keys[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, dim, data, {columns} FROM tokens"
-                    f" WHERE fingerprint = ? AND key IN ({marks})",
-                    [fingerprint, *chunk],
-                ).fetchall()
-                for key, dim, data, dtype, scales in rows:
-                    found[int(key)] = _decode_token_row(int(dim), data, TokenDtype(dtype), scales)
+            rows = self._select_in(
+                f"SELECT key, dim, data, {columns} FROM tokens"
+                " WHERE fingerprint = ? AND key IN (?...)",
+                keys,
+                [fingerprint],
+            )
+        for key, dim, data, dtype, scales in rows:
+            found[int(key)] = _decode_token_row(int(dim), data, TokenDtype(dtype), scales)
         return found
+
+    def _select_in(
+        self, sql: str, values: Sequence[Any], params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``sql``, whose ``IN (?...)`` lists ``values``, asked 900 values at a time
+        (under the bound-parameter limit of older SQLite builds); ``params`` bind first."""
+        rows: list[tuple[Any, ...]] = []
+        with self._lock:
+            for start in range(0, len(values), 900):
+                chunk = values[start : start + 900]
+                query = sql.replace("(?...)", "(" + ",".join("?" * len(chunk)) + ")")
+                rows += self._conn.execute(query, [*params, *chunk]).fetchall()
+        return rows
 
     def get_by_keys(self, keys: Iterable[int]) -> dict[int, Document]:
         """Documents for the keys that exist (missing keys are simply absent)."""
-        keys = [int(k) for k in keys]
-        found: dict[int, Document] = {}
-        with self._lock:
-            for start in range(0, len(keys), 900):
-                chunk = keys[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    "SELECT key, doc_id, title, text, metadata FROM documents"
-                    f" WHERE key IN ({marks})",
-                    chunk,
-                ).fetchall()
-                for key, doc_id, title, text, metadata in rows:
-                    found[int(key)] = Document(doc_id, text, title, json.loads(metadata))
-        return found
+        rows = self._select_in(
+            "SELECT key, doc_id, title, text, metadata FROM documents WHERE key IN (?...)",
+            [int(k) for k in keys],
+        )
+        return {
+            int(key): Document(doc_id, text, title, json.loads(metadata))
+            for key, doc_id, title, text, metadata in rows
+        }
 
     def get(self, doc_id: str) -> StoredDocument | None:
         with self._lock:
@@ -249,17 +254,10 @@ class DocStore:
         return StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
 
     def keys_for_ids(self, doc_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(doc_ids)
-        out: dict[str, int] = {}
-        with self._lock:
-            for start in range(0, len(ids), 900):
-                chunk = ids[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT doc_id, key FROM documents WHERE doc_id IN ({marks})", chunk
-                ).fetchall()
-                out.update({str(d): int(k) for d, k in rows})
-        return out
+        rows = self._select_in(
+            "SELECT doc_id, key FROM documents WHERE doc_id IN (?...)", list(doc_ids)
+        )
+        return {str(d): int(k) for d, k in rows}
 
     def iter_vectors(
         self, after_key: int = 0, batch: int = 4096
@@ -291,24 +289,14 @@ class DocStore:
 
     def vectors_for_keys(self, keys: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(keys (n,), vectors (n, dim))`` of the given keys that exist and have a vector."""
-        wanted = [int(k) for k in keys]
-        found_keys: list[int] = []
-        found: list[np.ndarray] = []
-        with self._lock:
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, vector FROM documents WHERE key IN ({marks})"
-                    " AND vector IS NOT NULL",
-                    chunk,
-                ).fetchall()
-                for key, blob in rows:
-                    found_keys.append(int(key))
-                    found.append(np.frombuffer(blob, dtype=np.float32))
-        if not found:
+        rows = self._select_in(
+            "SELECT key, vector FROM documents WHERE key IN (?...) AND vector IS NOT NULL",
+            [int(k) for k in keys],
+        )
+        if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        return np.array(found_keys, dtype=np.int64), np.stack(found)
+        vectors = np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
+        return np.array([int(key) for key, _ in rows], dtype=np.int64), vectors
 
     def lexical_search(
         self, queries: Sequence[str], k: int, where: MetadataFilter | None = None

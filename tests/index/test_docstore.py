@@ -39,3 +39,25 @@ def test_keys_are_never_reused(tmp_path: Path) -> None:
         store.delete("a")
         keys, _ = store.upsert([Document("b", "y")])
         assert keys == [2]
+
+
+def test_lookups_of_more_keys_than_one_sql_statement_binds(tmp_path: Path) -> None:
+    """Key and id lookups are asked 900 values at a time; 2,000 must all come back."""
+    store = DocStore(tmp_path / "d.sqlite")
+    n = 2000
+    vectors = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    keys, _ = store.upsert([Document(str(i), f"text {i}") for i in range(n)], vectors)
+    store.upsert(
+        [Document(str(i), "t") for i in range(2)],
+        vectors[:2],
+        tokens=[np.ones((3, 2), np.float16)] * 2,
+        tokens_fingerprint="f",
+    )
+    assert sorted(d.id for d in store.get_by_keys(keys).values()) == sorted(
+        str(i) for i in range(2, n)
+    )
+    assert store.keys_for_ids(str(i) for i in range(n))["1999"] == keys[-1]
+    found, stored = store.vectors_for_keys(keys)
+    assert found.tolist() == keys[2:] and stored[-1].tolist() == vectors[-1].tolist()
+    new_keys = store.keys_for_ids(["0", "1"])
+    assert sorted(store.get_tokens([*keys, *new_keys.values()], "f")) == sorted(new_keys.values())
