@@ -21,7 +21,7 @@ from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.metadata_filter import MetadataFilter
 from index.records import Document
-from index.searcher import Hit, IndexReader, fuse_hits
+from index.searcher import FirstStageSearch, Hit, IndexReader
 from index.token_quantization import TokenDtype
 
 # How documents added while serving keep their token matrices when the index has no token
@@ -48,7 +48,7 @@ def create_empty_index(folder: Path, model: str, dimension: int, factory: str = 
     return _write_snapshot(folder, index, model, factory, docstore_name, 0, generation)
 
 
-class LiveIndex:
+class LiveIndex(FirstStageSearch):
     """Thread-safe add / delete / search over an index folder."""
 
     def __init__(self, reader: IndexReader):
@@ -147,17 +147,11 @@ class LiveIndex:
         with self._lock:
             return self.reader.search_lexical(queries, k, where)
 
-    def search_hybrid(
-        self,
-        query_vectors: np.ndarray,
-        queries: Sequence[str],
-        k: int,
-        where: MetadataFilter | None = None,
-    ) -> list[list[Hit]]:
-        """The dense (:meth:`search_vectors`) and full-text top-k lists fused by rank."""
+    def search_bm25(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k hits of the BM25 index built with ``--bm25`` (static: documents added while
+        serving are not in it)."""
         with self._lock:
-            dense = self.search_vectors(query_vectors, k, where)
-            return fuse_hits(dense, self.reader.search_lexical(queries, k, where), k)
+            return self.reader.search_bm25(queries, k)
 
     def _keys_passing(self, where: MetadataFilter) -> np.ndarray:
         """The docstore keys ``where`` passes, from the cache of recent filters if there."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,78 @@ def fuse_hits(first: list[list[Hit]], second: list[list[Hit]], k: int) -> list[l
     return fused
 
 
-class IndexReader:
+def needs_query_vectors(first_stage: str) -> bool:
+    """Whether a first stage searches with the queries' dual-encoder vectors.
+
+    >>> needs_query_vectors("hybrid"), needs_query_vectors("lexical")
+    (True, False)
+    """
+    return first_stage in ("dense", "hybrid")
+
+
+def check_first_stage(first_stage: str, where: MetadataFilter | None = None) -> None:
+    """Raise ValueError for an unknown first stage, or a filter on one that takes none."""
+    if first_stage not in FIRST_STAGES:
+        raise ValueError(f"unknown first stage {first_stage!r}: {', '.join(FIRST_STAGES)}")
+    if first_stage == "bm25" and where is not None:
+        raise ValueError("the bm25 first stage takes no metadata filter: use lexical")
+
+
+class FirstStageSearch(ABC):
+    """The first stages of :data:`FIRST_STAGES` over one index, and dispatch among them."""
+
+    @abstractmethod
+    def search_vectors(
+        self, query_vectors: np.ndarray, k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """Top-k dense hits for ``query_vectors (q, dim)``."""
+
+    @abstractmethod
+    def search_lexical(
+        self, queries: Sequence[str], k: int, where: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """Top-k hits of the docstore's full-text index."""
+
+    @abstractmethod
+    def search_bm25(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k hits of the static BM25 index built with ``--bm25``."""
+
+    def search_hybrid(
+        self,
+        query_vectors: np.ndarray,
+        queries: Sequence[str],
+        k: int,
+        where: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """The dense and full-text top-k lists fused by reciprocal rank (see
+        :func:`fuse_hits`): what either first stage alone misses, the other may find."""
+        dense = self.search_vectors(query_vectors, k, where)
+        return fuse_hits(dense, self.search_lexical(queries, k, where), k)
+
+    def search_first_stage(
+        self,
+        first_stage: str,
+        queries: Sequence[str],
+        query_vectors: np.ndarray | None,
+        k: int,
+        where: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits per query from one of :data:`FIRST_STAGES`; ``query_vectors (q, dim)``
+        are needed where :func:`needs_query_vectors`, ignored elsewhere; with ``where``,
+        only documents whose metadata passes it (not with ``bm25``)."""
+        check_first_stage(first_stage, where)
+        if first_stage == "bm25":
+            return self.search_bm25(queries, k)
+        if first_stage == "lexical":
+            return self.search_lexical(queries, k, where)
+        if query_vectors is None:
+            raise ValueError(f"the {first_stage} first stage needs the queries' vectors")
+        if first_stage == "hybrid":
+            return self.search_hybrid(query_vectors, queries, k, where)
+        return self.search_vectors(query_vectors, k, where)
+
+
+class IndexReader(FirstStageSearch):
     """A loaded index folder: manifest, docstore and vector index, checked against each other."""
 
     def __init__(
@@ -162,18 +234,6 @@ class IndexReader:
         scores, keys = self.docstore.lexical_search(queries, k, where)
         return self._hits(scores, keys)
 
-    def search_hybrid(
-        self,
-        query_vectors: np.ndarray,
-        queries: Sequence[str],
-        k: int,
-        where: MetadataFilter | None = None,
-    ) -> list[list[Hit]]:
-        """The dense and full-text top-k lists fused by reciprocal rank (see
-        :func:`fuse_hits`): what either first stage alone misses, the other may find."""
-        dense = self.search_vectors(query_vectors, k, where)
-        return fuse_hits(dense, self.search_lexical(queries, k, where), k)
-
     def _hits(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Hit]]:
         wanted = {int(x) for x in keys.ravel() if x >= 0}
         documents = self.docstore.get_by_keys(wanted)
@@ -239,17 +299,9 @@ class Searcher:
         first_stage: str = "dense",
         where: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query from one of :data:`FIRST_STAGES`; with ``where``, only
-        documents whose metadata passes it (not with ``bm25``)."""
-        if first_stage not in FIRST_STAGES:
-            raise ValueError(f"unknown first stage {first_stage!r}: {', '.join(FIRST_STAGES)}")
-        if first_stage == "bm25":
-            if where is not None:
-                raise ValueError("the bm25 first stage takes no metadata filter: use lexical")
-            return self.reader.search_bm25(list(queries), k)
-        if first_stage == "lexical":
-            return self.reader.search_lexical(list(queries), k, where)
-        vectors = self.encoder.encode(list(queries))
-        if first_stage == "hybrid":
-            return self.reader.search_hybrid(vectors, list(queries), k, where)
-        return self.reader.search_vectors(vectors, k, where)
+        """Top-k hits per query from one of :data:`FIRST_STAGES` (see
+        :meth:`FirstStageSearch.search_first_stage`)."""
+        check_first_stage(first_stage, where)
+        queries = list(queries)
+        vectors = self.encoder.encode(queries) if needs_query_vectors(first_stage) else None
+        return self.reader.search_first_stage(first_stage, queries, vectors, k, where)

@@ -396,13 +396,10 @@ class Engine:
             if i in batched:
                 continue
             depth = max(job.candidates, job.top_n)
-            if job.first_stage == "lexical":
-                first[i] = self.index.search_lexical([job.query], depth, job.where)[0]
-            elif job.first_stage == "hybrid":
-                fused = self.index.search_hybrid(vectors[i : i + 1], [job.query], depth, job.where)
-                first[i] = fused[0]
-            else:
-                first[i] = self.index.search_vectors(vectors[i : i + 1], depth, job.where)[0]
+            rows = self.index.search_first_stage(
+                job.first_stage, [job.query], vectors[i : i + 1], depth, job.where
+            )
+            first[i] = rows[0]
         return first
 
     # --- embed ----------------------------------------------------------------------------

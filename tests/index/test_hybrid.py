@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from index.docstore import DocStore
 from index.faiss_index import FaissIndex
 from index.fusion import RRF_K
 from index.manifest import Manifest
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.searcher import IndexReader
 
@@ -46,3 +48,22 @@ def test_hybrid_keeps_what_either_first_stage_finds_and_fuses_by_rank(tmp_path: 
     assert {h.document.id for h in three} == {"0", "1", "2", "3"}
     both = reader.search_hybrid(np.eye(4, dtype=np.float32)[:1], ["zebra"], 4)[0]
     assert both[0].document.id == "0" and both[0].score == 2 / (RRF_K + 1)
+
+
+def test_search_first_stage_dispatches_to_each_first_stage(tmp_path: Path) -> None:
+    vectors = np.eye(4, dtype=np.float32)
+    reader = reader_with(tmp_path, vectors)
+    query, text = np.array([[0.0, 0.9, 0.0, 0.5]], dtype=np.float32), ["zebra river"]
+    assert reader.search_first_stage("dense", text, query, 3) == reader.search_vectors(query, 3)
+    assert reader.search_first_stage("lexical", text, None, 3) == reader.search_lexical(text, 3)
+    hybrid = reader.search_first_stage("hybrid", text, query, 3)
+    assert hybrid == reader.search_hybrid(query, text, 3)
+    where = MetadataFilter.from_mapping({"lang": "en"})
+    with pytest.raises(ValueError, match="unknown first stage"):
+        reader.search_first_stage("sparse", text, query, 3)
+    with pytest.raises(ValueError, match="takes no metadata filter"):
+        reader.search_first_stage("bm25", text, None, 3, where)
+    with pytest.raises(ValueError, match="needs the queries' vectors"):
+        reader.search_first_stage("hybrid", text, None, 3)
+    with pytest.raises(ValueError, match="no BM25 index"):
+        reader.search_first_stage("bm25", text, None, 3)
