@@ -313,7 +313,9 @@ class DocStore:
         keys = np.full((len(queries), k), -1, dtype=np.int64)
         # Unfiltered: FTS5 ranks and stops at k. Filtered: every match is scored first, then
         # joined with the documents that pass (a rowid IN (...) constraint would make FTS5
-        # look each candidate up alone: 870 ms instead of 5 on SciFact).
+        # look each candidate up alone: 870 ms instead of 5 on SciFact). The subquery's
+        # LIMIT -1 keeps SQLite from flattening it into the join, so the matches come first
+        # whatever the planner estimates; unlike MATERIALIZED it needs no SQLite >= 3.35.
         params: list[Scalar] = []
         sql = (
             f"SELECT rowid, -bm25({LEXICAL_TABLE}) FROM {LEXICAL_TABLE}"
@@ -322,9 +324,9 @@ class DocStore:
         if where is not None:
             condition, params = where.where("documents.metadata")
             sql = (
-                f"WITH matched AS MATERIALIZED (SELECT rowid AS key, -bm25({LEXICAL_TABLE})"
-                f" AS score FROM {LEXICAL_TABLE} WHERE {LEXICAL_TABLE} MATCH ?)"
-                " SELECT matched.key, matched.score FROM matched JOIN documents"
+                "SELECT matched.key, matched.score FROM (SELECT rowid AS key,"
+                f" -bm25({LEXICAL_TABLE}) AS score FROM {LEXICAL_TABLE}"
+                f" WHERE {LEXICAL_TABLE} MATCH ? LIMIT -1) AS matched JOIN documents"
                 f" ON documents.key = matched.key WHERE {condition}"
                 " ORDER BY matched.score DESC LIMIT ?"
             )
