@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ DEFAULT_LIVE_TOKEN_DTYPE = TokenDtype.int8
 _FILTERS_CACHED = 64
 _KEYS_CACHED = 4_000_000
 """A live index keeps the passing keys of up to this many recent filters, and of keys in all
-(8 bytes each: 32 MB)."""
+(8 bytes each: 32 MB), and keeps them current through its own writes."""
 
 
 def create_empty_index(folder: Path, model: str, dimension: int, factory: str = "Flat") -> Manifest:
@@ -55,8 +56,8 @@ class LiveIndex(FirstStageSearch):
         self.reader = reader
         self._lock = threading.RLock()
         self._tombstones: set[int] = set()
-        self._passing: OrderedDict[Hashable, np.ndarray] = OrderedDict()
-        """Keys each recent filter passed; emptied by every write."""
+        self._passing: OrderedDict[Hashable, tuple[MetadataFilter, np.ndarray]] = OrderedDict()
+        """Each recent filter and the keys, ascending, it passes; kept current by writes."""
 
     @classmethod
     def open(cls, folder: str | Path, *, use_gpu: bool | None = None) -> LiveIndex:
@@ -100,11 +101,11 @@ class LiveIndex(FirstStageSearch):
         if given (stored as ``token_dtype``); returns their new keys."""
         if len(documents) != len(vectors):
             raise ValueError("one vector per document is required")
-        with self._lock:
-            self._passing.clear()
+        with self._lock, self._passing_kept_current():
             keys, replaced = self.reader.docstore.upsert(
                 documents, vectors, tokens, tokens_fingerprint, self.token_dtype
             )
+            self._passing_after_write(replaced, list(zip(keys, documents, strict=True)))
             if replaced:
                 self._remove_keys(replaced)
             self.reader.vectors.add(np.asarray(keys, dtype=np.int64), vectors)
@@ -112,11 +113,11 @@ class LiveIndex(FirstStageSearch):
 
     def delete(self, doc_id: str) -> bool:
         """Delete a document by id; False if there was none."""
-        with self._lock:
-            self._passing.clear()
+        with self._lock, self._passing_kept_current():
             key = self.reader.docstore.delete(doc_id)
             if key is None:
                 return False
+            self._passing_after_write([key], [])
             self._remove_keys([key])
             return True
 
@@ -131,8 +132,8 @@ class LiveIndex(FirstStageSearch):
     ) -> list[list[Hit]]:
         """Top-k hits (see :meth:`IndexReader.search_vectors`); a filtered search draws only
         on documents in the docstore, so hidden (deleted) keys never take a place, and the
-        keys a filter passes are kept until the next write (the docstore scan is most of a
-        filtered search's cost)."""
+        keys a filter passes are kept, and updated by this index's writes (the docstore scan
+        is most of a filtered search's cost)."""
         with self._lock:
             if where is not None:
                 return self.reader.search_among(query_vectors, k, self._keys_passing(where))
@@ -155,17 +156,51 @@ class LiveIndex(FirstStageSearch):
 
     def _keys_passing(self, where: MetadataFilter) -> np.ndarray:
         """The docstore keys ``where`` passes, from the cache of recent filters if there."""
-        keys = self._passing.get(where.key)
-        if keys is None:
-            keys = self.reader.docstore.keys_matching(where)
-            self._passing[where.key] = keys
-            while len(self._passing) > _FILTERS_CACHED or (
-                len(self._passing) > 1 and sum(map(len, self._passing.values())) > _KEYS_CACHED
-            ):
-                self._passing.popitem(last=False)
-        else:
+        kept = self._passing.get(where.key)
+        if kept is not None:
             self._passing.move_to_end(where.key)
+            return kept[1]
+        keys = self.reader.docstore.keys_matching(where)
+        self._passing[where.key] = (where, keys)
+        self._evict_passing()
         return keys
+
+    def _passing_after_write(
+        self, removed: Sequence[int], added: Sequence[tuple[int, Document]]
+    ) -> None:
+        """Bring the kept keys up to date with a write: ``removed`` keys leave every filter;
+        each ``(key, document)`` added and not removed (an id given twice in one write) joins
+        the filters its metadata passes (keys only grow, so the kept keys stay ascending)."""
+        gone_set = set(removed)
+        gone = np.asarray(sorted(gone_set), dtype=np.int64)
+        added = [(key, document) for key, document in added if key not in gone_set]
+        for name, (where, keys) in list(self._passing.items()):
+            if len(gone) and len(keys):
+                at = np.searchsorted(keys, gone).clip(max=len(keys) - 1)
+                keys = np.delete(keys, at[keys[at] == gone])
+            new = sorted(key for key, document in added if where.matches(document.metadata))
+            if new:
+                keys = np.concatenate([keys, np.asarray(new, dtype=np.int64)])
+            self._passing[name] = (where, keys)
+        self._evict_passing()
+
+    @contextmanager
+    def _passing_kept_current(self) -> Iterator[None]:
+        """Forget every kept filter if a write fails part-way: the docstore may hold what
+        the kept keys do not."""
+        try:
+            yield
+        except BaseException:
+            self._passing.clear()
+            raise
+
+    def _evict_passing(self) -> None:
+        """Drop the least recently used filters beyond the cache's limits."""
+        while len(self._passing) > _FILTERS_CACHED or (
+            len(self._passing) > 1
+            and sum(len(keys) for _, keys in self._passing.values()) > _KEYS_CACHED
+        ):
+            self._passing.popitem(last=False)
 
     def snapshot(self) -> Manifest:
         """Persist the in-memory FAISS index and a new manifest (atomic replace)."""

@@ -152,8 +152,37 @@ def test_filtered_search_of_a_live_index(
     for value, only_id in ((True, "flag"), (1, "one"), (True, "flag")):
         where = MetadataFilter.from_mapping({"v": value})
         assert [h.document.id for h in live.search_vectors(vectors[:1], 5, where)[0]] == [only_id]
-    # the keys a filter passed are remembered until the next write
+    # the keys a filter passed are remembered and follow the writes
     live.add([Document("new", "t", metadata={"topic": "sport"})], vectors[:1])
     assert [h.document.id for h in live.search_vectors(vectors[:1], 5, nothing)[0]] == ["new"]
     live.delete("new")
     assert live.search_vectors(vectors[:1], 5, nothing) == [[]]
+
+
+def test_kept_filter_keys_follow_every_write(tmp_path: Path) -> None:
+    """After adds, replacements that change metadata, deletes and an id given twice in one
+    write, every kept filter holds exactly the keys a fresh docstore scan finds."""
+    rng = np.random.default_rng(0)
+    live = LiveIndex.open_or_create(tmp_path / "i", model="m", dimension=8, factory="Flat")
+    filters = [
+        MetadataFilter.from_mapping(m)
+        for m in ({"g": 0}, {"g": [1, 2]}, {"g": 1, "on": True}, {"on": 1}, {"g": "0"})
+    ]
+
+    def metadata() -> dict[str, object]:
+        return {"g": int(rng.integers(3)), "on": bool(rng.integers(2))}
+
+    live.add([Document(str(i), "t", metadata=metadata()) for i in range(40)], unit_vectors(40, 8))
+    for where in filters:
+        live.search_vectors(unit_vectors(1, 8), 3, where)  # keeps its keys
+    for step in range(60):
+        ids = [str(i) for i in rng.integers(0, 50, size=int(rng.integers(1, 4)))]
+        if step % 3 == 0:
+            live.delete(ids[0])
+        else:
+            documents = [Document(i, "t", metadata=metadata()) for i in ids]
+            live.add(documents, unit_vectors(len(documents), 8))
+    for where in filters:
+        kept = live._passing[where.key][1]
+        assert kept.tolist() == live.docstore.keys_matching(where).tolist()
+    assert len(live._passing) == len(filters)  # none was dropped on the way
