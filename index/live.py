@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,47 @@ from index.token_quantization import TokenDtype
 DEFAULT_LIVE_TOKEN_DTYPE = TokenDtype.int8
 _FILTERS_CACHED = 64
 _KEYS_CACHED = 4_000_000
+_VECTOR_BYTES_CACHED = 256 * 2**20
 """A live index keeps the passing keys of up to this many recent filters, and of keys in all
-(8 bytes each: 32 MB), and keeps them current through its own writes."""
+(8 bytes each: 32 MB), and keeps them current through its own writes; for filters searched
+exactly (see :meth:`IndexReader.searches_exactly`) the passing vectors too, up to this many
+bytes in all."""
+
+
+@dataclass
+class _KeptFilter:
+    """A recent filter, the keys it passes (ascending) and, once it has been searched
+    exactly, their vectors ``(len(keys), dim)`` row for row."""
+
+    where: MetadataFilter
+    keys: np.ndarray
+    vectors: np.ndarray | None = None
+
+    def apply_write(
+        self, gone: np.ndarray, added: Sequence[tuple[int, Document, np.ndarray]]
+    ) -> None:
+        """``gone`` keys (ascending) leave; each ``(key, document, vector)`` whose metadata
+        passes joins (keys only grow, so the keys stay ascending)."""
+        if len(gone) and len(self.keys):
+            at = np.searchsorted(self.keys, gone).clip(max=len(self.keys) - 1)
+            rows = at[self.keys[at] == gone]
+            self.keys = np.delete(self.keys, rows)
+            if self.vectors is not None:
+                self.vectors = np.delete(self.vectors, rows, axis=0)
+        joining = sorted(
+            ((key, vector) for key, d, vector in added if self.where.matches(d.metadata)),
+            key=lambda item: item[0],
+        )
+        if joining:
+            new_keys = np.asarray([key for key, _ in joining], dtype=np.int64)
+            self.keys = np.concatenate([self.keys, new_keys])
+            if self.vectors is not None:
+                new_vectors = np.stack([vector for _, vector in joining]).astype(np.float32)
+                self.vectors = np.concatenate([self.vectors, new_vectors])
+
+    @property
+    def vector_bytes(self) -> int:
+        return 0 if self.vectors is None else int(self.vectors.nbytes)
 
 
 def create_empty_index(folder: Path, model: str, dimension: int, factory: str = "Flat") -> Manifest:
@@ -56,8 +96,8 @@ class LiveIndex(FirstStageSearch):
         self.reader = reader
         self._lock = threading.RLock()
         self._tombstones: set[int] = set()
-        self._passing: OrderedDict[Hashable, tuple[MetadataFilter, np.ndarray]] = OrderedDict()
-        """Each recent filter and the keys, ascending, it passes; kept current by writes."""
+        self._passing: OrderedDict[Hashable, _KeptFilter] = OrderedDict()
+        """Recent filters by ``MetadataFilter.key``, kept current by writes."""
 
     @classmethod
     def open(cls, folder: str | Path, *, use_gpu: bool | None = None) -> LiveIndex:
@@ -105,7 +145,7 @@ class LiveIndex(FirstStageSearch):
             keys, replaced = self.reader.docstore.upsert(
                 documents, vectors, tokens, tokens_fingerprint, self.token_dtype
             )
-            self._passing_after_write(replaced, list(zip(keys, documents, strict=True)))
+            self._passing_after_write(replaced, list(zip(keys, documents, vectors, strict=True)))
             if replaced:
                 self._remove_keys(replaced)
             self.reader.vectors.add(np.asarray(keys, dtype=np.int64), vectors)
@@ -131,12 +171,14 @@ class LiveIndex(FirstStageSearch):
         self, query_vectors: np.ndarray, k: int, where: MetadataFilter | None = None
     ) -> list[list[Hit]]:
         """Top-k hits (see :meth:`IndexReader.search_vectors`); a filtered search draws only
-        on documents in the docstore, so hidden (deleted) keys never take a place, and the
-        keys a filter passes are kept, and updated by this index's writes (the docstore scan
-        is most of a filtered search's cost)."""
+        on documents in the docstore, so hidden (deleted) keys never take a place. The keys a
+        filter passes, and their vectors where they are searched exactly, are kept and
+        updated by this index's writes (reading them from the docstore is most of a filtered
+        search's cost)."""
         with self._lock:
             if where is not None:
-                return self.reader.search_among(query_vectors, k, self._keys_passing(where))
+                kept = self._kept(where)
+                return self.reader.search_among(query_vectors, k, kept.keys, kept.vectors)
             extra = min(len(self._tombstones), 10 * k + 100)
             hits = self.reader.search_vectors(query_vectors, k + extra)
         return [row[:k] for row in hits]
@@ -154,34 +196,37 @@ class LiveIndex(FirstStageSearch):
         with self._lock:
             return self.reader.search_bm25(queries, k)
 
-    def _keys_passing(self, where: MetadataFilter) -> np.ndarray:
-        """The docstore keys ``where`` passes, from the cache of recent filters if there."""
+    def _kept(self, where: MetadataFilter) -> _KeptFilter:
+        """``where``'s kept keys, from the cache of recent filters if there (scanned from the
+        docstore if not), with their vectors where it is searched exactly."""
         kept = self._passing.get(where.key)
-        if kept is not None:
+        if kept is None:
+            kept = _KeptFilter(where, self.reader.docstore.keys_matching(where))
+            self._passing[where.key] = kept
+        else:
             self._passing.move_to_end(where.key)
-            return kept[1]
-        keys = self.reader.docstore.keys_matching(where)
-        self._passing[where.key] = (where, keys)
+        if kept.vectors is None and len(kept.keys) and self.reader.searches_exactly(len(kept.keys)):
+            keys, vectors = self.reader.docstore.vectors_for_keys(kept.keys)
+            order = np.argsort(keys)
+            if np.array_equal(keys[order], kept.keys):  # else some have no stored vector
+                kept.vectors = vectors[order]
         self._evict_passing()
-        return keys
+        return kept
 
     def _passing_after_write(
-        self, removed: Sequence[int], added: Sequence[tuple[int, Document]]
+        self, removed: Sequence[int], added: Sequence[tuple[int, Document, np.ndarray]]
     ) -> None:
-        """Bring the kept keys up to date with a write: ``removed`` keys leave every filter;
-        each ``(key, document)`` added and not removed (an id given twice in one write) joins
-        the filters its metadata passes (keys only grow, so the kept keys stay ascending)."""
+        """Bring the kept filters up to date with a write: ``removed`` keys leave every
+        filter; each ``(key, document, vector)`` added and not removed (an id given twice in
+        one write) joins the filters its metadata passes. A filter grown past exact search
+        drops its vectors."""
         gone_set = set(removed)
         gone = np.asarray(sorted(gone_set), dtype=np.int64)
-        added = [(key, document) for key, document in added if key not in gone_set]
-        for name, (where, keys) in list(self._passing.items()):
-            if len(gone) and len(keys):
-                at = np.searchsorted(keys, gone).clip(max=len(keys) - 1)
-                keys = np.delete(keys, at[keys[at] == gone])
-            new = sorted(key for key, document in added if where.matches(document.metadata))
-            if new:
-                keys = np.concatenate([keys, np.asarray(new, dtype=np.int64)])
-            self._passing[name] = (where, keys)
+        added = [item for item in added if item[0] not in gone_set]
+        for kept in self._passing.values():
+            kept.apply_write(gone, added)
+            if kept.vectors is not None and not self.reader.searches_exactly(len(kept.keys)):
+                kept.vectors = None
         self._evict_passing()
 
     @contextmanager
@@ -196,9 +241,10 @@ class LiveIndex(FirstStageSearch):
 
     def _evict_passing(self) -> None:
         """Drop the least recently used filters beyond the cache's limits."""
-        while len(self._passing) > _FILTERS_CACHED or (
-            len(self._passing) > 1
-            and sum(len(keys) for _, keys in self._passing.values()) > _KEYS_CACHED
+        while len(self._passing) > 1 and (
+            len(self._passing) > _FILTERS_CACHED
+            or sum(len(kept.keys) for kept in self._passing.values()) > _KEYS_CACHED
+            or sum(kept.vector_bytes for kept in self._passing.values()) > _VECTOR_BYTES_CACHED
         ):
             self._passing.popitem(last=False)
 

@@ -207,17 +207,29 @@ class IndexReader(FirstStageSearch):
         return self.search_among(query_vectors, k, self.docstore.keys_matching(where))
 
     def search_among(
-        self, query_vectors: np.ndarray, k: int, allowed: np.ndarray
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        allowed: np.ndarray,
+        allowed_vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits among the docstore keys ``allowed (n,)`` (see :meth:`search_vectors`)."""
-        if self.vectors.exhaustive or len(allowed) > EXACT_FILTER_LIMIT:
+        """Top-k hits among the docstore keys ``allowed (n,)`` (see :meth:`search_vectors`);
+        where they are scored exactly, from ``allowed_vectors (n, dim)`` (row i the vector
+        of ``allowed[i]``) if given, else from the docstore."""
+        if not self.searches_exactly(len(allowed)):
             scores, keys = self.vectors.search_among(query_vectors, k, allowed)
         else:
-            stored_keys, vectors = self.docstore.vectors_for_keys(allowed)
+            if allowed_vectors is None:
+                allowed, allowed_vectors = self.docstore.vectors_for_keys(allowed)
             scores, keys = top_k_inner_product(
-                np.atleast_2d(query_vectors), stored_keys, vectors, k
+                np.atleast_2d(query_vectors), allowed, allowed_vectors, k
             )
         return self._hits(scores, keys)
+
+    def searches_exactly(self, allowed: int) -> bool:
+        """Whether a search among this many allowed documents scores their stored vectors
+        exactly rather than going through an approximate index with a selector."""
+        return not self.vectors.exhaustive and allowed <= EXACT_FILTER_LIMIT
 
     def search_bm25(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Top-k BM25 hits (an index built with ``--bm25``)."""

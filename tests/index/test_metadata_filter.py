@@ -159,11 +159,13 @@ def test_filtered_search_of_a_live_index(
     assert live.search_vectors(vectors[:1], 5, nothing) == [[]]
 
 
-def test_kept_filter_keys_follow_every_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize("factory", ["Flat", "HNSW8"])
+def test_kept_filter_keys_follow_every_write(tmp_path: Path, factory: str) -> None:
     """After adds, replacements that change metadata, deletes and an id given twice in one
-    write, every kept filter holds exactly the keys a fresh docstore scan finds."""
+    write, every kept filter holds exactly the keys a fresh docstore scan finds, and on an
+    approximate index (searched exactly) their stored vectors row for row."""
     rng = np.random.default_rng(0)
-    live = LiveIndex.open_or_create(tmp_path / "i", model="m", dimension=8, factory="Flat")
+    live = LiveIndex.open_or_create(tmp_path / "i", model="m", dimension=8, factory=factory)
     filters = [
         MetadataFilter.from_mapping(m)
         for m in ({"g": 0}, {"g": [1, 2]}, {"g": 1, "on": True}, {"on": 1}, {"g": "0"})
@@ -183,6 +185,12 @@ def test_kept_filter_keys_follow_every_write(tmp_path: Path) -> None:
             documents = [Document(i, "t", metadata=metadata()) for i in ids]
             live.add(documents, unit_vectors(len(documents), 8))
     for where in filters:
-        kept = live._passing[where.key][1]
-        assert kept.tolist() == live.docstore.keys_matching(where).tolist()
+        kept = live._passing[where.key]
+        assert kept.keys.tolist() == live.docstore.keys_matching(where).tolist()
+        if factory == "Flat" or not len(kept.keys):
+            assert kept.vectors is None  # the selector path needs none; nor does nothing
+        else:
+            stored_keys, stored = live.docstore.vectors_for_keys(kept.keys)
+            assert kept.vectors is not None and stored_keys.tolist() == kept.keys.tolist()
+            np.testing.assert_array_equal(kept.vectors, stored)
     assert len(live._passing) == len(filters)  # none was dropped on the way
