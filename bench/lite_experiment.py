@@ -203,6 +203,22 @@ def eval_sets(data: Path, scifact_index: Path, depth: int = 100) -> dict[str, Ev
     }
 
 
+DEV_SET = "scifact-dev-dense50"
+"""The held-out SciFact-train queries: where zero-shot studies choose their settings."""
+
+
+def held_out_sets(data: Path, negatives_run: Path, scifact_index: Path) -> dict[str, EvalSet]:
+    """``DEV_SET`` (its dense top 50 from ``negatives_run``), where a study chooses its
+    setting, then the two evaluation sets of :func:`eval_sets` it is scored on."""
+    return {DEV_SET: scifact_dev_set(data, negatives_run), **eval_sets(data, scifact_index)}
+
+
+def ndcg_at_10(spec: EvalSet, run: Run, query_ids: Iterable[str] | None = None) -> float:
+    """nDCG@10 of ``run`` over ``spec``'s queries (or ``query_ids``, such as a fold's)."""
+    wanted = list(spec.queries if query_ids is None else query_ids)
+    return evaluate(spec.qrels, run, ["nDCG@10"], query_ids=wanted).aggregate["nDCG@10"]
+
+
 def projected_candidates(
     model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> Iterator[tuple[str, list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -30,16 +30,16 @@ import torch
 
 from bench.harness import write_json
 from bench.lite_experiment import (
+    DEV_SET,
     MEASURES,
     EvalSet,
     add_experiment_inputs,
     cache_set_states,
     cross_validated_run,
-    dl19_bm25_set,
+    held_out_sets,
+    ndcg_at_10,
     paired_ndcg,
     rerank_from_cache,
-    scifact_dev_set,
-    scifact_test_set,
 )
 from bench.lm_likelihood_fusion import fused_run
 from evaluation.datasets import data_root
@@ -83,18 +83,14 @@ def cross_validated_weight_run(
         spec.queries,
         WEIGHTS,
         partial(fused_run, maxsim, other),
-        lambda run, train: ndcg(spec.restricted(train), run),
+        lambda run, train: ndcg_at_10(spec.restricted(train), run),
         folds=folds,
     )
 
 
-def ndcg(spec: EvalSet, run: Run) -> float:
-    return evaluate(spec.qrels, run, ["nDCG@10"], query_ids=spec.queries).aggregate["nDCG@10"]
-
-
 def best_weight(spec: EvalSet, maxsim: Run, other: Run) -> float:
     """The weight with the best nDCG@10 on ``spec`` (ties: the smaller weight)."""
-    return max(WEIGHTS, key=lambda w: (ndcg(spec, fused_run(maxsim, other, w)), -w))
+    return max(WEIGHTS, key=lambda w: (ndcg_at_10(spec, fused_run(maxsim, other, w)), -w))
 
 
 def main() -> None:
@@ -104,13 +100,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = data_root()
-    tune = "scifact-dev-dense50"
-    sets = {
-        tune: scifact_dev_set(data, args.negatives_run),
-        "dl19-bm25": dl19_bm25_set(data),
-        "scifact-test-dense": scifact_test_set(data, args.scifact_index),
-    }
+    tune = DEV_SET
+    sets = held_out_sets(data_root(), args.negatives_run, args.scifact_index)
     cache = TokenCache.load(args.cache)
     base = LateInteractionModel.zero_shot()
     q_len, d_len = base.config.q_len, base.config.d_len
@@ -142,7 +133,7 @@ def main() -> None:
             if name != tune:
                 tests[f"{name} {signal}"] = paired_ndcg(result, metrics(spec, maxsim[name]))
             curves[signal][name] = {
-                w: ndcg(spec, fused_run(maxsim[name], runs[name], w)) for w in WEIGHTS
+                w: ndcg_at_10(spec, fused_run(maxsim[name], runs[name], w)) for w in WEIGHTS
             }
         dl19 = sets["dl19-bm25"]
         cv_run, cv_weights = cross_validated_weight_run(

@@ -30,14 +30,14 @@ import torch
 
 from bench.harness import write_json
 from bench.lite_experiment import (
+    DEV_SET,
     MEASURES,
     EvalSet,
     add_experiment_inputs,
     cross_validated_run,
-    dl19_bm25_set,
+    held_out_sets,
+    ndcg_at_10,
     paired_ndcg,
-    scifact_dev_set,
-    scifact_test_set,
 )
 from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
@@ -98,11 +98,6 @@ def maxsim_runs(
     return runs
 
 
-def ndcg(spec: EvalSet, run: Run, query_ids: list[str] | None = None) -> float:
-    wanted = query_ids if query_ids is not None else list(spec.queries)
-    return evaluate(spec.qrels, run, ["nDCG@10"], query_ids=wanted).aggregate["nDCG@10"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/query-augmentation"))
@@ -110,13 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = data_root()
-    tune = "scifact-dev-dense50"
-    sets = {
-        tune: scifact_dev_set(data, args.negatives_run),
-        "dl19-bm25": dl19_bm25_set(data),
-        "scifact-test-dense": scifact_test_set(data, args.scifact_index),
-    }
+    tune = DEV_SET
+    sets = held_out_sets(data_root(), args.negatives_run, args.scifact_index)
     cache = TokenCache.load(args.cache)
     base = LateInteractionModel.zero_shot()
     base.eval()
@@ -130,13 +120,11 @@ def main() -> None:
     def metrics(name: str, run: Run) -> MetricsResult:
         return evaluate(sets[name].qrels, run, MEASURES, query_ids=sets[name].queries)
 
-    chosen = max(arms, key=lambda arm: (ndcg(sets[tune], runs[tune][arm]), arm == PLAIN))
+    chosen = max(arms, key=lambda arm: (ndcg_at_10(sets[tune], runs[tune][arm]), arm == PLAIN))
     rows: dict[str, dict[str, float]] = {}
     tests: dict[str, dict[str, float]] = {}
     curves = {
-        name: {
-            f"{n}:{w:g}": round(ndcg(sets[name], by_arm[arm]), 4) for arm in arms for n, w in [arm]
-        }
+        name: {f"{n}:{w:g}": round(ndcg_at_10(sets[name], by_arm[(n, w)]), 4) for n, w in arms}
         for name, by_arm in runs.items()
     }
     for name in sets:
@@ -151,7 +139,7 @@ def main() -> None:
         dl19.queries,
         arms,
         runs["dl19-bm25"].__getitem__,
-        lambda run, train: ndcg(dl19, run, train),
+        lambda run, train: ndcg_at_10(dl19, run, train),
     )
     cv = metrics("dl19-bm25", cv_run)
     rows[f"dl19-bm25 | arm by 5-fold CV {cv_arms}"] = cv.aggregate
