@@ -157,7 +157,7 @@ class DocStore:
                 ).fetchone()
                 if row is not None:
                     replaced.append(int(row[0]))
-                    self._delete_key(int(row[0]))
+                    self._delete_keys([int(row[0])])
                 blob = None if vectors is None else _to_blob(vectors[i])
                 cursor = self._conn.execute(
                     "INSERT INTO documents (doc_id, title, text, metadata, vector)"
@@ -185,18 +185,28 @@ class DocStore:
 
     def delete(self, doc_id: str) -> int | None:
         """Delete a document by id; returns its key, or None if there was none."""
-        with self._lock, self._conn:
-            row = self._conn.execute(
-                "SELECT key FROM documents WHERE doc_id = ?", (doc_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            self._delete_key(int(row[0]))
-            return int(row[0])
+        return self.delete_many([doc_id]).get(doc_id)
 
-    def _delete_key(self, key: int) -> None:
-        self._conn.execute("DELETE FROM documents WHERE key = ?", (key,))
-        self._conn.execute("DELETE FROM tokens WHERE key = ?", (key,))
+    def delete_many(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """Delete documents by id in one transaction; returns the keys of those there were."""
+        with self._lock, self._conn:
+            found = self.keys_for_ids(doc_ids)
+            self._delete_keys(list(found.values()))
+        return found
+
+    def delete_matching(self, where: MetadataFilter) -> np.ndarray:
+        """Delete, in one transaction, the documents whose metadata passes ``where``; returns
+        their keys ``(n,)``, ascending."""
+        with self._lock, self._conn:
+            keys = self.keys_matching(where)
+            self._delete_keys(keys.tolist())
+        return keys
+
+    def _delete_keys(self, keys: Sequence[int]) -> None:
+        """Delete the keys' documents and token matrices (in the caller's transaction)."""
+        rows = [(int(key),) for key in keys]
+        self._conn.executemany("DELETE FROM documents WHERE key = ?", rows)
+        self._conn.executemany("DELETE FROM tokens WHERE key = ?", rows)
 
     def get_tokens(self, keys: Iterable[int], fingerprint: str) -> dict[int, np.ndarray]:
         """Stored ``(tokens_i, dim)`` matrices of the keys that have them under

@@ -153,13 +153,28 @@ class LiveIndex(FirstStageSearch):
 
     def delete(self, doc_id: str) -> bool:
         """Delete a document by id; False if there was none."""
+        return bool(self.delete_many([doc_id]))
+
+    def delete_many(self, doc_ids: Sequence[str]) -> list[str]:
+        """Delete documents by id (one docstore transaction); returns the ids there were."""
         with self._lock, self._passing_kept_current():
-            key = self.reader.docstore.delete(doc_id)
-            if key is None:
-                return False
-            self._passing_after_write([key], [])
-            self._remove_keys([key])
-            return True
+            found = self.reader.docstore.delete_many(doc_ids)
+            self._forget_keys(list(found.values()))
+            return list(found)
+
+    def delete_matching(self, where: MetadataFilter) -> int:
+        """Delete every document whose metadata passes ``where`` (one docstore transaction);
+        returns how many there were."""
+        with self._lock, self._passing_kept_current():
+            keys = self.reader.docstore.delete_matching(where)
+            self._forget_keys(keys.tolist())
+            return len(keys)
+
+    def _forget_keys(self, keys: list[int]) -> None:
+        """Drop deleted keys from the kept filters and the vector index."""
+        if keys:
+            self._passing_after_write(keys, [])
+            self._remove_keys(keys)
 
     def _remove_keys(self, keys: list[int]) -> None:
         try:

@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel
 
 from service.schemas import (
+    DeleteDocumentsResponse,
     DeleteResponse,
     DocumentIn,
     DocumentOut,
@@ -121,6 +122,11 @@ class _Calls:
     @staticmethod
     def delete_document(doc_id: str) -> _Call:
         return _Call("DELETE", f"/v1/documents/{quote(doc_id, safe='')}")
+
+    @staticmethod
+    def delete_documents(ids: Sequence[str] | None, filter: Mapping[str, Any] | None) -> _Call:
+        body = {"ids": list(ids) if ids is not None else None, "filter": filter}
+        return _Call("POST", "/v1/documents/delete", _drop_none(body))
 
     @staticmethod
     def embed(texts: Sequence[str]) -> _Call:
@@ -237,6 +243,13 @@ class LoupeClient:
         """Deletes a document; :class:`LoupeError` with status 404 if there is none."""
         return self._do(_Calls.delete_document(doc_id), DeleteResponse)
 
+    def delete_documents(
+        self, ids: Sequence[str] | None = None, filter: Mapping[str, Any] | None = None
+    ) -> DeleteDocumentsResponse:
+        """Deletes the documents with these ``ids``, or all whose metadata passes ``filter``
+        (give one); ids no document had come back in ``missing``."""
+        return self._do(_Calls.delete_documents(ids, filter), DeleteDocumentsResponse)
+
     def embed(self, texts: Sequence[str]) -> EmbedResponse:
         return self._do(_Calls.embed(texts), EmbedResponse)
 
@@ -329,6 +342,11 @@ class AsyncLoupeClient:
 
     async def delete_document(self, doc_id: str) -> DeleteResponse:
         return await self._do(_Calls.delete_document(doc_id), DeleteResponse)
+
+    async def delete_documents(
+        self, ids: Sequence[str] | None = None, filter: Mapping[str, Any] | None = None
+    ) -> DeleteDocumentsResponse:
+        return await self._do(_Calls.delete_documents(ids, filter), DeleteDocumentsResponse)
 
     async def embed(self, texts: Sequence[str]) -> EmbedResponse:
         return await self._do(_Calls.embed(texts), EmbedResponse)

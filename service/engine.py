@@ -465,9 +465,18 @@ class Engine:
         return stored.document if stored is not None else None
 
     def delete_document(self, doc_id: str) -> bool:
-        deleted = self.index.delete(doc_id)
-        if deleted:
-            self._count_writes(1)
+        return bool(self.delete_documents([doc_id]))
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        """Delete documents by id; returns the ids there were."""
+        deleted = self.index.delete_many(doc_ids)
+        self._count_writes(len(deleted))
+        return deleted
+
+    def delete_matching(self, where: MetadataFilter) -> int:
+        """Delete every document whose metadata passes ``where``; returns how many."""
+        deleted = self.index.delete_matching(where)
+        self._count_writes(deleted)
         return deleted
 
     def index_corpus(self, documents: Iterable[Document], chunk_size: int = 1024) -> int:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from index.metadata_filter import MetadataFilter
 
@@ -24,6 +31,27 @@ def _not_blank(value: str) -> str:
 
 
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
+def _valid_filter(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        MetadataFilter.from_mapping(value)
+    return value
+
+
+FilterMapping = Annotated[dict[str, Any] | None, AfterValidator(_valid_filter)]
+"""A metadata filter as JSON, checked by :meth:`MetadataFilter.from_mapping`."""
+
+FILTER_RULE = (
+    "documents whose metadata has, for every field named, one of the values given: "
+    '{"topic": "food", "year": [2023, 2024]} (strings, numbers, booleans; a list means any '
+    "of them)"
+)
+
+
+def metadata_filter(mapping: dict[str, Any] | None) -> MetadataFilter | None:
+    """A request's ``filter`` as the index reads it."""
+    return MetadataFilter.from_mapping(mapping) if mapping is not None else None
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -148,24 +176,9 @@ class SearchRequest(_Request):
         description="where candidates come from: the dense index, the full-text index (BM25, "
         "current with every write), or both fused by reciprocal rank",
     )
-    filter: dict[str, Any] | None = Field(
-        None,
-        description="only documents whose metadata has, for every field named, one of the "
-        'values given: {"topic": "food", "year": [2023, 2024]} (strings, numbers, booleans; '
-        "a list means any of them)",
-        examples=[{"topic": "food"}],
+    filter: FilterMapping = Field(
+        None, description=f"only {FILTER_RULE}", examples=[{"topic": "food"}]
     )
-
-    @field_validator("filter")
-    @classmethod
-    def _valid_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            MetadataFilter.from_mapping(value)
-        return value
-
-    def metadata_filter(self) -> MetadataFilter | None:
-        """``filter`` as the index reads it."""
-        return MetadataFilter.from_mapping(self.filter) if self.filter is not None else None
 
 
 class SearchHit(BaseModel):
@@ -242,6 +255,29 @@ class DocumentOut(BaseModel):
 class DeleteResponse(BaseModel):
     id: str
     deleted: bool
+    total_documents: int
+
+
+class DeleteDocumentsRequest(_Request):
+    """Documents to delete: by ``ids``, or every one a ``filter`` passes (one of the two)."""
+
+    ids: list[NonBlank] | None = Field(None, min_length=1, description="delete these ids")
+    filter: FilterMapping = Field(
+        None, description=f"delete all {FILTER_RULE}", examples=[{"tenant": "acme"}]
+    )
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> DeleteDocumentsRequest:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of ids and filter")
+        return self
+
+
+class DeleteDocumentsResponse(BaseModel):
+    deleted: int = Field(description="documents deleted")
+    missing: list[str] | None = Field(
+        None, description="ids given that no document had (requests by ids)"
+    )
     total_documents: int
 
 

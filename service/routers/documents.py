@@ -1,4 +1,5 @@
-"""``POST /v1/documents`` (add or replace by id), ``GET`` and ``DELETE /v1/documents/{id}``."""
+"""``POST /v1/documents`` (add or replace by id), ``GET`` and ``DELETE /v1/documents/{id}``,
+``POST /v1/documents/delete`` (by ids or by metadata filter)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS, errors
 from service.runtime import Runtime
-from service.schemas import DeleteResponse, DocumentOut, DocumentsRequest, DocumentsResponse
+from service.schemas import (
+    DeleteDocumentsRequest,
+    DeleteDocumentsResponse,
+    DeleteResponse,
+    DocumentOut,
+    DocumentsRequest,
+    DocumentsResponse,
+    metadata_filter,
+)
 
 router = APIRouter(tags=["documents"])
 
@@ -42,6 +51,35 @@ async def add_documents(
     return DocumentsResponse(
         upserted=len(documents), ids=[d.id for d in documents], total_documents=total
     )
+
+
+@router.post(
+    "/v1/documents/delete",
+    response_model=DeleteDocumentsResponse,
+    response_model_exclude_none=True,
+    responses=errors(401, 413, 422, 500, 503),
+    summary="Delete documents by ids or by a metadata filter",
+)
+async def delete_documents(
+    body: DeleteDocumentsRequest, runtime: Runtime = Depends(get_runtime)
+) -> DeleteDocumentsResponse:
+    """Removes, in one docstore transaction, the documents with the ``ids`` given or every
+    document whose metadata passes ``filter``. Ids that no document has are listed in
+    ``missing``; they are not an error."""
+    engine = runtime.engine
+    missing = None
+    if body.ids is not None:
+        check_count(len(body.ids), runtime.settings)
+        deleted = set(await runtime.run(engine.delete_documents, body.ids))
+        count = len(deleted)
+        missing = list(dict.fromkeys(i for i in body.ids if i not in deleted))
+    else:
+        where = metadata_filter(body.filter)
+        if where is None:  # the request model admits only one of the two
+            raise ApiError(422, "give exactly one of ids and filter")
+        count = await runtime.run(engine.delete_matching, where)
+    total = await asyncio.to_thread(engine.document_count)
+    return DeleteDocumentsResponse(deleted=count, missing=missing, total_documents=total)
 
 
 @router.get(

@@ -13,7 +13,13 @@ from service.errors import ApiError
 from service.limits import check_lengths
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
-from service.schemas import SearchHit, SearchRequest, SearchResponse, SearchTimings
+from service.schemas import (
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    SearchTimings,
+    metadata_filter,
+)
 
 router = APIRouter(tags=["search"])
 
@@ -62,7 +68,7 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
         body.top_n,
         body.candidates,
         body.rerank,
-        body.metadata_filter(),
+        metadata_filter(body.filter),
         body.first_stage,
     )
     done = await submit(

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from index.docstore import DocStore
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 
 
@@ -61,3 +62,20 @@ def test_lookups_of_more_keys_than_one_sql_statement_binds(tmp_path: Path) -> No
     assert found.tolist() == keys[2:] and stored[-1].tolist() == vectors[-1].tolist()
     new_keys = store.keys_for_ids(["0", "1"])
     assert sorted(store.get_tokens([*keys, *new_keys.values()], "f")) == sorted(new_keys.values())
+
+
+def test_delete_many_and_delete_matching_take_text_tokens_and_full_text(tmp_path: Path) -> None:
+    """Both bulk deletes remove the documents, their token matrices and their full-text
+    entries, and report what they removed."""
+    tenants = ["acme", "acme", "zeta", "acme", "zeta"]
+    docs = [Document(str(i), f"word{i} shared", metadata={"t": t}) for i, t in enumerate(tenants)]
+    tokens = [np.ones((2, 4), dtype=np.float32)] * len(docs)
+    with DocStore(tmp_path / "d.sqlite") as store:
+        keys, _ = store.upsert(docs, tokens=tokens, tokens_fingerprint="f")
+        assert store.delete_many(["1", "9", "1"]) == {"1": keys[1]}
+        gone = store.delete_matching(MetadataFilter.from_mapping({"t": "acme"}))
+        assert gone.tolist() == [keys[0], keys[3]]
+        assert sorted(store.keys_for_ids([d.id for d in docs]).values()) == [keys[2], keys[4]]
+        assert set(store.get_tokens(keys, "f")) == {keys[2], keys[4]}
+        _, found = store.lexical_search(["shared"], 5)
+        assert sorted(k for k in found[0].tolist() if k >= 0) == [keys[2], keys[4]]

@@ -161,9 +161,10 @@ def test_filtered_search_of_a_live_index(
 
 @pytest.mark.parametrize("factory", ["Flat", "HNSW8"])
 def test_kept_filter_keys_follow_every_write(tmp_path: Path, factory: str) -> None:
-    """After adds, replacements that change metadata, deletes and an id given twice in one
-    write, every kept filter holds exactly the keys a fresh docstore scan finds, and on an
-    approximate index (searched exactly) their stored vectors row for row."""
+    """After adds, replacements that change metadata, deletes (by id, by ids, by filter) and an
+    id given twice in one write, every kept filter holds exactly the keys a fresh docstore
+    scan finds, and on an approximate index (searched exactly) their stored vectors row for
+    row."""
     rng = np.random.default_rng(0)
     live = LiveIndex.open_or_create(tmp_path / "i", model="m", dimension=8, factory=factory)
     filters = [
@@ -179,8 +180,12 @@ def test_kept_filter_keys_follow_every_write(tmp_path: Path, factory: str) -> No
         live.search_vectors(unit_vectors(1, 8), 3, where)  # keeps its keys
     for step in range(60):
         ids = [str(i) for i in rng.integers(0, 50, size=int(rng.integers(1, 4)))]
-        if step % 3 == 0:
+        if step == 30:
+            live.delete_matching(MetadataFilter.from_mapping({"g": 2, "on": False}))
+        elif step % 6 == 0:
             live.delete(ids[0])
+        elif step % 6 == 3:
+            live.delete_many(ids)
         else:
             documents = [Document(i, "t", metadata=metadata()) for i in ids]
             live.add(documents, unit_vectors(len(documents), 8))

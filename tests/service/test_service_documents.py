@@ -1,4 +1,5 @@
-"""``POST /v1/documents``, ``DELETE /v1/documents/{id}`` and ``POST /v1/search``."""
+"""``POST /v1/documents``, ``DELETE /v1/documents/{id}``, ``POST /v1/documents/delete`` and
+``POST /v1/search``."""
 
 from __future__ import annotations
 
@@ -159,6 +160,34 @@ def test_document_bad_inputs(client: TestClient):
     many = {"documents": [{"id": str(i), "text": "t"} for i in range(10_000)]}
     assert_error(post(many), 413, "too_many_documents")
     assert_error(post({"documents": [{"id": "x", "text": "x" * 1_000_000}]}), 413, "text_too_long")
+
+
+def test_delete_many_by_ids_and_by_filter(client: TestClient):
+    add(client)
+    add(
+        client,
+        [{"id": f"t{i}", "text": f"tenant doc {i}", "metadata": {"t": i % 2}} for i in range(6)],
+    )
+    delete = lambda body: client.post("/v1/documents/delete", json=body)  # noqa: E731
+    response = delete({"ids": ["banana", "lens", "nope", "banana"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"deleted": 2, "missing": ["nope"], "total_documents": 9}
+    # a filter seen by a search first: the kept keys must follow the deletion
+    assert len(search(client, filter={"t": 1}, top_n=10)["results"]) == 3
+    response = delete({"filter": {"t": 1}})
+    assert response.json() == {"deleted": 3, "total_documents": 6}
+    assert search(client, filter={"t": 1}, top_n=10)["results"] == []
+    assert delete({"filter": {"t": 1}}).json() == {"deleted": 0, "total_documents": 6}
+    ids = {r["id"] for r in search(client, candidates=20, top_n=20)["results"]}
+    assert ids == {"loupe", "market", "a/b c", "t0", "t2", "t4"}
+    for bad in (
+        {},
+        {"ids": ["a"], "filter": {"t": 0}},
+        {"ids": []},
+        {"ids": [" "]},
+        {"filter": {}},
+    ):
+        assert_error(delete(bad), 422, "invalid_request")
 
 
 def test_search_filtered_by_metadata(client: TestClient):

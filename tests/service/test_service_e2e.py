@@ -77,6 +77,10 @@ def test_server_end_to_end(live_server):
         with pytest.raises(LoupeError) as missing:
             client.delete_document("doc-0")
         assert missing.value.status_code == 404 and missing.value.error_type == "not_found"
+        by_ids = client.delete_documents(ids=["doc-1", "doc-0"])
+        assert (by_ids.deleted, by_ids.missing) == (1, ["doc-0"])
+        by_filter = client.delete_documents(filter={"i": [2, 3]})
+        assert (by_filter.deleted, by_filter.total_documents) == (2, len(CORPUS) - 4)
 
     with LoupeClient(server.url) as anonymous, pytest.raises(LoupeError) as denied:
         anonymous.search("x")
