@@ -219,6 +219,41 @@ def ndcg_at_10(spec: EvalSet, run: Run, query_ids: Iterable[str] | None = None) 
     return evaluate(spec.qrels, run, ["nDCG@10"], query_ids=wanted).aggregate["nDCG@10"]
 
 
+def cross_validated_choice(
+    spec: EvalSet, choices: Sequence[T], run_for: Callable[[T], Run]
+) -> tuple[Run, list[T]]:
+    """:func:`cross_validated_run` over ``spec``'s own queries (5 folds, seed 0), each fold's
+    setting the one with the best nDCG@10 on the other folds."""
+    return cross_validated_run(
+        spec.queries, choices, run_for, lambda run, train: ndcg_at_10(spec, run, train)
+    )
+
+
+@dataclass(frozen=True)
+class ZeroShotStudy:
+    """What a study without training starts from: its arguments (``--out`` made), the data
+    folder, :func:`held_out_sets` and the frozen MiniLM's token-state cache."""
+
+    args: argparse.Namespace
+    data: Path
+    sets: dict[str, EvalSet]
+    cache: TokenCache
+
+
+def zero_shot_study(description: str, default_out: Path) -> ZeroShotStudy:
+    """Parse a zero-shot study's command line (``--out`` and :func:`add_experiment_inputs`)
+    and load its inputs, on two threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out)
+    add_experiment_inputs(parser, negatives_run=True)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = data_root()
+    sets = held_out_sets(data, args.negatives_run, args.scifact_index)
+    return ZeroShotStudy(args, data, sets, TokenCache.load(args.cache))
+
+
 def projected_candidates(
     model: LateInteractionModel, cache: TokenCache, spec: EvalSet
 ) -> Iterator[tuple[str, list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -21,7 +21,6 @@ token-state cache and SciFact index of bench/lite_experiment.py. Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import partial
 from pathlib import Path
@@ -33,16 +32,14 @@ from bench.lite_experiment import (
     DEV_SET,
     MEASURES,
     EvalSet,
-    add_experiment_inputs,
     cache_set_states,
-    cross_validated_run,
-    held_out_sets,
+    cross_validated_choice,
     ndcg_at_10,
     paired_ndcg,
     rerank_from_cache,
+    zero_shot_study,
 )
 from bench.lm_likelihood_fusion import fused_run
-from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers.trec import Run
 from models.late_interaction import LateInteractionModel
@@ -75,17 +72,9 @@ def first_stage_run(spec: EvalSet) -> Run:
     return {q: {d: spec.run[q][d] for d in spec.top[q]} for q in spec.queries if spec.top[q]}
 
 
-def cross_validated_weight_run(
-    spec: EvalSet, maxsim: Run, other: Run, folds: int = 5
-) -> tuple[Run, list[float]]:
+def cross_validated_weight_run(spec: EvalSet, maxsim: Run, other: Run) -> tuple[Run, list[float]]:
     """The fused run with ``w`` chosen on the other folds, per held-out fold."""
-    return cross_validated_run(
-        spec.queries,
-        WEIGHTS,
-        partial(fused_run, maxsim, other),
-        lambda run, train: ndcg_at_10(spec.restricted(train), run),
-        folds=folds,
-    )
+    return cross_validated_choice(spec, WEIGHTS, partial(fused_run, maxsim, other))
 
 
 def best_weight(spec: EvalSet, maxsim: Run, other: Run) -> float:
@@ -94,15 +83,8 @@ def best_weight(spec: EvalSet, maxsim: Run, other: Run) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/maxsim-fusion"))
-    add_experiment_inputs(parser, negatives_run=True)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tune = DEV_SET
-    sets = held_out_sets(data_root(), args.negatives_run, args.scifact_index)
-    cache = TokenCache.load(args.cache)
+    study = zero_shot_study(__doc__.split("\n")[0], Path("runs/maxsim-fusion"))
+    args, sets, cache, tune = study.args, study.sets, study.cache, DEV_SET
     base = LateInteractionModel.zero_shot()
     q_len, d_len = base.config.q_len, base.config.d_len
 

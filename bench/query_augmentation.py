@@ -21,7 +21,6 @@ bench/lite_experiment.py (first 128 tokens); queries are encoded here. Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
@@ -33,13 +32,11 @@ from bench.lite_experiment import (
     DEV_SET,
     MEASURES,
     EvalSet,
-    add_experiment_inputs,
-    cross_validated_run,
-    held_out_sets,
+    cross_validated_choice,
     ndcg_at_10,
     paired_ndcg,
+    zero_shot_study,
 )
-from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers.trec import Run
 from models.late_interaction import LateInteractionModel
@@ -99,15 +96,8 @@ def maxsim_runs(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/query-augmentation"))
-    add_experiment_inputs(parser, negatives_run=True)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tune = DEV_SET
-    sets = held_out_sets(data_root(), args.negatives_run, args.scifact_index)
-    cache = TokenCache.load(args.cache)
+    study = zero_shot_study(__doc__.split("\n")[0], Path("runs/query-augmentation"))
+    args, sets, cache, tune = study.args, study.sets, study.cache, DEV_SET
     base = LateInteractionModel.zero_shot()
     base.eval()
     # the plain arm through the same code as the others, at the query's own length
@@ -135,12 +125,7 @@ def main() -> None:
         if name != tune:
             tests[name] = paired_ndcg(best, plain)
     dl19 = sets["dl19-bm25"]
-    cv_run, cv_arms = cross_validated_run(
-        dl19.queries,
-        arms,
-        runs["dl19-bm25"].__getitem__,
-        lambda run, train: ndcg_at_10(dl19, run, train),
-    )
+    cv_run, cv_arms = cross_validated_choice(dl19, arms, runs["dl19-bm25"].__getitem__)
     cv = metrics("dl19-bm25", cv_run)
     rows[f"dl19-bm25 | arm by 5-fold CV {cv_arms}"] = cv.aggregate
     tests["dl19-bm25 5-fold CV"] = paired_ndcg(cv, metrics("dl19-bm25", runs["dl19-bm25"][PLAIN]))

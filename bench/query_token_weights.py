@@ -23,7 +23,6 @@ projection, first 128 tokens here). Deterministic, no training. Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections import Counter
@@ -36,13 +35,11 @@ from bench.lite_experiment import (
     DEV_SET,
     MEASURES,
     EvalSet,
-    add_experiment_inputs,
-    cross_validated_run,
-    held_out_sets,
+    cross_validated_choice,
     ndcg_at_10,
     paired_ndcg,
+    zero_shot_study,
 )
-from evaluation.datasets import data_root
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from index.readers import read_corpus
 from index.readers.trec import Run
@@ -109,15 +106,8 @@ def weighted_runs(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/query-token-weights"))
-    add_experiment_inputs(parser, negatives_run=True)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    data = data_root()
-    sets = held_out_sets(data, args.negatives_run, args.scifact_index)
-    cache = TokenCache.load(args.cache)
+    study = zero_shot_study(__doc__.split("\n")[0], Path("runs/query-token-weights"))
+    args, data, sets, cache = study.args, study.data, study.sets, study.cache
     models = {
         "MaxSim 384-d, untrained": LateInteractionModel.zero_shot(),
         "shipped default": LateInteractionModel.load(DEFAULT_MODEL),
@@ -160,12 +150,8 @@ def main() -> None:
             rows[f"{name} | {label}, idf^{alpha:g} (from {DEV_SET})"] = weighted.aggregate
             if name != DEV_SET:
                 tests[f"{name} {label}"] = paired_ndcg(weighted, plain)
-        cv_run, cv_alphas = cross_validated_run(
-            sets["dl19-bm25"].queries,
-            ALPHAS,
-            runs["dl19-bm25"].__getitem__,
-            lambda run, train: ndcg_at_10(sets["dl19-bm25"], run, train),
-        )
+        dl19_runs = runs["dl19-bm25"]
+        cv_run, cv_alphas = cross_validated_choice(sets["dl19-bm25"], ALPHAS, dl19_runs.__getitem__)
         cv = metrics("dl19-bm25", cv_run)
         rows[f"dl19-bm25 | {label}, α by 5-fold CV {cv_alphas}"] = cv.aggregate
         tests[f"dl19-bm25 {label} 5-fold CV"] = paired_ndcg(
