@@ -180,13 +180,14 @@ def test_delete_many_by_ids_and_by_filter(client: TestClient):
     assert delete({"filter": {"t": 1}}).json() == {"deleted": 0, "total_documents": 6}
     ids = {r["id"] for r in search(client, candidates=20, top_n=20)["results"]}
     assert ids == {"loupe", "market", "a/b c", "t0", "t2", "t4"}
-    for bad in (
+    bad_bodies: list[dict[str, Any]] = [
         {},
         {"ids": ["a"], "filter": {"t": 0}},
         {"ids": []},
         {"ids": [" "]},
         {"filter": {}},
-    ):
+    ]
+    for bad in bad_bodies:
         assert_error(delete(bad), 422, "invalid_request")
 
 
