@@ -252,6 +252,20 @@ class DocStore:
             for key, doc_id, title, text, metadata in rows
         }
 
+    def page(self, after_key: int, limit: int) -> list[StoredDocument]:
+        """Up to ``limit`` documents with keys above ``after_key``, in key order (a document
+        replaced since gets a new key, so paging on may meet it again)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, doc_id, title, text, metadata FROM documents WHERE key > ?"
+                " ORDER BY key LIMIT ?",
+                (after_key, limit),
+            ).fetchall()
+        return [
+            StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
+            for key, doc_id, title, text, metadata in rows
+        ]
+
     def get(self, doc_id: str) -> StoredDocument | None:
         with self._lock:
             row = self._conn.execute(

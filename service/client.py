@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from service.schemas import (
     DeleteResponse,
     DocumentIn,
     DocumentOut,
+    DocumentsPage,
     DocumentsResponse,
     EmbedResponse,
     HealthResponse,
@@ -118,6 +119,13 @@ class _Calls:
     @staticmethod
     def get_document(doc_id: str) -> _Call:
         return _Call("GET", f"/v1/documents/{quote(doc_id, safe='')}")
+
+    @staticmethod
+    def list_documents(limit: int, after: str | None, include_text: bool) -> _Call:
+        params = {"limit": str(limit), "include_text": str(include_text).lower()}
+        if after is not None:
+            params["after"] = after
+        return _Call("GET", f"/v1/documents?{urlencode(params)}")
 
     @staticmethod
     def delete_document(doc_id: str) -> _Call:
@@ -239,6 +247,13 @@ class LoupeClient:
         """A stored document; :class:`LoupeError` with status 404 if there is none."""
         return self._do(_Calls.get_document(doc_id), DocumentOut)
 
+    def list_documents(
+        self, limit: int = 100, after: str | None = None, include_text: bool = False
+    ) -> DocumentsPage:
+        """A page of stored documents in the order they were stored; pass a page's
+        ``next_cursor`` as ``after`` for the next (None after the last)."""
+        return self._do(_Calls.list_documents(limit, after, include_text), DocumentsPage)
+
     def delete_document(self, doc_id: str) -> DeleteResponse:
         """Deletes a document; :class:`LoupeError` with status 404 if there is none."""
         return self._do(_Calls.delete_document(doc_id), DeleteResponse)
@@ -339,6 +354,11 @@ class AsyncLoupeClient:
 
     async def get_document(self, doc_id: str) -> DocumentOut:
         return await self._do(_Calls.get_document(doc_id), DocumentOut)
+
+    async def list_documents(
+        self, limit: int = 100, after: str | None = None, include_text: bool = False
+    ) -> DocumentsPage:
+        return await self._do(_Calls.list_documents(limit, after, include_text), DocumentsPage)
 
     async def delete_document(self, doc_id: str) -> DeleteResponse:
         return await self._do(_Calls.delete_document(doc_id), DeleteResponse)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from index.docstore import StoredDocument
 from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
@@ -463,6 +464,10 @@ class Engine:
         """The stored document with this id, or None."""
         stored = self.index.docstore.get(doc_id)
         return stored.document if stored is not None else None
+
+    def list_documents(self, after_key: int, limit: int) -> list[StoredDocument]:
+        """Stored documents after ``after_key``, in key order (see :meth:`DocStore.page`)."""
+        return self.index.docstore.page(after_key, limit)
 
     def delete_document(self, doc_id: str) -> bool:
         return bool(self.delete_documents([doc_id]))

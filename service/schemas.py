@@ -252,6 +252,21 @@ class DocumentOut(BaseModel):
     metadata: dict[str, Any]
 
 
+class ListedDocument(BaseModel):
+    id: str
+    title: str
+    metadata: dict[str, Any]
+    text: str | None = Field(None, description="null unless include_text=true")
+
+
+class DocumentsPage(BaseModel):
+    documents: list[ListedDocument]
+    next_cursor: str | None = Field(
+        description="pass as `after` for the next page; null on the last page"
+    )
+    total_documents: int
+
+
 class DeleteResponse(BaseModel):
     id: str
     deleted: bool

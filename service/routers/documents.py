@@ -1,11 +1,11 @@
-"""``POST /v1/documents`` (add or replace by id), ``GET`` and ``DELETE /v1/documents/{id}``,
-``POST /v1/documents/delete`` (by ids or by metadata filter)."""
+"""``POST /v1/documents`` (add or replace by id), ``GET /v1/documents`` (list, paged), ``GET``
+and ``DELETE /v1/documents/{id}``, ``POST /v1/documents/delete`` (by ids or by filter)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from index.records import Document
 from service.deps import get_runtime, submit
@@ -18,12 +18,16 @@ from service.schemas import (
     DeleteDocumentsResponse,
     DeleteResponse,
     DocumentOut,
+    DocumentsPage,
     DocumentsRequest,
     DocumentsResponse,
+    ListedDocument,
     metadata_filter,
 )
 
 router = APIRouter(tags=["documents"])
+
+MAX_PAGE = 1000
 
 
 @router.post(
@@ -51,6 +55,43 @@ async def add_documents(
     return DocumentsResponse(
         upserted=len(documents), ids=[d.id for d in documents], total_documents=total
     )
+
+
+@router.get(
+    "/v1/documents",
+    response_model=DocumentsPage,
+    responses=errors(401, 422, 500, 503),
+    summary="List stored documents, a page at a time",
+)
+async def list_documents(
+    runtime: Runtime = Depends(get_runtime),
+    limit: int = Query(100, ge=1, le=MAX_PAGE, description="documents per page"),
+    after: str | None = Query(None, description="the next_cursor of the previous page"),
+    include_text: bool = Query(False, description="include each document's text"),
+) -> DocumentsPage:
+    """Documents in the order they were stored (a replaced document moves to the end, so a
+    listing that runs while documents are replaced may meet one twice)."""
+    after_key = 0
+    if after is not None:
+        if not after.isdigit():
+            raise ApiError(422, f"after: not a cursor from this API: {after!r}")
+        after_key = int(after)
+    engine = runtime.engine
+    page = await asyncio.to_thread(engine.list_documents, after_key, limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    total = await asyncio.to_thread(engine.document_count)
+    documents = [
+        ListedDocument(
+            id=stored.document.id,
+            title=stored.document.title,
+            metadata=stored.document.metadata,
+            text=stored.document.text if include_text else None,
+        )
+        for stored in page
+    ]
+    cursor = str(page[-1].key) if more else None
+    return DocumentsPage(documents=documents, next_cursor=cursor, total_documents=total)
 
 
 @router.post(

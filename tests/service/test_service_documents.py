@@ -1,5 +1,5 @@
-"""``POST /v1/documents``, ``DELETE /v1/documents/{id}``, ``POST /v1/documents/delete`` and
-``POST /v1/search``."""
+"""``POST`` and ``GET /v1/documents``, ``DELETE /v1/documents/{id}``,
+``POST /v1/documents/delete`` and ``POST /v1/search``."""
 
 from __future__ import annotations
 
@@ -160,6 +160,32 @@ def test_document_bad_inputs(client: TestClient):
     many = {"documents": [{"id": str(i), "text": "t"} for i in range(10_000)]}
     assert_error(post(many), 413, "too_many_documents")
     assert_error(post({"documents": [{"id": "x", "text": "x" * 1_000_000}]}), 413, "text_too_long")
+
+
+def test_list_documents_a_page_at_a_time(client: TestClient):
+    add(client)
+    add(client, [{"id": "banana", "text": "Bananas, replaced.", "metadata": {"v": 2}}])
+    pages, after = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"after": after} if after else {})}
+        response = client.get("/v1/documents", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert page["total_documents"] == 5 and page["documents"][0]["text"] is None
+        pages.append([d["id"] for d in page["documents"]])
+        after = page["next_cursor"]
+        if after is None:
+            break
+    # stored order; the replaced document moved to the end
+    assert pages == [["loupe", "lens"], ["market", "a/b c"], ["banana"]]
+    last_full = client.get("/v1/documents", params={"limit": 5}).json()
+    assert len(last_full["documents"]) == 5 and last_full["next_cursor"] is None
+    full = client.get("/v1/documents", params={"limit": 1, "include_text": True}).json()
+    assert full["documents"] == [
+        {"id": "loupe", "title": "", "metadata": {"n": 1}, "text": CORPUS[0]["text"]}
+    ]
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after": "x"}, {"after": "-1"}):
+        assert_error(client.get("/v1/documents", params=bad), 422, "invalid_request")
 
 
 def test_delete_many_by_ids_and_by_filter(client: TestClient):

@@ -77,6 +77,11 @@ def test_server_end_to_end(live_server):
         with pytest.raises(LoupeError) as missing:
             client.delete_document("doc-0")
         assert missing.value.status_code == 404 and missing.value.error_type == "not_found"
+        first = client.list_documents(limit=4)
+        assert [d.id for d in first.documents] == [f"doc-{i}" for i in range(1, 5)]
+        rest = client.list_documents(after=first.next_cursor, include_text=True)
+        assert [d.text for d in rest.documents] == [CORPUS[5]["text"]]
+        assert rest.next_cursor is None
         by_ids = client.delete_documents(ids=["doc-1", "doc-0"])
         assert (by_ids.deleted, by_ids.missing) == (1, ["doc-0"])
         by_filter = client.delete_documents(filter={"i": [2, 3]})
