@@ -244,38 +244,27 @@ class DocStore:
     def get_by_keys(self, keys: Iterable[int]) -> dict[int, Document]:
         """Documents for the keys that exist (missing keys are simply absent)."""
         rows = self._select_in(
-            "SELECT key, doc_id, title, text, metadata FROM documents WHERE key IN (?...)",
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE key IN (?...)",
             [int(k) for k in keys],
         )
-        return {
-            int(key): Document(doc_id, text, title, json.loads(metadata))
-            for key, doc_id, title, text, metadata in rows
-        }
+        return {stored.key: stored.document for stored in map(_stored_document, rows)}
 
     def page(self, after_key: int, limit: int) -> list[StoredDocument]:
         """Up to ``limit`` documents with keys above ``after_key``, in key order (a document
         replaced since gets a new key, so paging on may meet it again)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT key, doc_id, title, text, metadata FROM documents WHERE key > ?"
-                " ORDER BY key LIMIT ?",
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE key > ? ORDER BY key LIMIT ?",
                 (after_key, limit),
             ).fetchall()
-        return [
-            StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
-            for key, doc_id, title, text, metadata in rows
-        ]
+        return [_stored_document(row) for row in rows]
 
     def get(self, doc_id: str) -> StoredDocument | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT key, doc_id, title, text, metadata FROM documents WHERE doc_id = ?",
-                (doc_id,),
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?", (doc_id,)
             ).fetchone()
-        if row is None:
-            return None
-        key, doc_id, title, text, metadata = row
-        return StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
+        return _stored_document(row) if row is not None else None
 
     def keys_for_ids(self, doc_ids: Iterable[str]) -> dict[str, int]:
         rows = self._select_in(
@@ -389,6 +378,16 @@ class DocStore:
         """Fold the WAL into the main file (before the file is copied or checksummed)."""
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+_DOCUMENT_COLUMNS = "key, doc_id, title, text, metadata"
+"""The columns :func:`_stored_document` reads, in its order."""
+
+
+def _stored_document(row: tuple[Any, ...]) -> StoredDocument:
+    """A ``_DOCUMENT_COLUMNS`` row as a :class:`StoredDocument`."""
+    key, doc_id, title, text, metadata = row
+    return StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
 
 
 def _to_blob(vector: np.ndarray) -> bytes:
