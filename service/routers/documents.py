@@ -4,6 +4,7 @@ and ``DELETE /v1/documents/{id}``, ``POST /v1/documents/delete`` (by ids or by f
 from __future__ import annotations
 
 import asyncio
+import re
 
 from fastapi import APIRouter, Depends, Query
 
@@ -28,6 +29,8 @@ from service.schemas import (
 router = APIRouter(tags=["documents"])
 
 MAX_PAGE = 1000
+CURSOR = re.compile(r"[0-9]{1,18}")
+"""A page cursor: a docstore key, which SQLite holds in 64 bits."""
 
 
 @router.post(
@@ -73,7 +76,7 @@ async def list_documents(
     listing that runs while documents are replaced may meet one twice)."""
     after_key = 0
     if after is not None:
-        if not after.isdigit():
+        if not CURSOR.fullmatch(after):
             raise ApiError(422, f"after: not a cursor from this API: {after!r}")
         after_key = int(after)
     engine = runtime.engine

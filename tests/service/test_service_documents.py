@@ -184,7 +184,15 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
     assert full["documents"] == [
         {"id": "loupe", "title": "", "metadata": {"n": 1}, "text": CORPUS[0]["text"]}
     ]
-    for bad in ({"limit": 0}, {"limit": 1001}, {"after": "x"}, {"after": "-1"}):
+    bad_params: list[dict[str, Any]] = [
+        {"limit": 0},
+        {"limit": 1001},
+        {"after": "x"},
+        {"after": "-1"},
+        {"after": "²"},
+        {"after": "9" * 30},
+    ]
+    for bad in bad_params:
         assert_error(client.get("/v1/documents", params=bad), 422, "invalid_request")
 
 
