@@ -249,13 +249,18 @@ class DocStore:
         )
         return {stored.key: stored.document for stored in map(_stored_document, rows)}
 
-    def page(self, after_key: int, limit: int) -> list[StoredDocument]:
-        """Up to ``limit`` documents with keys above ``after_key``, in key order (a document
-        replaced since gets a new key, so paging on may meet it again)."""
+    def page(
+        self, after_key: int, limit: int, where: MetadataFilter | None = None
+    ) -> list[StoredDocument]:
+        """Up to ``limit`` documents with keys above ``after_key`` (and metadata that passes
+        ``where``, if given), in key order; a document replaced since gets a new key, so
+        paging on may meet it again."""
+        condition, params = where.where("metadata") if where is not None else ("1", [])
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE key > ? ORDER BY key LIMIT ?",
-                (after_key, limit),
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE key > ? AND {condition}"
+                " ORDER BY key LIMIT ?",
+                (after_key, *params, limit),
             ).fetchall()
         return [_stored_document(row) for row in rows]
 

@@ -10,6 +10,7 @@ Example (against a running service)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -121,10 +122,14 @@ class _Calls:
         return _Call("GET", f"/v1/documents/{quote(doc_id, safe='')}")
 
     @staticmethod
-    def list_documents(limit: int, after: str | None, include_text: bool) -> _Call:
+    def list_documents(
+        limit: int, after: str | None, include_text: bool, filter: Mapping[str, Any] | None
+    ) -> _Call:
         params = {"limit": str(limit), "include_text": str(include_text).lower()}
         if after is not None:
             params["after"] = after
+        if filter is not None:
+            params["filter"] = json.dumps(dict(filter))
         return _Call("GET", f"/v1/documents?{urlencode(params)}")
 
     @staticmethod
@@ -248,11 +253,17 @@ class LoupeClient:
         return self._do(_Calls.get_document(doc_id), DocumentOut)
 
     def list_documents(
-        self, limit: int = 100, after: str | None = None, include_text: bool = False
+        self,
+        limit: int = 100,
+        after: str | None = None,
+        include_text: bool = False,
+        filter: Mapping[str, Any] | None = None,
     ) -> DocumentsPage:
-        """A page of stored documents in the order they were stored; pass a page's
-        ``next_cursor`` as ``after`` for the next (None after the last)."""
-        return self._do(_Calls.list_documents(limit, after, include_text), DocumentsPage)
+        """A page of stored documents (those whose metadata passes ``filter``, if given) in
+        the order they were stored; pass a page's ``next_cursor`` as ``after`` for the next
+        (None after the last)."""
+        call = _Calls.list_documents(limit, after, include_text, filter)
+        return self._do(call, DocumentsPage)
 
     def delete_document(self, doc_id: str) -> DeleteResponse:
         """Deletes a document; :class:`LoupeError` with status 404 if there is none."""
@@ -356,9 +367,14 @@ class AsyncLoupeClient:
         return await self._do(_Calls.get_document(doc_id), DocumentOut)
 
     async def list_documents(
-        self, limit: int = 100, after: str | None = None, include_text: bool = False
+        self,
+        limit: int = 100,
+        after: str | None = None,
+        include_text: bool = False,
+        filter: Mapping[str, Any] | None = None,
     ) -> DocumentsPage:
-        return await self._do(_Calls.list_documents(limit, after, include_text), DocumentsPage)
+        call = _Calls.list_documents(limit, after, include_text, filter)
+        return await self._do(call, DocumentsPage)
 
     async def delete_document(self, doc_id: str) -> DeleteResponse:
         return await self._do(_Calls.delete_document(doc_id), DeleteResponse)

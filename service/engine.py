@@ -465,9 +465,12 @@ class Engine:
         stored = self.index.docstore.get(doc_id)
         return stored.document if stored is not None else None
 
-    def list_documents(self, after_key: int, limit: int) -> list[StoredDocument]:
-        """Stored documents after ``after_key``, in key order (see :meth:`DocStore.page`)."""
-        return self.index.docstore.page(after_key, limit)
+    def list_documents(
+        self, after_key: int, limit: int, where: MetadataFilter | None = None
+    ) -> list[StoredDocument]:
+        """Stored documents after ``after_key`` that ``where`` passes, in key order (see
+        :meth:`DocStore.page`)."""
+        return self.index.docstore.page(after_key, limit, where)
 
     def delete_document(self, doc_id: str) -> bool:
         return bool(self.delete_documents([doc_id]))

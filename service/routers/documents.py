@@ -4,10 +4,12 @@ and ``DELETE /v1/documents/{id}``, ``POST /v1/documents/delete`` (by ids or by f
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from fastapi import APIRouter, Depends, Query
 
+from index.metadata_filter import MetadataFilter
 from index.records import Document
 from service.deps import get_runtime, submit
 from service.errors import ApiError
@@ -15,6 +17,7 @@ from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS, errors
 from service.runtime import Runtime
 from service.schemas import (
+    FILTER_RULE,
     DeleteDocumentsRequest,
     DeleteDocumentsResponse,
     DeleteResponse,
@@ -71,6 +74,9 @@ async def list_documents(
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="documents per page"),
     after: str | None = Query(None, description="the next_cursor of the previous page"),
     include_text: bool = Query(False, description="include each document's text"),
+    filter: str | None = Query(
+        None, description=f"JSON: only {FILTER_RULE}", examples=['{"topic": "food"}']
+    ),
 ) -> DocumentsPage:
     """Documents in the order they were stored (a replaced document moves to the end, so a
     listing that runs while documents are replaced may meet one twice)."""
@@ -79,8 +85,17 @@ async def list_documents(
         if not CURSOR.fullmatch(after):
             raise ApiError(422, f"after: not a cursor from this API: {after!r}")
         after_key = int(after)
+    where = None
+    if filter is not None:
+        try:
+            mapping = json.loads(filter)
+            if not isinstance(mapping, dict):
+                raise ValueError('a JSON object is needed, such as {"topic": "food"}')
+            where = MetadataFilter.from_mapping(mapping)
+        except ValueError as exc:  # json's errors are ValueErrors too
+            raise ApiError(422, f"filter: {exc}") from None
     engine = runtime.engine
-    page = await asyncio.to_thread(engine.list_documents, after_key, limit + 1)
+    page = await asyncio.to_thread(engine.list_documents, after_key, limit + 1, where)
     more = len(page) > limit
     page = page[:limit]
     total = await asyncio.to_thread(engine.document_count)

@@ -184,7 +184,15 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
     assert full["documents"] == [
         {"id": "loupe", "title": "", "metadata": {"n": 1}, "text": CORPUS[0]["text"]}
     ]
+    tagged = client.get("/v1/documents", params={"filter": '{"n": [1, 2]}', "limit": 1}).json()
+    assert [d["id"] for d in tagged["documents"]] == ["loupe"] and tagged["next_cursor"] is None
+    news = client.get("/v1/documents", params={"filter": '{"v": 2}'}).json()["documents"]
+    assert [d["id"] for d in news] == ["banana"]
     bad_params: list[dict[str, Any]] = [
+        {"filter": "{"},
+        {"filter": "[1]"},
+        {"filter": "{}"},
+        {"filter": '{"n": {"$gt": 0}}'},
         {"limit": 0},
         {"limit": 1001},
         {"after": "x"},

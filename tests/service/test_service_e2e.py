@@ -82,6 +82,8 @@ def test_server_end_to_end(live_server):
         rest = client.list_documents(after=first.next_cursor, include_text=True)
         assert [d.text for d in rest.documents] == [CORPUS[5]["text"]]
         assert rest.next_cursor is None
+        odd = client.list_documents(filter={"i": [1, 3, 5]})
+        assert [d.id for d in odd.documents] == ["doc-1", "doc-3", "doc-5"]
         by_ids = client.delete_documents(ids=["doc-1", "doc-0"])
         assert (by_ids.deleted, by_ids.missing) == (1, ["doc-0"])
         by_filter = client.delete_documents(filter={"i": [2, 3]})
