@@ -23,6 +23,7 @@ from index.docstore import StoredDocument
 from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
+from index.searcher import needs_query_vectors
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
 from models.registry import reranker_max_tokens
@@ -346,14 +347,37 @@ class Engine:
             return vectors, reranker.query_matrices_from_states(self.encoder, states)
         return self.encoder.encode(queries), None
 
+    def _encode_needed_queries(
+        self, jobs: Sequence[SearchJob]
+    ) -> tuple[np.ndarray, list[torch.Tensor | None] | None]:
+        """:meth:`_encode_search_queries` for the jobs that use a query encoding (a dense or
+        hybrid first stage, or re-ranking); the others (lexical, not re-ranked) get a zero
+        row and no transformer pass."""
+        needed = [
+            i for i, job in enumerate(jobs) if job.rerank or needs_query_vectors(job.first_stage)
+        ]
+        if len(needed) == len(jobs):
+            return self._encode_search_queries([j.query for j in jobs], [j.rerank for j in jobs])
+        vectors = np.zeros((len(jobs), self.encoder.dim), dtype=np.float32)
+        if not needed:
+            return vectors, None
+        some, some_tokens = self._encode_search_queries(
+            [jobs[i].query for i in needed], [jobs[i].rerank for i in needed]
+        )
+        vectors[needed] = some
+        if some_tokens is None:
+            return vectors, None
+        query_tokens: list[torch.Tensor | None] = [None] * len(jobs)
+        for i, tokens in zip(needed, some_tokens, strict=True):
+            query_tokens[i] = tokens
+        return vectors, query_tokens
+
     # --- search ---------------------------------------------------------------------------
 
     def search_many(self, jobs: Sequence[SearchJob]) -> list[SearchOutcome]:
         """First stage for all queries at once, then one re-ranking call for those asking."""
         started = time.perf_counter()
-        vectors, query_tokens = self._encode_search_queries(
-            [job.query for job in jobs], [job.rerank for job in jobs]
-        )
+        vectors, query_tokens = self._encode_needed_queries(jobs)
         encoded = time.perf_counter()
         first = self._first_stage(jobs, vectors)
         searched = time.perf_counter()

@@ -273,7 +273,9 @@ def test_search_filtered_by_metadata(client: TestClient):
     assert [len(o.hits) for o in merged] == [4, 12, 3]
 
 
-def test_search_lexical_and_hybrid_first_stages(client: TestClient):
+def test_search_lexical_and_hybrid_first_stages(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
     """The full-text index sees documents the moment they are added, replaced or deleted;
     hybrid keeps what either first stage finds."""
     add(client)
@@ -298,10 +300,16 @@ def test_search_lexical_and_hybrid_first_stages(client: TestClient):
         SearchJob("yellow fruit", 5, first_stage="lexical"),
         SearchJob("yellow fruit", 5, first_stage="hybrid"),
         SearchJob("yellow fruit", 5),
+        SearchJob("yellow fruit", 5, rerank=False, first_stage="lexical"),
     ]
     for job, outcome in zip(jobs, engine.search_many(jobs), strict=True):
         alone = engine.search_many([job])[0]
         assert [h.document.id for h in outcome.hits] == [h.document.id for h in alone.hits]
+        assert [h.score for h in outcome.hits] == pytest.approx([h.score for h in alone.hits])
+    # a lexical search that is not re-ranked never runs the query encoder
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "_encode_search_queries", None)
+        assert [h.document.id for h in engine.search_many([jobs[3]])[0].hits] == ["banana"]
     bad = client.post("/v1/search", json={"query": "q", "first_stage": "bm25"})
     assert_error(bad, 422, "invalid_request")
     engine.index.docstore.has_lexical = False  # as with an SQLite built without FTS5
