@@ -356,20 +356,17 @@ class Engine:
         needed = [
             i for i, job in enumerate(jobs) if job.rerank or needs_query_vectors(job.first_stage)
         ]
-        if len(needed) == len(jobs):
-            return self._encode_search_queries([j.query for j in jobs], [j.rerank for j in jobs])
         vectors = np.zeros((len(jobs), self.encoder.dim), dtype=np.float32)
-        if not needed:
-            return vectors, None
-        some, some_tokens = self._encode_search_queries(
-            [jobs[i].query for i in needed], [jobs[i].rerank for i in needed]
-        )
-        vectors[needed] = some
-        if some_tokens is None:
-            return vectors, None
-        query_tokens: list[torch.Tensor | None] = [None] * len(jobs)
-        for i, tokens in zip(needed, some_tokens, strict=True):
-            query_tokens[i] = tokens
+        query_tokens: list[torch.Tensor | None] | None = None
+        if needed:
+            encoded, encoded_tokens = self._encode_search_queries(
+                [jobs[i].query for i in needed], [jobs[i].rerank for i in needed]
+            )
+            vectors[needed] = encoded
+            if encoded_tokens is not None:
+                query_tokens = [None] * len(jobs)
+                for i, tokens in zip(needed, encoded_tokens, strict=True):
+                    query_tokens[i] = tokens
         return vectors, query_tokens
 
     # --- search ---------------------------------------------------------------------------
