@@ -250,17 +250,20 @@ class DocStore:
         return {stored.key: stored.document for stored in map(_stored_document, rows)}
 
     def page(
-        self, after_key: int, limit: int, where: MetadataFilter | None = None
+        self, after_id: str | None, limit: int, where: MetadataFilter | None = None
     ) -> list[StoredDocument]:
-        """Up to ``limit`` documents with keys above ``after_key`` (and metadata that passes
-        ``where``, if given), in key order; a document replaced since gets a new key, so
-        paging on may meet it again."""
+        """Up to ``limit`` documents with ids after ``after_id`` (from the first if None)
+        whose metadata passes ``where``, if given, in id order (SQLite's binary order of the
+        UTF-8 bytes). Replacing a document keeps its id, so paging on from the last id seen
+        meets every document stored throughout exactly once."""
         condition, params = where.where("metadata") if where is not None else ("1", [])
+        after = () if after_id is None else (after_id,)
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE key > ? AND {condition}"
-                " ORDER BY key LIMIT ?",
-                (after_key, *params, limit),
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents"
+                f" WHERE {'doc_id > ?' if after else '1'} AND {condition}"
+                " ORDER BY doc_id LIMIT ?",
+                (*after, *params, limit),
             ).fetchall()
         return [_stored_document(row) for row in rows]
 

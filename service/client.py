@@ -260,8 +260,8 @@ class LoupeClient:
         filter: Mapping[str, Any] | None = None,
     ) -> DocumentsPage:
         """A page of stored documents (those whose metadata passes ``filter``, if given) in
-        the order they were stored; pass a page's ``next_cursor`` as ``after`` for the next
-        (None after the last)."""
+        id order; pass a page's ``next_cursor`` as ``after`` for the next (None after the
+        last). A listing meets every document stored throughout it once."""
         call = _Calls.list_documents(limit, after, include_text, filter)
         return self._do(call, DocumentsPage)
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from index.docstore import StoredDocument
 from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
@@ -487,11 +486,11 @@ class Engine:
         return stored.document if stored is not None else None
 
     def list_documents(
-        self, after_key: int, limit: int, where: MetadataFilter | None = None
-    ) -> list[StoredDocument]:
-        """Stored documents after ``after_key`` that ``where`` passes, in key order (see
+        self, after_id: str | None, limit: int, where: MetadataFilter | None = None
+    ) -> list[Document]:
+        """Stored documents after ``after_id`` that ``where`` passes, in id order (see
         :meth:`DocStore.page`)."""
-        return self.index.docstore.page(after_key, limit, where)
+        return [stored.document for stored in self.index.docstore.page(after_id, limit, where)]
 
     def delete_document(self, doc_id: str) -> bool:
         return bool(self.delete_documents([doc_id]))

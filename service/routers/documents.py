@@ -4,6 +4,8 @@ and ``DELETE /v1/documents/{id}``, ``POST /v1/documents/delete`` (by ids or by f
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import re
 
@@ -32,8 +34,30 @@ from service.schemas import (
 router = APIRouter(tags=["documents"])
 
 MAX_PAGE = 1000
-CURSOR = re.compile(r"[0-9]{1,18}")
-"""A page cursor: a docstore key, which SQLite holds in 64 bits."""
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
+"""A page cursor: the last listed id, UTF-8 in unpadded URL-safe base64 (ids are at most
+512 characters, so at most 2,048 bytes; the pattern bounds the decoding work)."""
+
+
+def page_cursor(doc_id: str) -> str:
+    """The opaque cursor that resumes a listing after ``doc_id``.
+
+    >>> page_cursor("a/b c")
+    'YS9iIGM'
+    >>> cursor_id(page_cursor("théorème 42"))
+    'théorème 42'
+    """
+    return base64.urlsafe_b64encode(doc_id.encode()).decode().rstrip("=")
+
+
+def cursor_id(cursor: str) -> str:
+    """The id a :func:`page_cursor` was made from; ValueError if ``cursor`` is not one."""
+    if not CURSOR.fullmatch(cursor):
+        raise ValueError("not a cursor from this API")
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("not a cursor from this API") from None
 
 
 @router.post(
@@ -78,13 +102,15 @@ async def list_documents(
         None, description=f"JSON: only {FILTER_RULE}", examples=['{"topic": "food"}']
     ),
 ) -> DocumentsPage:
-    """Documents in the order they were stored (a replaced document moves to the end, so a
-    listing that runs while documents are replaced may meet one twice)."""
-    after_key = 0
+    """Documents in id order (the binary order of their UTF-8 bytes). A listing meets every
+    document stored throughout it exactly once, however many are replaced or deleted
+    meanwhile; documents added meanwhile appear if their ids come after the cursor."""
+    after_id = None
     if after is not None:
-        if not CURSOR.fullmatch(after):
-            raise ApiError(422, f"after: not a cursor from this API: {after!r}")
-        after_key = int(after)
+        try:
+            after_id = cursor_id(after)
+        except ValueError as exc:
+            raise ApiError(422, f"after: {exc}: {after!r}") from None
     where = None
     if filter is not None:
         try:
@@ -95,20 +121,20 @@ async def list_documents(
         except ValueError as exc:  # json's errors are ValueErrors too
             raise ApiError(422, f"filter: {exc}") from None
     engine = runtime.engine
-    page = await asyncio.to_thread(engine.list_documents, after_key, limit + 1, where)
+    page = await asyncio.to_thread(engine.list_documents, after_id, limit + 1, where)
     more = len(page) > limit
     page = page[:limit]
     total = await asyncio.to_thread(engine.document_count)
     documents = [
         ListedDocument(
-            id=stored.document.id,
-            title=stored.document.title,
-            metadata=stored.document.metadata,
-            text=stored.document.text if include_text else None,
+            id=document.id,
+            title=document.title,
+            metadata=document.metadata,
+            text=document.text if include_text else None,
         )
-        for stored in page
+        for document in page
     ]
-    cursor = str(page[-1].key) if more else None
+    cursor = page_cursor(page[-1].id) if more else None
     return DocumentsPage(documents=documents, next_cursor=cursor, total_documents=total)
 
 

@@ -176,13 +176,13 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
         after = page["next_cursor"]
         if after is None:
             break
-    # stored order; the replaced document moved to the end
-    assert pages == [["loupe", "lens"], ["market", "a/b c"], ["banana"]]
+    # id order, whatever order they were stored or replaced in
+    assert pages == [["a/b c", "banana"], ["lens", "loupe"], ["market"]]
     last_full = client.get("/v1/documents", params={"limit": 5}).json()
     assert len(last_full["documents"]) == 5 and last_full["next_cursor"] is None
     full = client.get("/v1/documents", params={"limit": 1, "include_text": True}).json()
     assert full["documents"] == [
-        {"id": "loupe", "title": "", "metadata": {"n": 1}, "text": CORPUS[0]["text"]}
+        {"id": "a/b c", "title": "", "metadata": {}, "text": CORPUS[4]["text"]}
     ]
     tagged = client.get("/v1/documents", params={"filter": '{"n": [1, 2]}', "limit": 1}).json()
     assert [d["id"] for d in tagged["documents"]] == ["loupe"] and tagged["next_cursor"] is None
@@ -199,9 +199,34 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
         {"after": "-1"},
         {"after": "²"},
         {"after": "9" * 30},
+        {"after": "_w"},  # base64 of the byte 0xff: not UTF-8
+        {"after": "a" * 1025},
     ]
     for bad in bad_params:
         assert_error(client.get("/v1/documents", params=bad), 422, "invalid_request")
+
+
+def test_a_listing_meets_each_document_once_while_others_change(client: TestClient):
+    add(client, [{"id": f"d{i:02d}", "text": f"document {i}"} for i in range(12)])
+    add(client, [{"id": "théorème", "text": "Not ASCII."}, {"id": "日本", "text": "Neither."}])
+    seen: list[str] = []
+    after = None
+    for _ in range(20):  # 14 documents and at most 6 added: 7 pages of 3 at most
+        params: dict[str, Any] = {"limit": 3, **({"after": after} if after else {})}
+        page = client.get("/v1/documents", params=params).json()
+        seen += [d["id"] for d in page["documents"]]
+        # between pages: replace a listed and an unlisted document, delete one, add one
+        replaced = [{"id": seen[0], "text": "new"}, {"id": "d11", "text": "new"}]
+        add(client, [*replaced, {"id": f"late{len(seen)}", "text": "added"}])
+        client.delete(f"/v1/documents/d{len(seen) + 3:02d}")
+        after = page["next_cursor"]
+        if after is None:
+            break
+    else:
+        pytest.fail(f"the listing did not end: {seen}")
+    assert len(seen) == len(set(seen))
+    assert {"d00", "d01", "d02", "d11", "théorème", "日本"} <= set(seen)
+    assert seen == sorted(seen, key=lambda i: i.encode())
 
 
 def test_delete_many_by_ids_and_by_filter(client: TestClient):
