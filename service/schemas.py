@@ -6,6 +6,7 @@ which are accepted (and ignored where Loupe has no use for them).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -52,6 +53,26 @@ FILTER_RULE = (
 def metadata_filter(mapping: dict[str, Any] | None) -> MetadataFilter | None:
     """A request's ``filter`` as the index reads it."""
     return MetadataFilter.from_mapping(mapping) if mapping is not None else None
+
+
+def filter_from_json(text: str) -> MetadataFilter:
+    """A ``filter`` given as JSON text (a query parameter); ValueError, with the message a
+    body's ``filter`` gets, if it is not one.
+
+    >>> filter_from_json('{"topic": "food"}').fields
+    (('topic', ('food',)),)
+    >>> filter_from_json("[1]")
+    Traceback (most recent call last):
+    ...
+    ValueError: filter: a JSON object is needed, such as {"topic": "food"}
+    """
+    try:
+        mapping = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"filter: not JSON: {exc}") from None
+    if not isinstance(mapping, dict):
+        raise ValueError('filter: a JSON object is needed, such as {"topic": "food"}')
+    return MetadataFilter.from_mapping(mapping)
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import re
 
 from fastapi import APIRouter, Depends, Query
 
-from index.metadata_filter import MetadataFilter
 from index.records import Document
 from service.deps import get_runtime, submit
 from service.errors import ApiError
@@ -28,6 +26,7 @@ from service.schemas import (
     DocumentsRequest,
     DocumentsResponse,
     ListedDocument,
+    filter_from_json,
     metadata_filter,
 )
 
@@ -114,12 +113,9 @@ async def list_documents(
     where = None
     if filter is not None:
         try:
-            mapping = json.loads(filter)
-            if not isinstance(mapping, dict):
-                raise ValueError('a JSON object is needed, such as {"topic": "food"}')
-            where = MetadataFilter.from_mapping(mapping)
-        except ValueError as exc:  # json's errors are ValueErrors too
-            raise ApiError(422, f"filter: {exc}") from None
+            where = filter_from_json(filter)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
     engine = runtime.engine
     page = await asyncio.to_thread(engine.list_documents, after_id, limit + 1, where)
     more = len(page) > limit

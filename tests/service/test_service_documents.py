@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -285,7 +286,10 @@ def test_search_filtered_by_metadata(client: TestClient):
     post = lambda body: client.post("/v1/search", json={"query": "q", **body})  # noqa: E731
     bad_filters: list[object] = [{}, {"topic": {"$ne": "f"}}, {"topic": []}, {"topic": None}, "f"]
     for bad in bad_filters:
-        assert_error(post({"filter": bad}), 422, "invalid_request")
+        message = assert_error(post({"filter": bad}), 422, "invalid_request")["message"]
+        if isinstance(bad, dict):  # a listing's JSON filter is told what a body's is told
+            listed = client.get("/v1/documents", params={"filter": json.dumps(bad)})
+            assert assert_error(listed, 422)["message"] in message
 
     # filtered and unfiltered requests merged into one batch each get their own hits
     engine = service_state(client).runtime.engine
