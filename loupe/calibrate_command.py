@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from loupe.cli_common import QrelsFile, QueriesFile, QuerySplit, env, user_errors
+
+if TYPE_CHECKING:
+    from evaluation.calibration import CalibrationQuality
+    from models.calibration import ScoreCalibration
 
 
 def read_query_ids(path: Path) -> set[str]:
@@ -28,7 +32,10 @@ def read_query_ids(path: Path) -> set[str]:
 def calibrate(
     model: Annotated[
         str,
-        typer.Argument(help="'default', 'maxsim' or a late-interaction model folder to write into"),
+        typer.Argument(
+            help="'default', 'maxsim', or a late-interaction or cross-encoder model folder "
+            "to write into"
+        ),
     ],
     run: Annotated[
         Path,
@@ -52,17 +59,26 @@ def calibrate(
         ),
     ] = None,
 ) -> None:
-    """Fit Platt scaling of MODEL's score per query token; save it as MODEL/calibration.json.
+    """Fit Platt scaling of MODEL's score (per query token for a late-interaction model,
+    whose score sums over them); save it as MODEL/calibration.json.
 
     /v1/rerank and /v1/search then report probabilities of relevance in [0, 1], as Cohere's
     and Jina's APIs do; the ranking is unchanged. Fit on judgments the model did not train on.
     """
     from evaluation.calibration import fit_calibration
     from index.readers import read_queries
+    from models.cross_encoder import is_cross_encoder
     from models.registry import calibration_folder, load_late_interaction, zero_shot_backbone
 
-    folder = calibration_folder(model)
     ids = read_query_ids(query_ids) if query_ids is not None else None
+    if Path(model).is_dir() and is_cross_encoder(model):
+        # a cross-encoder's logit is one number per pair, whatever the query's length
+        fitted, quality = fit_calibration(
+            run, qrels, min_grade=min_grade, depth=depth, query_ids=ids
+        )
+        report(fitted, quality, fitted.save(Path(model)), "score")
+        return
+    folder = calibration_folder(model)
     texts = read_queries(queries, split)
     late = load_late_interaction(model, device="cpu")
     counts = dict(zip(texts, late.query_token_counts(list(texts.values())), strict=True))
@@ -75,9 +91,15 @@ def calibrate(
     calibration = replace(
         fitted, model_fingerprint=(late.fingerprint or "") if folder_model else ""
     )
-    path = calibration.save(folder)
+    report(calibration, quality, calibration.save(folder), "score / query tokens")
+
+
+def report(
+    calibration: ScoreCalibration, quality: CalibrationQuality, path: Path, feature: str
+) -> None:
+    """Print the fit, its quality on the candidates it was fitted on, and where it went."""
     typer.echo(
-        f"P(relevant) = sigmoid({calibration.slope:.4f} * score / query tokens "
+        f"P(relevant) = sigmoid({calibration.slope:.4f} * {feature} "
         f"{calibration.intercept:+.4f}) on {quality.pairs} candidates "
         f"({quality.prevalence:.1%} relevant): Brier {quality.brier:.4f} "
         f"(base rate {quality.brier_of_prevalence:.4f}), "

@@ -235,7 +235,8 @@ def evaluate(
         str | None,
         typer.Option(
             help="re-ranker: 'default', 'maxsim[:MODEL]' (untrained MaxSim), 'cosine[:MODEL]', "
-            "a re-ranker folder, or an encoder folder or HF name (its cosine)",
+            "a re-ranker folder, a cross-encoder (sequence-classification folder or HF name), "
+            "or an encoder folder or HF name (its cosine)",
             envvar=env("reranker"),
         ),
     ] = None,

@@ -48,7 +48,12 @@ def serve(
         str | None, _option("encoder", "first-stage encoder: 'default', folder or HF name")
     ] = None,
     reranker: Annotated[
-        str | None, _option("reranker", "re-ranker: 'default', folder or HF name")
+        str | None,
+        _option(
+            "reranker",
+            "re-ranker: 'default', 'maxsim[:MODEL]', a re-ranker folder, or a cross-encoder "
+            "or encoder folder or HF name",
+        ),
     ] = None,
     generator: Annotated[
         str | None, _option("generator", "GMLM folder served at /v1/generate (none: 503)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from models.backbone import DEFAULT_MODEL
 from models.calibration import CALIBRATION_NAME, ScoreCalibration
+from models.cross_encoder import CrossEncoderConfig, CrossEncoderReranker, is_cross_encoder
 from models.encoder import EncoderConfig, TextEncoder
 from models.late_interaction import LateInteractionModel, is_late_interaction_folder
 from models.late_reranker import LateInteractionReranker
@@ -36,6 +37,12 @@ def resolve_late_interaction(spec: str) -> Path:
             )
         return shipped
     if not is_late_interaction_folder(spec):
+        if is_cross_encoder(spec):
+            raise ValueError(
+                f"{spec} is a cross-encoder: it reads query and document together, so it has "
+                "no token matrices to store; serve or evaluate it with --reranker, without "
+                "a token store"
+            )
         raise ValueError(
             f"{spec} is not a Loupe late-interaction model folder (or 'maxsim[:MODEL]')"
         )
@@ -117,6 +124,8 @@ def load_reranker(
     - ``cosine`` or ``cosine:MODEL``: the dual encoder's cosine;
     - a Loupe late-interaction folder: that LITE / MaxSim model, with its
       ``calibration.json`` (``loupe calibrate``) where it has one, as the default has;
+    - a sequence-classification model (folder or hub name): that cross-encoder, reading
+      each (query, document) pair whole (one or two labels; others are refused);
     - any other folder or hub name: that encoder's dual-encoder cosine.
     """
     if spec in ("", DEFAULT_MODEL):
@@ -145,6 +154,8 @@ def load_reranker(
         return LateInteractionReranker(
             late, name=f"lite:{Path(spec).name}", calibration=calibration
         )
+    if is_cross_encoder(spec):
+        return CrossEncoderReranker.load(CrossEncoderConfig(model=spec, device=device))
     return DualEncoderReranker(TextEncoder(EncoderConfig(model=spec, device=device)))
 
 
@@ -154,6 +165,8 @@ def reranker_max_tokens(reranker: Reranker) -> int | None:
         return reranker.model.config.max_document_tokens
     if isinstance(reranker, DualEncoderReranker):
         return reranker.encoder.max_length
+    if isinstance(reranker, CrossEncoderReranker):
+        return reranker.config.max_length
     return None
 
 

@@ -23,6 +23,7 @@ from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
+from models.cross_encoder import CrossEncoderReranker
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
 from models.registry import reranker_max_tokens
@@ -179,8 +180,11 @@ class Engine:
 
     @property
     def calibrated(self) -> bool:
-        """Whether the re-ranker maps its scores to probabilities of relevance."""
-        return self.reranker.calibration is not None
+        """Whether the re-ranker maps its scores to probabilities of relevance: by a fitted
+        calibration, or, for a cross-encoder, by its classifier's own sigmoid."""
+        return self.reranker.calibration is not None or isinstance(
+            self.reranker, CrossEncoderReranker
+        )
 
     @property
     def dimension(self) -> int:

@@ -18,9 +18,12 @@ TOKENIZER_FILES = (
 )
 
 
-def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """Save a randomly initialised BERT with MiniLM's tokenizer: a real model, built in a test."""
-    from transformers import BertConfig, BertModel
+def build_tiny_bert(
+    folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, labels: int | None = None
+) -> Path:
+    """Save a randomly initialised BERT with MiniLM's tokenizer: a real model, built in a test.
+    With ``labels``, a sequence classifier with that many outputs (a cross-encoder)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     from models.backbone import packaged_minilm_path
 
@@ -38,7 +41,10 @@ def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, seed: int =
         intermediate_size=hidden * 2,
         max_position_embeddings=128,
     )
-    BertModel(config).save_pretrained(folder)
+    if labels is not None:
+        config.num_labels = labels
+    model = BertModel(config) if labels is None else BertForSequenceClassification(config)
+    model.save_pretrained(folder)
     return folder
 
 

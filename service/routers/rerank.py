@@ -63,7 +63,8 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
     """Scores every document against the query and returns them best first.
 
     ``relevance_score`` is the re-ranker's probability of relevance in [0, 1] where it ships
-    a calibration (the default does), as Cohere's and Jina's are; otherwise its raw score.
+    a calibration (the default does) or is a cross-encoder (its own sigmoid), as Cohere's
+    and Jina's are; otherwise its raw score.
 
     Documents longer than ``max_text_chars`` are refused with 413 unless
     ``max_tokens_per_doc`` is given, in which case every document is cut to that many tokens.

@@ -14,6 +14,7 @@ from models.calibration import CALIBRATION_NAME, ScoreCalibration
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
 from models.lite import ScorerConfig
 from models.registry import load_reranker
+from tests.conftest import build_tiny_bert
 
 runner = CliRunner()
 
@@ -65,6 +66,23 @@ def test_calibrate_writes_the_file_the_reranker_then_loads(tmp_path: Path, tiny_
     LateInteractionModel(LateInteractionModel.load(folder).config, tiny_encoder).save(folder)
     with pytest.raises(ValueError, match="fitted to another model's scores"):
         load_reranker(str(folder), device="cpu")
+
+
+def test_calibrate_fits_a_cross_encoder_on_its_raw_scores(tmp_path: Path) -> None:
+    folder = build_tiny_bert(tmp_path / "cross-encoder", labels=1)
+    run, qrels = write_run_and_qrels(tmp_path)
+    args = ["calibrate", str(folder), "--run", str(run), "--qrels", str(qrels)]
+    result = runner.invoke(app, [*args, "--queries", str(tmp_path / "queries.tsv")])
+    assert result.exit_code == 0, result.output
+    assert "sigmoid(" in result.output and "* score " in result.output
+    reranker = load_reranker(str(folder), device="cpu")
+    assert reranker.calibration is not None and not reranker.calibration.per_query_token
+    # one number per pair: a long query gets the probabilities a short one gets
+    scores = np.array([4.0, -1.0])
+    short = reranker.relevance_scores("q", scores)
+    long = reranker.relevance_scores("a much longer question " * 5, scores)
+    assert short is not None and long is not None and short[0] > 0.9 and short[1] < 0.1
+    np.testing.assert_array_equal(short, long)
 
 
 def test_calibrate_refuses_what_it_cannot_fit_and_writes_nothing(

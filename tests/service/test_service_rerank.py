@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.helpers import assert_error
+from tests.service.helpers import assert_error, wait_ready
 
 DOCS = [
     "The loupe is a small magnifying glass used by jewellers.",
@@ -273,3 +273,42 @@ def test_max_chunks_per_doc_caps_the_windows_read(make_client, tiny_models) -> N
     assert relevance(many) == relevance(whole)
     refused = client.post("/v1/rerank", json={**body, "max_chunks_per_doc": 0})
     assert_error(refused, 422, "invalid_request")
+
+
+def test_a_cross_encoder_folder_serves_rerank_and_search(make_settings, tmp_path) -> None:
+    """``--reranker`` naming a sequence-classification model serves it as a cross-encoder
+    through the real loader: /v1/rerank and /v1/search order by its logits, and report its
+    sigmoid as relevance_score, so min_relevance_score works with it."""
+    from models.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
+    from service.app import create_app
+    from tests.conftest import build_tiny_bert
+
+    folder = build_tiny_bert(tmp_path / "cross-encoder", labels=1)
+    reference = CrossEncoderReranker.load(CrossEncoderConfig(str(folder), device="cpu"))
+    app = create_app(make_settings(reranker=str(folder)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        cards = client.get("/v1/models").json()["data"]
+        card = next(c for c in cards if c["role"] == "reranker")
+        assert card["id"] == f"cross-encoder:{folder}" and card["calibrated"] is True
+        assert card["max_tokens"] == 128
+
+        query = "magnifying lens"
+        body = client.post("/v1/rerank", json={"query": query, "documents": DOCS}).json()
+        raw = reference.score(query, DOCS)
+        assert [r["index"] for r in body["results"]] == list(np.argsort(-raw, kind="stable"))
+        np.testing.assert_allclose(
+            [r["relevance_score"] for r in body["results"]],
+            1 / (1 + np.exp(-np.sort(raw)[::-1])),
+            rtol=1e-4,
+        )
+
+        documents = [{"id": f"d{i}", "text": t} for i, t in enumerate(DOCS)]
+        assert client.post("/v1/documents", json={"documents": documents}).status_code == 200
+        hits = client.post("/v1/search", json={"query": query, "top_n": 4}).json()["results"]
+        assert [h["id"] for h in hits] == [f"d{i}" for i in np.argsort(-raw, kind="stable")]
+        threshold = sorted(h["relevance_score"] for h in hits)[2]
+        kept = client.post(
+            "/v1/search", json={"query": query, "top_n": 4, "min_relevance_score": threshold}
+        ).json()["results"]
+        assert [h["id"] for h in kept] == [h["id"] for h in hits[:2]]
