@@ -15,7 +15,7 @@ import time
 
 from evaluation.datasets import data_root
 from index.readers import read_corpus, read_queries
-from models.document_cache import DocumentCache
+from models.array_cache import ArrayCache
 from models.late_interaction import LateInteractionModel
 from models.late_reranker import LateInteractionReranker
 from models.registry import resolve_late_interaction
@@ -43,7 +43,7 @@ def main() -> None:
         requests.append((rng.choice(queries), docs))
     model = LateInteractionModel.load(resolve_late_interaction("default"))
     results = {}
-    for name, cache in (("no cache", None), ("document cache", DocumentCache(256 << 20))):
+    for name, cache in (("no cache", None), ("document cache", ArrayCache(256 << 20))):
         reranker = LateInteractionReranker(model, cache=cache)
         times = []
         for query, docs in requests:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from models.array_cache import ArrayCache, document_key
 from models.calibration import ScoreCalibration
-from models.document_cache import DocumentCache, document_key
 from models.encoder import TextEncoder, TokenBatch
 from models.late_interaction import LateInteractionModel
 from models.reranker import regroup
@@ -23,7 +23,7 @@ class LateInteractionReranker:
         model: LateInteractionModel,
         name: str = "lite",
         batch_size: int = 32,
-        cache: DocumentCache | None = None,
+        cache: ArrayCache | None = None,
         calibration: ScoreCalibration | None = None,
     ):
         self.model = model.eval()

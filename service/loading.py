@@ -36,7 +36,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
     from index.live import LiveIndex
     from index.readers import read_corpus
     from index.rerank import token_store_warning
-    from models.document_cache import DocumentCache
+    from models.array_cache import ArrayCache
     from models.encoder import EncoderConfig, TextEncoder
     from models.late_reranker import LateInteractionReranker
     from models.registry import load_reranker, reranker_encoders
@@ -54,7 +54,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
         RuntimeConfig(settings.runtime, settings.onnx_cache, settings.onnx_dir),
     )
     if isinstance(reranker, LateInteractionReranker) and settings.document_cache_mb > 0:
-        reranker.cache = DocumentCache(settings.document_cache_mb * 2**20)
+        reranker.cache = ArrayCache(settings.document_cache_mb * 2**20)
     index = LiveIndex.open_or_create(
         settings.index,
         model=encoder.model_name,

@@ -138,14 +138,14 @@ def test_save_load_round_trip_and_reranker(tmp_path: Path, tiny_encoder) -> None
 def test_document_cache_skips_the_transformer_for_seen_documents(
     tmp_path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from models.document_cache import DocumentCache
+    from models.array_cache import ArrayCache
 
     config = LateInteractionConfig(
         dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=16)
     )
     folder = LateInteractionModel(config, tiny_encoder).save(tmp_path / "lite")
     model = LateInteractionModel.load(folder, device="cpu")
-    cached = LateInteractionReranker(model, cache=DocumentCache(1 << 20))
+    cached = LateInteractionReranker(model, cache=ArrayCache(1 << 20))
     docs = ["first passage", "second passage", "third"]
     before = cached.score("q", docs)
     calls = []

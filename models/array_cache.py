@@ -1,8 +1,9 @@
-"""An LRU cache of documents' token matrices, bounded in bytes.
+"""An LRU cache of arrays, bounded in bytes: encodings that a fixed model gives a text.
 
 A late-interaction re-ranker encodes a document without looking at the query, so a
-document seen before (same text, same model) needs no transformer pass. Keys are a hash of
-the model's fingerprint and the text; values are the float16 ``(tokens, dim)`` matrices.
+document seen before (same text, same model) needs no transformer pass: its keys are a hash
+of the model's fingerprint and the text (:func:`document_key`), its values the float16
+``(tokens, dim)`` matrices. The service's engine keeps its queries' encodings the same way.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ def document_key(fingerprint: str, text: str) -> str:
     return hashlib.blake2b(f"{fingerprint}\x00{text}".encode(), digest_size=16).hexdigest()
 
 
-class DocumentCache:
-    """Thread-safe LRU of token matrices holding at most ``max_bytes`` of arrays.
+class ArrayCache:
+    """Thread-safe LRU holding at most ``max_bytes`` of arrays.
 
-    >>> cache = DocumentCache(max_bytes=100)
+    >>> cache = ArrayCache(max_bytes=100)
     >>> cache.put("a", np.zeros((10, 2), np.float16))   # 40 bytes
     >>> cache.put("b", np.zeros((10, 2), np.float16))
     >>> _ = cache.get("a")                                # "a" is now the most recent
