@@ -18,11 +18,13 @@ from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import torch
 
 from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
+from models.array_cache import ArrayCache
 from models.cross_encoder import CrossEncoderReranker
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
@@ -30,8 +32,6 @@ from models.registry import reranker_max_tokens
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
 if TYPE_CHECKING:
-    import torch
-
     from index.live import LiveIndex
     from index.searcher import Hit
     from models.encoder import TextEncoder
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 _MAX_CHARS_PER_TOKEN = 64
 # Assumed length of a stored passage when estimating a search's batching cost.
 _SEARCH_DOC_TOKENS = 96
+# Key prefixes of a query's first-stage vector and re-ranker matrix in the query cache.
+_QUERY_VECTOR = "vector\x00"
+_QUERY_MATRIX = "matrix\x00"
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class Engine:
         *,
         snapshot_every: int = 1000,
         generator: QueryGenerator | None = None,
+        query_cache: ArrayCache | None = None,
     ):
         if index.manifest.dimension != encoder.dim:
             raise ValueError(
@@ -160,6 +164,9 @@ class Engine:
         self.index = index
         self.snapshot_every = snapshot_every
         self.generator = generator
+        self.query_cache = query_cache
+        """Encodings of queries searched before: their first-stage vectors and, where the
+        re-ranker shares the encoder, its query matrices (the models never change)."""
         self._writes = 0
         self._write_lock = threading.Lock()
 
@@ -337,18 +344,74 @@ class Engine:
         self, queries: list[str], rerank: Sequence[bool]
     ) -> tuple[np.ndarray, list[torch.Tensor | None] | None]:
         """First-stage vectors ``(n, dim)`` and, when the late-interaction re-ranker runs on
-        the same encoder, the re-ranker's query matrices from that same transformer pass
-        (one pass per query instead of two)."""
+        the same encoder, the re-ranker's query matrices ``(q_tokens, dim')`` from that same
+        transformer pass (one pass per query instead of two; None for a query the re-ranker
+        must encode itself).
+
+        Queries in the query cache, and repeats within the batch, are not encoded again."""
         reranker = self.reranker
-        if (
+        shared = (
             isinstance(reranker, LateInteractionReranker)
             and reranker.model.encoder is self.encoder
             and any(rerank)
-        ):
+        )
+        wants_matrix = [shared and r for r in rerank]
+        vectors = np.zeros((len(queries), self.encoder.dim), dtype=np.float32)
+        matrices: list[torch.Tensor | None] = [None] * len(queries)
+        missing: list[int] = []
+        for i, query in enumerate(queries):
+            found = self._cached_query(query, wants_matrix[i])
+            if found is None:
+                missing.append(i)
+            else:
+                vectors[i], matrices[i] = found
+        fresh = list(dict.fromkeys(queries[i] for i in missing))
+        if fresh:
+            encoded = self._encode_queries(fresh, any(wants_matrix[i] for i in missing))
+            for i in missing:
+                vectors[i], matrices[i] = encoded[queries[i]]
+        return vectors, matrices if shared else None
+
+    def _encode_queries(
+        self, queries: list[str], with_matrices: bool
+    ) -> dict[str, tuple[np.ndarray, torch.Tensor | None]]:
+        """One transformer pass over distinct queries: each one's vector ``(dim,)`` and, with
+        ``with_matrices``, the re-ranker's matrix from the same states; kept in the cache."""
+        if with_matrices:
+            assert isinstance(self.reranker, LateInteractionReranker)
             states = self.encoder.encode_tokens(queries)
             vectors = self.encoder.pool(states).float().cpu().numpy()
-            return vectors, reranker.query_matrices_from_states(self.encoder, states)
-        return self.encoder.encode(queries), None
+            matrices = self.reranker.query_matrices_from_states(self.encoder, states)
+        else:
+            vectors = self.encoder.encode(queries)
+            matrices = [None] * len(queries)
+        cache = self.query_cache
+        if cache is not None:
+            for query, vector, matrix in zip(queries, vectors, matrices, strict=True):
+                # copies: a row or slice would keep its whole batch alive
+                cache.put(_QUERY_VECTOR + query, vector.copy())
+                if matrix is not None:
+                    cache.put(_QUERY_MATRIX + query, matrix.cpu().numpy().copy())
+        return {
+            query: (vector, matrix)
+            for query, vector, matrix in zip(queries, vectors, matrices, strict=True)
+        }
+
+    def _cached_query(
+        self, query: str, wants_matrix: bool
+    ) -> tuple[np.ndarray, torch.Tensor | None] | None:
+        """The cached vector (and, if wanted, re-ranker matrix) of ``query``; None unless the
+        cache holds all that is wanted."""
+        cache = self.query_cache
+        if cache is None:
+            return None
+        vector = cache.get(_QUERY_VECTOR + query)
+        if vector is None:
+            return None
+        if not wants_matrix:
+            return vector, None
+        matrix = cache.get(_QUERY_MATRIX + query)
+        return (vector, torch.from_numpy(matrix)) if matrix is not None else None
 
     def _encode_needed_queries(
         self, jobs: Sequence[SearchJob]

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from service.engine import Engine
 from service.generation import QueryGenerator
 from service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from models.array_cache import ArrayCache
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,13 @@ def load_generator(settings: ServiceSettings) -> QueryGenerator | None:
 
     model = GenerativeMaskedLM.load(settings.generator, device=pick_device(settings.device))
     return QueryGenerator(model, name=settings.generator)
+
+
+def load_query_cache(settings: ServiceSettings) -> ArrayCache | None:
+    """The engine's query cache, ``settings.query_cache_mb`` large (None: off)."""
+    from models.array_cache import ArrayCache
+
+    return ArrayCache(settings.query_cache_mb * 2**20) if settings.query_cache_mb > 0 else None
 
 
 def load_engine(settings: ServiceSettings) -> Engine:
@@ -78,6 +89,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
             index,
             snapshot_every=settings.snapshot_every,
             generator=load_generator(settings),
+            query_cache=load_query_cache(settings),
         )
         if settings.corpus is not None and engine.document_count() == 0:
             log.info("indexing corpus %s into %s", settings.corpus, settings.index)

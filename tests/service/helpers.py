@@ -49,7 +49,7 @@ def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings]
 
     def load(settings: ServiceSettings) -> Engine:
         from index.live import LiveIndex
-        from service.loading import load_generator
+        from service.loading import load_generator, load_query_cache
 
         index = LiveIndex.open_or_create(
             settings.index, model=encoder.model_name, dimension=encoder.dim
@@ -60,6 +60,7 @@ def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings]
             index,
             snapshot_every=settings.snapshot_every,
             generator=load_generator(settings),
+            query_cache=load_query_cache(settings),
         )
 
     return load

@@ -421,3 +421,64 @@ def test_search_runs_the_transformer_once_when_the_reranker_shares_the_encoder(
     assert [r["score"] for r in body["results"]] == pytest.approx(
         [float(x) for x in expected], abs=1e-4
     )
+
+
+def test_repeated_queries_come_from_the_query_cache(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
+):
+    """A query searched before runs no transformer pass (its vector and, with a re-ranker
+    on the same encoder, its re-ranker matrix are cached) and gets the same hits and
+    scores; repeats within one batch are encoded once; query_cache_mb=0 turns it off."""
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
+    from models.lite import ScorerConfig
+
+    encoder, _ = tiny_models
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=32, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=32)
+    )
+    folder = LateInteractionModel(config, encoder).save(tmp_path / "lite")
+    reranker = LateInteractionReranker(
+        LateInteractionModel.load(folder, device="cpu", share_encoder=encoder)
+    )
+    passes: list[int] = []
+    original = encoder.forward_tokens
+
+    def counting(batch: Any) -> Any:
+        passes.append(len(batch["input_ids"]))
+        return original(batch)
+
+    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    cached = make_client(reranker=reranker, index=tmp_path / "cached")
+    uncached = make_client(reranker=reranker, index=tmp_path / "uncached", query_cache_mb=0)
+    for client in (cached, uncached):
+        add(client)
+    long_query = "magnifying " * 12  # beyond q_len: the re-ranker encodes it itself
+
+    def passes_for(client: TestClient, **body: Any) -> tuple[int, list[tuple[str, float]]]:
+        passes.clear()
+        hits = search(client, top_n=5, candidates=5, **body)["results"]
+        return len(passes), [(h["id"], h["score"]) for h in hits]
+
+    first = passes_for(cached)
+    assert first[0] == 1 and passes_for(cached) == (0, first[1])
+    assert passes_for(uncached) == first and passes_for(uncached) == first
+    # a vector cached without a re-ranker matrix: re-ranking it needs the pass
+    unranked = passes_for(cached, query="loupe", rerank=False)
+    assert unranked[0] == 1 and passes_for(cached, query="loupe", rerank=False) == (0, unranked[1])
+    ranked = passes_for(cached, query="loupe")
+    assert ranked[0] == 1 and passes_for(cached, query="loupe") == (0, ranked[1])
+    # a long query's vector is cached, its matrix (encoded by the re-ranker) is not
+    assert passes_for(cached, query=long_query)[0] == 2
+    assert passes_for(cached, query=long_query)[0] == 2
+
+    engine = service_state(cached).runtime.engine
+    jobs = [SearchJob("magnifying lens", 5), SearchJob("fruit", 5), SearchJob("fruit", 5)]
+    passes.clear()
+    together = engine.search_many(jobs)
+    assert passes == [1]  # "fruit" once; "magnifying lens" from the cache
+    alone = [engine.search_many([job])[0] for job in jobs]
+    for merged, single in zip(together, alone, strict=True):
+        assert [(h.document.id, h.score) for h in merged.hits] == [
+            (h.document.id, h.score) for h in single.hits
+        ]
