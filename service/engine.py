@@ -185,6 +185,14 @@ class Engine:
         """Whether the index has its full-text index (every index does where SQLite has FTS5)."""
         return self.index.docstore.has_lexical
 
+    def caches(self) -> dict[str, ArrayCache]:
+        """The caches the engine keeps, by name: ``query`` and, for a late-interaction
+        re-ranker with one, ``document``."""
+        found = {"query": self.query_cache}
+        if isinstance(self.reranker, LateInteractionReranker):
+            found["document"] = self.reranker.cache
+        return {name: cache for name, cache in found.items() if cache is not None}
+
     @property
     def calibrated(self) -> bool:
         """Whether the re-ranker maps its scores to probabilities of relevance: by a fitted

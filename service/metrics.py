@@ -1,9 +1,12 @@
-"""Prometheus metrics of one app: requests and latencies per route, batches, queue depth.
+"""Prometheus metrics of one app: requests and latencies per route, batches, queue depth,
+and the engine's caches.
 
 Each app has its own registry, so several apps (tests) never share counters.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -13,6 +16,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from models.array_cache import ArrayCache
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -67,6 +74,8 @@ class ServiceMetrics:
         self.documents = Gauge(
             "loupe_index_documents", "Documents in the index.", registry=self.registry
         )
+        self.caches = CacheCollector()
+        self.registry.register(self.caches)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -85,3 +94,28 @@ class ServiceMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class CacheCollector(Collector):
+    """Hits, misses, bytes and entries of the engine's caches, read when scraped."""
+
+    def __init__(self) -> None:
+        self.caches: Mapping[str, ArrayCache] = {}
+        """The caches by name (``query``, ``document``); set once the engine is loaded."""
+
+    def collect(self) -> Iterator[Metric]:
+        label = ["cache"]
+        hits = CounterMetricFamily("loupe_cache_hits", "Cache lookups that found.", labels=label)
+        misses = CounterMetricFamily(
+            "loupe_cache_misses", "Cache lookups that missed.", labels=label
+        )
+        size = GaugeMetricFamily("loupe_cache_bytes", "Bytes of arrays held.", labels=label)
+        limit = GaugeMetricFamily("loupe_cache_max_bytes", "The cache's bound.", labels=label)
+        entries = GaugeMetricFamily("loupe_cache_entries", "Arrays held.", labels=label)
+        for name, cache in self.caches.items():
+            hits.add_metric([name], cache.hits)
+            misses.add_metric([name], cache.misses)
+            size.add_metric([name], cache.nbytes)
+            limit.add_metric([name], cache.max_bytes)
+            entries.add_metric([name], len(cache))
+        yield from (hits, misses, size, limit, entries)

@@ -68,3 +68,4 @@ class ServiceState:
         await runtime.start()
         self.runtime, self.status = runtime, "ok"
         self.metrics.documents.set(engine.document_count())
+        self.metrics.caches.caches = engine.caches()

@@ -429,6 +429,7 @@ def test_repeated_queries_come_from_the_query_cache(
     """A query searched before runs no transformer pass (its vector and, with a re-ranker
     on the same encoder, its re-ranker matrix are cached) and gets the same hits and
     scores; repeats within one batch are encoded once; query_cache_mb=0 turns it off."""
+    from models.array_cache import ArrayCache
     from models.late_interaction import LateInteractionConfig, LateInteractionModel
     from models.late_reranker import LateInteractionReranker
     from models.lite import ScorerConfig
@@ -473,6 +474,11 @@ def test_repeated_queries_come_from_the_query_cache(
     assert passes_for(cached, query=long_query)[0] == 2
 
     engine = service_state(cached).runtime.engine
+    assert list(engine.caches()) == ["query"]  # this re-ranker has no document cache
+    assert "query" not in service_state(uncached).runtime.engine.caches()
+    reranker.cache = ArrayCache(1 << 20)
+    assert list(engine.caches()) == ["query", "document"]
+    reranker.cache = None
     jobs = [SearchJob("magnifying lens", 5), SearchJob("fruit", 5), SearchJob("fruit", 5)]
     passes.clear()
     together = engine.search_many(jobs)

@@ -175,7 +175,15 @@ def test_metrics(client: TestClient):
     client.post("/v1/rerank", json={"query": "", "documents": ["a"]})
     client.get("/nope")
     client.delete("/v1/documents/missing")
+    for _ in range(3):  # one miss, then two hits of the query cache
+        client.post("/v1/search", json={"query": "a repeated query"})
     text = client.get("/metrics").text
+    assert 'loupe_cache_hits_total{cache="query"} 2.0' in text
+    assert 'loupe_cache_misses_total{cache="query"} 1.0' in text
+    assert 'loupe_cache_entries{cache="query"} 1.0' in text
+    bound = next(line for line in text.splitlines() if line.startswith("loupe_cache_max_bytes"))
+    assert bound.startswith('loupe_cache_max_bytes{cache="query"}')
+    assert float(bound.split()[-1]) == 32 * 2**20
     assert 'loupe_requests_total{method="POST",route="/v1/rerank",status="200"} 1.0' in text
     assert 'loupe_requests_total{method="POST",route="/v1/rerank",status="422"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
