@@ -31,11 +31,11 @@ from index.token_quantization import TokenDtype
 DEFAULT_LIVE_TOKEN_DTYPE = TokenDtype.int8
 _FILTERS_CACHED = 64
 _KEYS_CACHED = 4_000_000
-_VECTOR_BYTES_CACHED = 256 * 2**20
 """A live index keeps the passing keys of up to this many recent filters, and of keys in all
-(8 bytes each: 32 MB), and keeps them current through its own writes; for filters searched
-exactly (see :meth:`IndexReader.searches_exactly`) the passing vectors too, up to this many
-bytes in all."""
+(8 bytes each: 32 MB), and keeps them current through its own writes."""
+DEFAULT_FILTER_VECTOR_BYTES = 256 * 2**20
+"""For filters searched exactly (see :meth:`IndexReader.searches_exactly`), a live index keeps
+the passing vectors too, up to this many bytes in all by default."""
 
 
 @dataclass
@@ -92,25 +92,46 @@ def create_empty_index(folder: Path, model: str, dimension: int, factory: str = 
 class LiveIndex(FirstStageSearch):
     """Thread-safe add / delete / search over an index folder."""
 
-    def __init__(self, reader: IndexReader):
+    def __init__(
+        self, reader: IndexReader, *, filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES
+    ):
+        if filter_vector_bytes < 0:
+            raise ValueError(f"filter_vector_bytes must be at least 0, not {filter_vector_bytes}")
         self.reader = reader
+        self.filter_vector_bytes = filter_vector_bytes
+        """Bytes of passing vectors kept across recent filters (0: none; their exact
+        searches then read the vectors from the docstore each time)."""
         self._lock = threading.RLock()
         self._tombstones: set[int] = set()
         self._passing: OrderedDict[Hashable, _KeptFilter] = OrderedDict()
         """Recent filters by ``MetadataFilter.key``, kept current by writes."""
 
     @classmethod
-    def open(cls, folder: str | Path, *, use_gpu: bool | None = None) -> LiveIndex:
-        return cls(IndexReader.open(folder, use_gpu=use_gpu))
+    def open(
+        cls,
+        folder: str | Path,
+        *,
+        use_gpu: bool | None = None,
+        filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
+    ) -> LiveIndex:
+        return cls(
+            IndexReader.open(folder, use_gpu=use_gpu), filter_vector_bytes=filter_vector_bytes
+        )
 
     @classmethod
     def open_or_create(
-        cls, folder: str | Path, *, model: str, dimension: int, factory: str = "Flat"
+        cls,
+        folder: str | Path,
+        *,
+        model: str,
+        dimension: int,
+        factory: str = "Flat",
+        filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
     ) -> LiveIndex:
         folder = Path(folder)
         if not (folder / MANIFEST_NAME).exists():
             create_empty_index(folder, model, dimension, factory)
-        return cls.open(folder)
+        return cls.open(folder, filter_vector_bytes=filter_vector_bytes)
 
     @property
     def manifest(self) -> Manifest:
@@ -220,7 +241,12 @@ class LiveIndex(FirstStageSearch):
             self._passing[where.key] = kept
         else:
             self._passing.move_to_end(where.key)
-        if kept.vectors is None and len(kept.keys) and self.reader.searches_exactly(len(kept.keys)):
+        if (
+            kept.vectors is None
+            and len(kept.keys)
+            and self.reader.searches_exactly(len(kept.keys))
+            and self._vectors_fit(len(kept.keys))
+        ):
             keys, vectors = self.reader.docstore.vectors_for_keys(kept.keys)
             order = np.argsort(keys)
             if np.array_equal(keys[order], kept.keys):  # else some have no stored vector
@@ -234,13 +260,15 @@ class LiveIndex(FirstStageSearch):
         """Bring the kept filters up to date with a write: ``removed`` keys leave every
         filter; each ``(key, document, vector)`` added and not removed (an id given twice in
         one write) joins the filters its metadata passes. A filter grown past exact search
-        drops its vectors."""
+        drops its vectors, as does one grown past the vector budget."""
         gone_set = set(removed)
         gone = np.asarray(sorted(gone_set), dtype=np.int64)
         added = [item for item in added if item[0] not in gone_set]
         for kept in self._passing.values():
             kept.apply_write(gone, added)
-            if kept.vectors is not None and not self.reader.searches_exactly(len(kept.keys)):
+            if kept.vectors is not None and not (
+                self.reader.searches_exactly(len(kept.keys)) and self._vectors_fit(len(kept.keys))
+            ):
                 kept.vectors = None
         self._evict_passing()
 
@@ -255,13 +283,24 @@ class LiveIndex(FirstStageSearch):
             raise
 
     def _evict_passing(self) -> None:
-        """Drop the least recently used filters beyond the cache's limits."""
+        """Drop the least recently used filters beyond the cache's limits, and the vectors of
+        the least recently used beyond the vector budget (their keys stay: a rescan of the
+        docstore's metadata is what the cache saves)."""
         while len(self._passing) > 1 and (
             len(self._passing) > _FILTERS_CACHED
             or sum(len(kept.keys) for kept in self._passing.values()) > _KEYS_CACHED
-            or sum(kept.vector_bytes for kept in self._passing.values()) > _VECTOR_BYTES_CACHED
         ):
             self._passing.popitem(last=False)
+        held = sum(kept.vector_bytes for kept in self._passing.values())
+        for kept in self._passing.values():  # least recently used first
+            if held <= self.filter_vector_bytes:
+                break
+            held -= kept.vector_bytes
+            kept.vectors = None
+
+    def _vectors_fit(self, count: int) -> bool:
+        """Whether ``count`` float32 vectors fit the kept filters' vector budget at all."""
+        return count * self.manifest.dimension * 4 <= self.filter_vector_bytes
 
     def snapshot(self) -> Manifest:
         """Persist the in-memory FAISS index and a new manifest (atomic replace)."""

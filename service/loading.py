@@ -71,6 +71,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
         model=encoder.model_name,
         dimension=encoder.dim,
         factory=settings.index_factory,
+        filter_vector_bytes=settings.filter_cache_mb * 2**20,
     )
     try:
         if index.manifest.model != encoder.model_name:

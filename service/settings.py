@@ -75,6 +75,10 @@ class ServiceSettings(BaseSettings):
     """Persist the FAISS index after this many document writes (and on shutdown)."""
     document_cache_mb: int = Field(256, ge=0)
     """Token matrices of documents /v1/rerank has seen, kept in an LRU of this size (0: off)."""
+    filter_cache_mb: int = Field(256, ge=0)
+    """Vectors of recent filters that an approximate index searches exactly (those passing
+    up to 20,000 documents), kept in memory up to this size in all, so those searches read
+    no vectors from the docstore (0: off)."""
     query_cache_mb: int = Field(32, ge=0)
     """Encodings of queries /v1/search has seen (first-stage vector and re-ranker matrix,
     about 18 KB each with the default models), kept in an LRU of this size (0: off)."""

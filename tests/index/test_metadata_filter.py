@@ -199,3 +199,31 @@ def test_kept_filter_keys_follow_every_write(tmp_path: Path, factory: str) -> No
             assert kept.vectors is not None and stored_keys.tolist() == kept.keys.tolist()
             np.testing.assert_array_equal(kept.vectors, stored)
     assert len(live._passing) == len(filters)  # none was dropped on the way
+
+
+def test_the_vector_budget_bounds_what_kept_filters_hold(tmp_path: Path) -> None:
+    """Filters searched exactly keep their vectors only within ``filter_vector_bytes`` in
+    all: none at 0, and a filter grown past the budget by writes drops its own; results
+    are the same either way."""
+    vectors = unit_vectors(60, 8)
+    wheres = [MetadataFilter.from_mapping({"g": g}) for g in range(3)]
+    results = []
+    for budget in (0, 20 * 8 * 4, 10**6):  # none, one filter of 20, all
+        live = LiveIndex.open_or_create(
+            tmp_path / str(budget),
+            model="m",
+            dimension=8,
+            factory="HNSW8",
+            filter_vector_bytes=budget,
+        )
+        live.add([Document(str(i), "t", metadata={"g": i % 3}) for i in range(60)], vectors)
+        results.append([live.search_vectors(vectors[:4], 5, where) for where in wheres])
+        kept = [live._passing[where.key].vectors is not None for where in wheres]
+        assert kept == {0: [False] * 3, 640: [False, False, True], 10**6: [True] * 3}[budget]
+        if budget == 640:  # the newest filter (g=2, 20 documents) grows past the budget
+            live.add([Document("x", "t", metadata={"g": 2})], vectors[:1])
+            assert live._passing[wheres[2].key].vectors is None
+    ids = [[[h.document.id for h in row] for rows in run for row in rows] for run in results]
+    assert ids[0] == ids[1] == ids[2]
+    with pytest.raises(ValueError, match="at least 0"):
+        LiveIndex.open(tmp_path / "0", filter_vector_bytes=-1)

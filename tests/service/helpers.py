@@ -52,7 +52,10 @@ def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings]
         from service.loading import load_generator, load_query_cache
 
         index = LiveIndex.open_or_create(
-            settings.index, model=encoder.model_name, dimension=encoder.dim
+            settings.index,
+            model=encoder.model_name,
+            dimension=encoder.dim,
+            filter_vector_bytes=settings.filter_cache_mb * 2**20,
         )
         return Engine(
             encoder,
