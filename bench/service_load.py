@@ -94,19 +94,22 @@ class Cell:
 class Server:
     """``loupe serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, args: argparse.Namespace, max_batch_size: int, workdir: Path):
+    def __init__(
+        self, args: argparse.Namespace, max_batch_size: int, max_wait_ms: float, workdir: Path
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (workdir / f"server-batch{max_batch_size}.log").open("w")
+        name = f"batch{max_batch_size}-wait{max_wait_ms:g}"
+        self.log = (workdir / f"server-{name}.log").open("w")
         command = [
             sys.executable, "-m", "loupe.cli", "serve",
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--index", str(workdir / f"index-batch{max_batch_size}"),
+            "--index", str(workdir / f"index-{name}"),
             "--encoder", args.encoder,
             "--reranker", args.reranker,
             "--max-batch-size", str(max_batch_size),
-            "--max-wait-ms", str(args.max_wait_ms),
+            "--max-wait-ms", str(max_wait_ms),
             "--queue-size", "512",
             "--log-level", "warning",
         ]  # fmt: skip
@@ -244,7 +247,7 @@ async def run_cells(
         for client in clients.values():
             await load_corpus(client, workload.corpus)
         started = time.perf_counter()  # the budget counts from here
-        for endpoint in ("rerank", "search"):
+        for endpoint in args.endpoints:
             warmup = workload.bodies(endpoint, 2)
             for client in clients.values():
                 await drive(client, PATHS[endpoint], warmup, 1, 60)
@@ -314,9 +317,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--time-budget", type=float, default=150.0, help="measuring seconds; no cell starts after"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="max batch when batching")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--compare-max-wait-ms",
+        type=float,
+        default=None,
+        help="compare two batched servers, --max-wait-ms against this, instead of batching "
+        "against none",
+    )
+    parser.add_argument(
+        "--endpoints", nargs="+", choices=sorted(PATHS), default=["rerank", "search"]
+    )
     parser.add_argument("--torch-threads", type=int, default=None)
     return parser.parse_args(argv)
+
+
+def server_modes(args: argparse.Namespace) -> list[tuple[str, int, float]]:
+    """``(mode, max batch size, max wait ms)`` of the two servers compared."""
+    if args.compare_max_wait_ms is None:
+        return [("batched", args.batch_size, args.max_wait_ms), ("unbatched", 1, args.max_wait_ms)]
+    return [
+        (f"wait {wait:g} ms", args.batch_size, wait)
+        for wait in (args.max_wait_ms, args.compare_max_wait_ms)
+    ]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -359,8 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     servers: dict[str, Server] = {}
     with tempfile.TemporaryDirectory(prefix="loupe-load-") as tmp:
         try:
-            for mode, batch in (("batched", args.batch_size), ("unbatched", 1)):
-                servers[mode] = Server(args, batch, Path(tmp))
+            for mode, batch, wait in server_modes(args):
+                servers[mode] = Server(args, batch, wait, Path(tmp))
             for mode, server in servers.items():
                 ready = server.wait_ready()
                 models = httpx.get(f"{server.url}/v1/models", timeout=10).json()

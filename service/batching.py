@@ -61,13 +61,14 @@ class BatchLimits:
     Attributes:
         max_batch_size: jobs per call; 1 turns batching off.
         max_batch_tokens: estimated tokens per call (a single larger job still runs alone).
-        max_wait_ms: how long to wait for more jobs once one has arrived.
+        max_wait_ms: how long to wait for more jobs once one has arrived (0: take only what
+            is queued; jobs that arrive while the model runs still merge into the next call).
         queue_size: jobs that may wait; one more is refused.
     """
 
     max_batch_size: int = 32
     max_batch_tokens: int = 32_768
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     queue_size: int = 256
 
 

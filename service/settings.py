@@ -65,8 +65,10 @@ class ServiceSettings(BaseSettings):
     """Requests merged into one model call; 1 turns micro-batching off."""
     max_batch_tokens: int = Field(32_768, ge=1)
     """Estimated tokens (characters / 4) merged into one model call."""
-    max_wait_ms: float = Field(5.0, ge=0)
-    """How long the batcher waits for more requests once one has arrived."""
+    max_wait_ms: float = Field(0.0, ge=0)
+    """How long the batcher waits for more requests once one has arrived. 0 (the default)
+    merges what queued while the model was busy, which under load is the whole batch; a
+    wait only delays a lone request (reports/service.md, "Waiting for company")."""
     queue_size: int = Field(256, ge=1)
     """Requests waiting per queue; beyond it the answer is 429 with Retry-After."""
     request_timeout_s: float = Field(120.0, gt=0)
