@@ -83,7 +83,8 @@ class ServiceSettings(BaseSettings):
     no vectors from the docstore (0: off)."""
     query_cache_mb: int = Field(32, ge=0)
     """Encodings of queries /v1/search has seen (first-stage vector and re-ranker matrix,
-    about 18 KB each with the default models), kept in an LRU of this size (0: off)."""
+    with the default models at most 18 KB each, 5 KB for a 7-token query), kept in an LRU of
+    this size (0: off)."""
 
     @property
     def batching_enabled(self) -> bool:
