@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -385,23 +386,29 @@ def test_lite_reranker_stores_token_matrices_of_added_documents(
     assert all(m is not None for m in reader.token_matrices(keys, reranker.model.fingerprint))
 
 
+def shared_encoder_reranker(encoder: Any, folder: Path) -> Any:
+    """A MaxSim re-ranker (8-d, 8 query tokens) saved under ``folder`` and loaded on the
+    service's own encoder, so the first stage's pass can give its query matrices."""
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
+    from models.lite import ScorerConfig
+
+    config = LateInteractionConfig(
+        dim=8, q_len=8, d_len=32, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=32)
+    )
+    saved = LateInteractionModel(config, encoder).save(folder / "lite")
+    return LateInteractionReranker(
+        LateInteractionModel.load(saved, device="cpu", share_encoder=encoder)
+    )
+
+
 def test_search_runs_the_transformer_once_when_the_reranker_shares_the_encoder(
     make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
 ):
     """The first stage's pass over the query also gives the re-ranker's query matrix (same
     encoder, query within q_len): one transformer pass per search, scores unchanged."""
-    from models.late_interaction import LateInteractionConfig, LateInteractionModel
-    from models.late_reranker import LateInteractionReranker
-    from models.lite import ScorerConfig
-
     encoder, _ = tiny_models
-    config = LateInteractionConfig(
-        dim=8, q_len=8, d_len=32, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=32)
-    )
-    folder = LateInteractionModel(config, encoder).save(tmp_path / "lite")
-    reranker = LateInteractionReranker(
-        LateInteractionModel.load(folder, device="cpu", share_encoder=encoder)
-    )
+    reranker = shared_encoder_reranker(encoder, tmp_path)
     client = make_client(reranker=reranker)
     add(client)
     passes: list[int] = []
@@ -430,18 +437,9 @@ def test_repeated_queries_come_from_the_query_cache(
     on the same encoder, its re-ranker matrix are cached) and gets the same hits and
     scores; repeats within one batch are encoded once; query_cache_mb=0 turns it off."""
     from models.array_cache import ArrayCache
-    from models.late_interaction import LateInteractionConfig, LateInteractionModel
-    from models.late_reranker import LateInteractionReranker
-    from models.lite import ScorerConfig
 
     encoder, _ = tiny_models
-    config = LateInteractionConfig(
-        dim=8, q_len=8, d_len=32, scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=32)
-    )
-    folder = LateInteractionModel(config, encoder).save(tmp_path / "lite")
-    reranker = LateInteractionReranker(
-        LateInteractionModel.load(folder, device="cpu", share_encoder=encoder)
-    )
+    reranker = shared_encoder_reranker(encoder, tmp_path)
     passes: list[int] = []
     original = encoder.forward_tokens
 
