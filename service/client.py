@@ -11,7 +11,7 @@ Example (against a running service)::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -28,6 +28,7 @@ from service.schemas import (
     DocumentsResponse,
     EmbedResponse,
     HealthResponse,
+    ListedDocument,
     ModelsResponse,
     RerankResponse,
     SearchResponse,
@@ -265,6 +266,22 @@ class LoupeClient:
         call = _Calls.list_documents(limit, after, include_text, filter)
         return self._do(call, DocumentsPage)
 
+    def iter_documents(
+        self,
+        page_size: int = 1000,
+        include_text: bool = False,
+        filter: Mapping[str, Any] | None = None,
+    ) -> Iterator[ListedDocument]:
+        """Every stored document (whose metadata passes ``filter``, if given), in id order,
+        fetched ``page_size`` at a time by following the listing's cursors."""
+        after: str | None = None
+        while True:
+            page = self.list_documents(page_size, after, include_text, filter)
+            yield from page.documents
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor
+
     def delete_document(self, doc_id: str) -> DeleteResponse:
         """Deletes a document; :class:`LoupeError` with status 404 if there is none."""
         return self._do(_Calls.delete_document(doc_id), DeleteResponse)
@@ -375,6 +392,21 @@ class AsyncLoupeClient:
     ) -> DocumentsPage:
         call = _Calls.list_documents(limit, after, include_text, filter)
         return await self._do(call, DocumentsPage)
+
+    async def iter_documents(
+        self,
+        page_size: int = 1000,
+        include_text: bool = False,
+        filter: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[ListedDocument]:
+        after: str | None = None
+        while True:
+            page = await self.list_documents(page_size, after, include_text, filter)
+            for document in page.documents:
+                yield document
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor
 
     async def delete_document(self, doc_id: str) -> DeleteResponse:
         return await self._do(_Calls.delete_document(doc_id), DeleteResponse)

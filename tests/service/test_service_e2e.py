@@ -84,6 +84,12 @@ def test_server_end_to_end(live_server):
         assert rest.next_cursor is None
         odd = client.list_documents(filter={"i": [1, 3, 5]})
         assert [d.id for d in odd.documents] == ["doc-1", "doc-3", "doc-5"]
+        every = [d.id for d in client.iter_documents(page_size=2)]
+        assert every == [f"doc-{i}" for i in range(1, len(CORPUS))]
+        assert [d.id for d in client.iter_documents(page_size=1, filter={"i": [1, 3]})] == [
+            "doc-1",
+            "doc-3",
+        ]
         by_ids = client.delete_documents(ids=["doc-1", "doc-0"])
         assert (by_ids.deleted, by_ids.missing) == (1, ["doc-0"])
         by_filter = client.delete_documents(filter={"i": [2, 3]})
@@ -93,13 +99,15 @@ def test_server_end_to_end(live_server):
         anonymous.search("x")
     assert denied.value.status_code == 401
 
-    async def concurrent() -> list[list[str]]:
+    async def concurrent() -> tuple[list[list[str]], list[str]]:
         async with AsyncLoupeClient(server.url, api_key="k") as client:
             answers = await asyncio.gather(*(client.search("loupe", top_n=3) for _ in range(8)))
-        return [[hit.id for hit in answer.results] for answer in answers]
+            listed = [d.id async for d in client.iter_documents(page_size=1)]
+        return [[hit.id for hit in answer.results] for answer in answers], listed
 
-    orders = asyncio.run(concurrent())
+    orders, listed = asyncio.run(concurrent())
     assert all(order == orders[0] for order in orders)  # batched or not, the same answer
+    assert listed == ["doc-4", "doc-5"]  # what the deletes above left
 
 
 def test_cohere_v2_sdk_against_the_server(live_server):
