@@ -356,7 +356,9 @@ class Engine:
         transformer pass (one pass per query instead of two; None for a query the re-ranker
         must encode itself).
 
-        Queries in the query cache, and repeats within the batch, are not encoded again."""
+        Queries in the query cache, and repeats within the batch, are not encoded again. With
+        a query cache, a wanted matrix the shared pass cannot give (a query longer than the
+        re-ranker reads) is encoded here by the re-ranker and kept too."""
         reranker = self.reranker
         shared = (
             isinstance(reranker, LateInteractionReranker)
@@ -368,17 +370,41 @@ class Engine:
         matrices: list[torch.Tensor | None] = [None] * len(queries)
         missing: list[int] = []
         for i, query in enumerate(queries):
-            found = self._cached_query(query, wants_matrix[i])
-            if found is None:
+            vector = self._cached(_QUERY_VECTOR, query)
+            if vector is None:
                 missing.append(i)
-            else:
-                vectors[i], matrices[i] = found
+                continue
+            vectors[i] = vector
+            if wants_matrix[i]:
+                matrices[i] = self._cached_matrix(query)
         fresh = list(dict.fromkeys(queries[i] for i in missing))
         if fresh:
             encoded = self._encode_queries(fresh, any(wants_matrix[i] for i in missing))
             for i in missing:
                 vectors[i], matrices[i] = encoded[queries[i]]
+        if shared and self.query_cache is not None:
+            self._encode_missing_matrices(queries, wants_matrix, matrices)
         return vectors, matrices if shared else None
+
+    def _encode_missing_matrices(
+        self,
+        queries: list[str],
+        wants_matrix: Sequence[bool],
+        matrices: list[torch.Tensor | None],
+    ) -> None:
+        """Fill ``matrices`` where a matrix is wanted and none was found, with the re-ranker's
+        own encoding of the distinct queries, and keep those in the query cache."""
+        cache, reranker = self.query_cache, self.reranker
+        assert isinstance(reranker, LateInteractionReranker) and cache is not None
+        lacking = [i for i, m in enumerate(matrices) if m is None and wants_matrix[i]]
+        distinct = list(dict.fromkeys(queries[i] for i in lacking))
+        if not distinct:
+            return
+        encoded = dict(zip(distinct, reranker.query_matrices(distinct), strict=True))
+        for query, matrix in encoded.items():
+            cache.put(_QUERY_MATRIX + query, matrix.cpu().numpy().copy())
+        for i in lacking:
+            matrices[i] = encoded[queries[i]]
 
     def _encode_queries(
         self, queries: list[str], with_matrices: bool
@@ -405,21 +431,13 @@ class Engine:
             for query, vector, matrix in zip(queries, vectors, matrices, strict=True)
         }
 
-    def _cached_query(
-        self, query: str, wants_matrix: bool
-    ) -> tuple[np.ndarray, torch.Tensor | None] | None:
-        """The cached vector (and, if wanted, re-ranker matrix) of ``query``; None unless the
-        cache holds all that is wanted."""
-        cache = self.query_cache
-        if cache is None:
-            return None
-        vector = cache.get(_QUERY_VECTOR + query)
-        if vector is None:
-            return None
-        if not wants_matrix:
-            return vector, None
-        matrix = cache.get(_QUERY_MATRIX + query)
-        return (vector, torch.from_numpy(matrix)) if matrix is not None else None
+    def _cached(self, kind: str, query: str) -> np.ndarray | None:
+        """``query``'s cached vector or matrix (``kind``: a key prefix), or None."""
+        return self.query_cache.get(kind + query) if self.query_cache is not None else None
+
+    def _cached_matrix(self, query: str) -> torch.Tensor | None:
+        matrix = self._cached(_QUERY_MATRIX, query)
+        return torch.from_numpy(matrix) if matrix is not None else None
 
     def _encode_needed_queries(
         self, jobs: Sequence[SearchJob]

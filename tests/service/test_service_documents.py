@@ -434,8 +434,9 @@ def test_repeated_queries_come_from_the_query_cache(
     make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
 ):
     """A query searched before runs no transformer pass (its vector and, with a re-ranker
-    on the same encoder, its re-ranker matrix are cached) and gets the same hits and
-    scores; repeats within one batch are encoded once; query_cache_mb=0 turns it off."""
+    on the same encoder, its re-ranker matrix are cached, also for a query longer than the
+    re-ranker reads) and gets the same hits and scores; repeats within one batch are encoded
+    once; query_cache_mb=0 turns it off."""
     from models.array_cache import ArrayCache
 
     encoder, _ = tiny_models
@@ -462,14 +463,16 @@ def test_repeated_queries_come_from_the_query_cache(
     first = passes_for(cached)
     assert first[0] == 1 and passes_for(cached) == (0, first[1])
     assert passes_for(uncached) == first and passes_for(uncached) == first
-    # a vector cached without a re-ranker matrix: re-ranking it needs the pass
+    # a vector cached without a re-ranker matrix: re-ranking it needs the re-ranker's pass,
+    # once
     unranked = passes_for(cached, query="loupe", rerank=False)
     assert unranked[0] == 1 and passes_for(cached, query="loupe", rerank=False) == (0, unranked[1])
     ranked = passes_for(cached, query="loupe")
     assert ranked[0] == 1 and passes_for(cached, query="loupe") == (0, ranked[1])
-    # a long query's vector is cached, its matrix (encoded by the re-ranker) is not
-    assert passes_for(cached, query=long_query)[0] == 2
-    assert passes_for(cached, query=long_query)[0] == 2
+    # a long query takes two passes (the re-ranker reads it cut to its q_len), then none
+    long_hits = passes_for(cached, query=long_query)
+    assert long_hits[0] == 2 and passes_for(cached, query=long_query) == (0, long_hits[1])
+    assert passes_for(uncached, query=long_query) == long_hits
 
     engine = service_state(cached).runtime.engine
     assert list(engine.caches()) == ["query"]  # this re-ranker has no document cache
@@ -486,3 +489,19 @@ def test_repeated_queries_come_from_the_query_cache(
         assert [(h.document.id, h.score) for h in merged.hits] == [
             (h.document.id, h.score) for h in single.hits
         ]
+
+
+def test_a_query_cache_too_small_for_any_entry_still_serves(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path
+):
+    """With a cache that holds nothing (every entry is larger than it), searches still
+    answer, as they do with no cache."""
+    from models.array_cache import ArrayCache
+
+    encoder, _ = tiny_models
+    client = make_client(reranker=shared_encoder_reranker(encoder, tmp_path))
+    add(client)
+    service_state(client).runtime.engine.query_cache = ArrayCache(8)
+    first = search(client, top_n=3)["results"]
+    assert first and search(client, top_n=3)["results"] == first
+    assert search(client, query="magnifying " * 12, top_n=3)["results"]
