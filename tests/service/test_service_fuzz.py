@@ -1,6 +1,6 @@
 """Seeded mutation fuzzing of the HTTP edge: valid requests with one to three fields replaced
 by random JSON values must be answered 2xx, 4xx or 503 (the generator is not loaded), never
-500, and leave the service answering good requests."""
+500, and leave the service answering good requests, whatever kind of re-ranker serves."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import copy
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 VALID: dict[str, dict[str, Any]] = {
@@ -94,7 +97,33 @@ def mutated(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def test_mutated_requests_never_answer_500(client: TestClient):
+@pytest.fixture(params=["dual encoder", "late interaction", "cross-encoder"])
+def any_reranker_client(
+    request: pytest.FixtureRequest,
+    make_client: Callable[..., TestClient],
+    tiny_models: tuple[Any, Any],
+    tmp_path: Path,
+) -> TestClient:
+    """A ready client on each kind of re-ranker (tiny random models)."""
+    from models.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.late_reranker import LateInteractionReranker
+    from models.lite import ScorerConfig
+    from tests.conftest import build_tiny_bert
+
+    encoder, dual = tiny_models
+    if request.param == "late interaction":
+        config = LateInteractionConfig(dim=8, q_len=8, d_len=16, scorer=ScorerConfig(kind="sorted"))
+        return make_client(reranker=LateInteractionReranker(LateInteractionModel(config, encoder)))
+    if request.param == "cross-encoder":
+        folder = build_tiny_bert(tmp_path / "cross-encoder", labels=1)
+        config_ce = CrossEncoderConfig(str(folder), device="cpu")
+        return make_client(reranker=CrossEncoderReranker.load(config_ce))
+    return make_client(reranker=dual)
+
+
+def test_mutated_requests_never_answer_500(any_reranker_client: TestClient):
+    client = any_reranker_client
     documents = [
         {"id": f"d{i}", "text": f"document {i} about a loupe", "metadata": {"topic": "ab"[i % 2]}}
         for i in range(10)
@@ -103,7 +132,7 @@ def test_mutated_requests_never_answer_500(client: TestClient):
     rng = random.Random(0)
     answers: Counter[tuple[str, int]] = Counter()
     failures = []
-    for _ in range(700):
+    for _ in range(400):
         path = rng.choice([*VALID, "GET /v1/documents"])
         if path.startswith("GET"):
             params = dict(LISTING)
