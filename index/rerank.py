@@ -13,6 +13,15 @@ from models.late_reranker import LateInteractionReranker
 from models.reranker import Reranker
 
 
+def order_by_score(scores: np.ndarray) -> list[int]:
+    """Indices from the highest score to the lowest; ties keep input order.
+
+    >>> order_by_score(np.array([0.1, 0.9, 0.1, 0.5]))
+    [1, 3, 0, 2]
+    """
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
+
+
 def token_store_warning(reranker: Reranker, reader: IndexReader) -> str | None:
     """Why the index's token store cannot serve ``reranker`` (another re-ranker wrote it, so
     every candidate would be re-encoded), or None when it can or there is nothing to serve."""

@@ -22,6 +22,7 @@ import torch
 
 from index.metadata_filter import MetadataFilter
 from index.records import Document
+from index.rerank import order_by_score
 from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
 from models.array_cache import ArrayCache
@@ -109,15 +110,6 @@ class SearchOutcome:
 class EmbedOutcome:
     vectors: np.ndarray
     total_tokens: int
-
-
-def order_by_score(scores: np.ndarray) -> list[int]:
-    """Indices from the highest score to the lowest; ties keep input order.
-
-    >>> order_by_score(np.array([0.1, 0.9, 0.1, 0.5]))
-    [1, 3, 0, 2]
-    """
-    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
 
 
 T = TypeVar("T")

@@ -7,8 +7,9 @@ import uuid
 
 from fastapi import APIRouter, Depends
 
+from index.rerank import order_by_score
 from service.deps import get_runtime, submit
-from service.engine import Engine, RerankJob, order_by_score
+from service.engine import Engine, RerankJob
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS
