@@ -188,9 +188,22 @@ def search(
             "year=2024); repeat a field for any of several values, other fields for all",
         ),
     ] = None,
+    reranker: Annotated[
+        str | None,
+        typer.Option(
+            help="re-rank the first --depth hits with this re-ranker, as `loupe eval` takes it "
+            "('default', 'maxsim', a folder or HF name); default: the first stage alone",
+            envvar=env("reranker"),
+        ),
+    ] = None,
+    depth: Annotated[
+        int,
+        typer.Option(min=1, help="first-stage hits re-ranked by --reranker", envvar=env("depth")),
+    ] = 100,
     device: Device = None,
 ) -> None:
-    """Search an index with the dual encoder (or a service with --url) and print ranked hits."""
+    """Search an index with the dual encoder, optionally re-ranked (or a service with --url,
+    which re-ranks), and print ranked hits."""
     from index.metadata_filter import parse_filter_pairs
 
     where = parse_filter_pairs(metadata_filter) if metadata_filter else None
@@ -202,12 +215,10 @@ def search(
         return
     if index is None:
         raise ValueError("pass --index (or --url to search a running service)")
-    from index.searcher import Searcher
+    from loupe.search_command import search_local
 
-    searcher = Searcher.open(index, device=device)
-    for rank, hit in enumerate(searcher.search([query], k, first_stage, where)[0], start=1):
-        text = hit.document.full_text.replace("\n", " ")
-        typer.echo(f"{rank:>3}  {hit.score:.4f}  {hit.document.id}  {text[:100]}")
+    for line in search_local(index, query, k, first_stage, where, reranker, depth, device):
+        typer.echo(line)
 
 
 @app.command("eval")

@@ -53,6 +53,23 @@ def test_index_search_and_eval_end_to_end(
     lines = result.output.splitlines()
     assert lines[0].split()[2] == "d3" and len(lines) == 4
 
+    # re-ranked: the first stage's top --depth in the re-ranker's order, with its P
+    from models.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
+    from tests.conftest import build_tiny_bert
+
+    folder = build_tiny_bert(tmp_path / "cross-encoder", labels=1)
+    result = runner.invoke(app, [*dogs, "--reranker", str(folder), "--depth", "4", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    texts = {
+        row["_id"]: f"{row.get('title', '')} {row['text']}".strip()
+        for row in map(json.loads, tiny_corpus.read_text().splitlines())
+    }
+    ce = CrossEncoderReranker.load(CrossEncoderConfig(str(folder), device="cpu"))
+    expected = sorted(texts, key=lambda d: -float(ce.score(dogs[1], [texts[d]])[0]))[:3]
+    rows = [line.split() for line in result.output.splitlines()]
+    assert [row[2] for row in rows] == expected
+    assert all(row[3].startswith("P=") for row in rows)
+
     queries = tmp_path / "queries.tsv"
     queries.write_text("q1\tDogs are loyal companions and good pets.\n")
     qrels = tmp_path / "qrels.trec"

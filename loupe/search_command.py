@@ -1,0 +1,59 @@
+"""``loupe search --index``: first-stage search of an index folder, optionally re-ranked
+from its token store, printed as ``loupe search --url`` prints a service's answer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from index.metadata_filter import MetadataFilter
+
+if TYPE_CHECKING:
+    from index.searcher import Hit
+
+log = logging.getLogger(__name__)
+
+
+def search_local(
+    index: Path,
+    query: str,
+    k: int,
+    first_stage: str = "dense",
+    where: MetadataFilter | None = None,
+    reranker: str | None = None,
+    depth: int = 100,
+    device: str | None = None,
+) -> list[str]:
+    """The top ``k`` hits as lines ``rank  score  id  [P=...]  text``: the first stage's own,
+    or, with ``reranker``, its top ``depth`` re-scored (from the token store where the
+    re-ranker wrote it), with the probability of relevance where the re-ranker gives one."""
+    from index.rerank import order_by_score, rerank_hits_many, token_store_warning
+    from index.searcher import Searcher
+    from models.registry import load_reranker
+
+    searcher = Searcher.open(index, device=device)
+    try:
+        hits = searcher.search([query], max(k, depth) if reranker else k, first_stage, where)[0]
+        ranked: list[tuple[Hit, float, float | None]]
+        if reranker is None:
+            ranked = [(hit, hit.score, None) for hit in hits[:k]]
+        else:
+            model = load_reranker(reranker, device=device, share_encoder=searcher.encoder)
+            mismatch = token_store_warning(model, searcher.reader)
+            if mismatch is not None:
+                log.warning("index %s: %s", index, mismatch)
+            scores = rerank_hits_many(model, searcher.reader, [query], [hits])[0]
+            relevance = model.relevance_scores(query, scores)
+            ranked = [
+                (hits[i], float(scores[i]), float(relevance[i]) if relevance is not None else None)
+                for i in order_by_score(scores)[:k]
+            ]
+    finally:
+        searcher.reader.close()
+    lines = []
+    for rank, (hit, score, probability) in enumerate(ranked, start=1):
+        text = hit.document.full_text.replace("\n", " ")
+        shown = f"P={probability:.3f}  " if probability is not None else ""
+        lines.append(f"{rank:>3}  {score:.4f}  {hit.document.id}  {shown}{text[:100]}")
+    return lines
