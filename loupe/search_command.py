@@ -51,9 +51,17 @@ def search_local(
             ]
     finally:
         searcher.reader.close()
-    lines = []
-    for rank, (hit, score, probability) in enumerate(ranked, start=1):
-        text = hit.document.full_text.replace("\n", " ")
-        shown = f"P={probability:.3f}  " if probability is not None else ""
-        lines.append(f"{rank:>3}  {score:.4f}  {hit.document.id}  {shown}{text[:100]}")
-    return lines
+    return [
+        hit_line(rank, score, hit.document.id, probability, hit.document.full_text)
+        for rank, (hit, score, probability) in enumerate(ranked, start=1)
+    ]
+
+
+def hit_line(rank: int, score: float, doc_id: str, probability: float | None, text: str) -> str:
+    r"""One line of ``loupe search`` output, local or remote.
+
+    >>> hit_line(1, 7.25, "d3", 0.5, "Dogs are\nloyal.")
+    '  1  7.2500  d3  P=0.500  Dogs are loyal.'
+    """
+    shown = f"P={probability:.3f}  " if probability is not None else ""
+    return f"{rank:>3}  {score:.4f}  {doc_id}  {shown}{text.replace(chr(10), ' ')[:100]}"

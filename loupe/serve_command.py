@@ -162,13 +162,18 @@ def search_remote(
             filter=where.as_mapping() if where is not None else None,
             first_stage=first_stage,
         )
-    lines = []
-    for rank, hit in enumerate(answer.results, start=1):
-        text = f"{hit.title} {hit.text}" if hit.title else hit.text or ""
-        text = text.replace("\n", " ")
-        relevance = f"P={hit.relevance_score:.3f}  " if hit.relevance_score is not None else ""
-        lines.append(f"{rank:>3}  {hit.score:.4f}  {hit.id}  {relevance}{text[:100]}")
-    return lines
+    from loupe.search_command import hit_line
+
+    return [
+        hit_line(
+            rank,
+            hit.score,
+            hit.id,
+            hit.relevance_score,
+            f"{hit.title} {hit.text}" if hit.title else hit.text or "",
+        )
+        for rank, hit in enumerate(answer.results, start=1)
+    ]
 
 
 def register(app: typer.Typer) -> None:
