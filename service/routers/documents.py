@@ -33,9 +33,10 @@ from service.schemas import (
 router = APIRouter(tags=["documents"])
 
 MAX_PAGE = 1000
-CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
-"""A page cursor: the last listed id, UTF-8 in unpadded URL-safe base64 (ids are at most
-512 characters, so at most 2,048 bytes; the pattern bounds the decoding work)."""
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,8192}")
+"""A page cursor: the last listed id, UTF-8 in unpadded URL-safe base64. The pattern bounds
+the decoding work: ids up to 6,144 bytes (an HTTP id has at most 512 characters, 2,048
+bytes, 2,731 cursor characters; ids from indexed corpora may be longer)."""
 
 
 def page_cursor(doc_id: str) -> str:

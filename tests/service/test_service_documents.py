@@ -202,7 +202,7 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
         {"after": "²"},
         {"after": "9" * 30},
         {"after": "_w"},  # base64 of the byte 0xff: not UTF-8
-        {"after": "a" * 1025},
+        {"after": "a" * 8193},
     ]
     for bad in bad_params:
         assert_error(client.get("/v1/documents", params=bad), 422, "invalid_request")
@@ -210,7 +210,8 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
 
 def test_a_listing_meets_each_document_once_while_others_change(client: TestClient):
     add(client, [{"id": f"d{i:02d}", "text": f"document {i}"} for i in range(12)])
-    add(client, [{"id": "théorème", "text": "Not ASCII."}, {"id": "日本", "text": "Neither."}])
+    longest = "日" * 512  # the longest id: 1,536 bytes, a 2,048-character cursor
+    add(client, [{"id": "théorème", "text": "Not ASCII."}, {"id": longest, "text": "Neither."}])
     seen: list[str] = []
     after = None
     for _ in range(20):  # 14 documents and at most 6 added: 7 pages of 3 at most
@@ -227,8 +228,17 @@ def test_a_listing_meets_each_document_once_while_others_change(client: TestClie
     else:
         pytest.fail(f"the listing did not end: {seen}")
     assert len(seen) == len(set(seen))
-    assert {"d00", "d01", "d02", "d11", "théorème", "日本"} <= set(seen)
+    assert {"d00", "d01", "d02", "d11", "théorème", longest} <= set(seen)
     assert seen == sorted(seen, key=lambda i: i.encode())
+    # the longest id's cursor leads on
+    after_longest = "日" * 511 + "本"
+    add(client, [{"id": after_longest, "text": "Last."}])
+    everything = client.get("/v1/documents", params={"limit": 1000}).json()["documents"]
+    before = [d["id"] for d in everything].index(longest)
+    page = client.get("/v1/documents", params={"limit": before + 1}).json()
+    assert page["documents"][-1]["id"] == longest and len(page["next_cursor"]) == 2048
+    rest = client.get("/v1/documents", params={"after": page["next_cursor"]}).json()
+    assert [d["id"] for d in rest["documents"]] == [after_longest]
 
 
 def test_delete_many_by_ids_and_by_filter(client: TestClient):
