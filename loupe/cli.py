@@ -160,6 +160,31 @@ def index_build(
     )
 
 
+@index_app.command("export")
+@user_errors
+def index_export(
+    index: Annotated[Path, typer.Option(help="index folder to read", envvar=env("index"))],
+    out: Annotated[Path, typer.Option(help="corpus JSONL file to write", envvar=env("out"))],
+    metadata_filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            metavar="FIELD=VALUE",
+            help="only documents whose metadata field has this value (as loupe search takes it)",
+        ),
+    ] = None,
+) -> None:
+    """Write the index's documents (those added over HTTP too) as corpus JSONL, which
+    `loupe index build --corpus` reads: to rebuild for another encoder or re-ranker, or to
+    back the documents up as text."""
+    from index.export import export_corpus
+    from index.metadata_filter import parse_filter_pairs
+
+    where = parse_filter_pairs(metadata_filter) if metadata_filter else None
+    count = export_corpus(index, out, where)
+    typer.echo(f"wrote {count} documents to {out}")
+
+
 @app.command("search")
 @user_errors
 def search(
