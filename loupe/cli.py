@@ -18,6 +18,7 @@ from loupe.cli_common import (
     ConfigAssignments,
     ConfigFile,
     Device,
+    FilterPairs,
     LearningRate,
     MaxSteps,
     OutFolder,
@@ -165,14 +166,7 @@ def index_build(
 def index_export(
     index: Annotated[Path, typer.Option(help="index folder to read", envvar=env("index"))],
     out: Annotated[Path, typer.Option(help="corpus JSONL file to write", envvar=env("out"))],
-    metadata_filter: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--filter",
-            metavar="FIELD=VALUE",
-            help="only documents whose metadata field has this value (as loupe search takes it)",
-        ),
-    ] = None,
+    metadata_filter: FilterPairs = None,
 ) -> None:
     """Write the index's documents (those added over HTTP too) as corpus JSONL, which
     `loupe index build --corpus` reads: to rebuild for another encoder or re-ranker, or to
@@ -204,15 +198,7 @@ def search(
             envvar=env("first_stage"),
         ),
     ] = "dense",
-    metadata_filter: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--filter",
-            metavar="FIELD=VALUE",
-            help="only documents whose metadata field has this value (JSON where it parses: "
-            "year=2024); repeat a field for any of several values, other fields for all",
-        ),
-    ] = None,
+    metadata_filter: FilterPairs = None,
     reranker: Annotated[
         str | None,
         typer.Option(

@@ -46,6 +46,16 @@ Device = Annotated[
     typer.Option(help="torch device (cuda, cpu); default: CUDA if present", envvar=env("device")),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars", envvar=env("quiet"))]
+FilterPairs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        metavar="FIELD=VALUE",
+        help="only documents whose metadata field has this value (JSON where it parses: "
+        "year=2024); repeat a field for any of several values, other fields for all",
+    ),
+]
+"""``--filter FIELD=VALUE``, read with :func:`index.metadata_filter.parse_filter_pairs`."""
 
 
 class RuntimeOption(StrEnum):
