@@ -1,8 +1,7 @@
 """Check Loupe's CUDA paths on a GPU machine and print what it saw (JSON with --out).
 
-Encoder and late-interaction scores on CUDA against the CPU, GPU encode throughput, a few
-bf16-autocast training steps with fine-tuned backbone layers, and which of faiss-gpu and
-onnxruntime's CUDA provider are importable. Usage:
+Encoder, late-interaction and cross-encoder scores on CUDA against the CPU, GPU encode
+throughput, and which of faiss-gpu and onnxruntime's CUDA provider are importable. Usage:
 
     python bench/cuda_check.py [--model default|FOLDER] [--out cuda_check.json]
 """
@@ -54,6 +53,7 @@ def main() -> None:
     s_cpu = LateInteractionReranker(lite_cpu).score("topic 3 words", texts[:50])
     report["lite_max_abs_diff_cuda_vs_cpu"] = float(np.abs(s_gpu - s_cpu).max())
     report["lite_same_ranking"] = bool((np.argsort(-s_gpu) == np.argsort(-s_cpu)).all())
+    report |= cross_encoder_check("cuda", "cpu", texts[:100])
 
     for name, probe in (("faiss_gpus", _faiss_gpus), ("onnxruntime_providers", _ort_providers)):
         try:
@@ -63,6 +63,37 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
+
+
+def cross_encoder_check(device: str, reference: str, texts: list[str]) -> dict[str, object]:
+    """A MiniLM cross-encoder (seeded random head) on ``device`` against ``reference``:
+    the largest score difference, whether the ranking agrees, and ms for the texts.
+
+    Runs anywhere: ``cross_encoder_check("cpu", "cpu", ...)`` checks the script itself."""
+    import tempfile
+
+    from bench.cross_encoder_parity import build_cross_encoder
+    from models.cross_encoder import CrossEncoderConfig, CrossEncoderReranker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = str(build_cross_encoder(Path(tmp) / "ce", seed=0))
+        on = CrossEncoderReranker.load(CrossEncoderConfig(folder, device=device))
+        off = CrossEncoderReranker.load(CrossEncoderConfig(folder, device=reference))
+    query = "topic 3 words"
+    on.score(query, texts[:8])  # warm-up
+    started = time.perf_counter()
+    scores = on.score(query, texts)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed_ms = 1000 * (time.perf_counter() - started)
+    expected = off.score(query, texts)
+    return {
+        "cross_encoder_max_abs_diff": float(np.abs(scores - expected).max()),
+        "cross_encoder_same_top10": bool(
+            (np.argsort(-scores)[:10] == np.argsort(-expected)[:10]).all()
+        ),
+        f"cross_encoder_ms_{len(texts)}_pairs": elapsed_ms,
+    }
 
 
 def _faiss_gpus() -> int:
