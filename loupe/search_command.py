@@ -64,4 +64,5 @@ def hit_line(rank: int, score: float, doc_id: str, probability: float | None, te
     '  1  7.2500  d3  P=0.500  Dogs are loyal.'
     """
     shown = f"P={probability:.3f}  " if probability is not None else ""
-    return f"{rank:>3}  {score:.4f}  {doc_id}  {shown}{text.replace(chr(10), ' ')[:100]}"
+    one_line = text.replace("\n", " ")[:100]
+    return f"{rank:>3}  {score:.4f}  {doc_id}  {shown}{one_line}"

@@ -10,7 +10,7 @@ late-interaction re-ranker does: each request re-encodes its documents.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from transformers import (
 from transformers import logging as transformers_logging
 
 from models.backbone import ModelNotFoundError, resolve_model_path
-from models.calibration import ScoreCalibration
+from models.calibration import ScoreCalibration, platt_probabilities
 from models.device import pick_device
 from models.reranker import regroup
 
@@ -116,7 +116,7 @@ class CrossEncoderReranker:
             )
         limit = _positions(model)
         if limit is not None and config.max_length > limit:
-            config = CrossEncoderConfig(config.model, limit, config.batch_size, config.device)
+            config = replace(config, max_length=limit)
         return cls(model, tokenizer, config, calibration)
 
     @property
@@ -132,7 +132,7 @@ class CrossEncoderReranker:
         the model's own sigmoid of its logit (what sentence-transformers reports)."""
         if self.calibration is not None:
             return self.calibration.probabilities(scores)
-        return (1.0 / (1.0 + np.exp(-np.asarray(scores, dtype=np.float64)))).astype(np.float32)
+        return platt_probabilities(scores, 1.0, 0.0).astype(np.float32)
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]
