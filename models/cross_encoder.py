@@ -124,6 +124,11 @@ class CrossEncoderReranker:
         return f"cross-encoder:{self.config.model}"
 
     @property
+    def calibrated(self) -> bool:
+        """Always: a fitted calibration, or else the classifier's own sigmoid."""
+        return True
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

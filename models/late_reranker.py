@@ -38,6 +38,10 @@ class LateInteractionReranker:
     def name(self) -> str:
         return self._name
 
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
+
     def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
         """Probabilities of relevance from the calibration, given the query's token count."""
         if self.calibration is None:

@@ -23,6 +23,11 @@ class Reranker(Protocol):
     calibration: ScoreCalibration | None
     """Platt scaling of ``score``'s values to probabilities of relevance, where fitted."""
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether :meth:`relevance_scores` gives probabilities of relevance (not None)."""
+        ...
+
     def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
         """``(n,)`` scores of the query's documents as probabilities of relevance, or None
         without a calibration."""
@@ -49,6 +54,10 @@ class DualEncoderReranker:
     @property
     def name(self) -> str:
         return f"dual-encoder:{self.encoder.model_name}"
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
 
     def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
         """A cosine is one number per pair, whatever the query's length."""

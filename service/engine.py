@@ -26,7 +26,6 @@ from index.rerank import order_by_score
 from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
 from models.array_cache import ArrayCache
-from models.cross_encoder import CrossEncoderReranker
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
 from models.registry import reranker_max_tokens
@@ -187,11 +186,9 @@ class Engine:
 
     @property
     def calibrated(self) -> bool:
-        """Whether the re-ranker maps its scores to probabilities of relevance: by a fitted
-        calibration, or, for a cross-encoder, by its classifier's own sigmoid."""
-        return self.reranker.calibration is not None or isinstance(
-            self.reranker, CrossEncoderReranker
-        )
+        """Whether the re-ranker maps its scores to probabilities of relevance (a fitted
+        calibration, or a cross-encoder's own sigmoid)."""
+        return self.reranker.calibrated
 
     @property
     def dimension(self) -> int:

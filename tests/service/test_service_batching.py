@@ -159,6 +159,10 @@ class GatedReranker:
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]
 
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.inner.calibrated)
+
     def relevance_scores(self, query: str, scores: np.ndarray) -> np.ndarray | None:
         return self.inner.relevance_scores(query, scores)
 
