@@ -50,8 +50,23 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-train_app = typer.Typer(help="Offline training jobs.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Offline training jobs. Under torchrun (torchrun --nproc-per-node N -m loupe train ...) "
+    "they train data-parallel: N ranks with accumulation A take the steps of one process "
+    "with accumulation N x A.",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
+
+
+@train_app.callback()
+def train_setup() -> None:
+    """Join torchrun's process group, if any, before a job builds its model."""
+    from training.distributed import init_from_environment
+
+    init_from_environment()
+
+
 export_app = typer.Typer(help="Export models for other runtimes.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 

@@ -19,6 +19,7 @@ from torch import nn
 from models.encoder import EncoderConfig, TextEncoder
 from models.laurel import LaurelConfig, apply_laurel, laurel_parameters, save_laurel
 from training.batches import Batch, batches, split_training_data
+from training.distributed import current_world
 from training.dual_config import DualTrainConfig
 from training.examples import Example
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
@@ -101,8 +102,10 @@ class DualEncoderTraining(nn.Module):
 
 def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainResult:
     """Train; the best encoder on held-out queries lands in ``out/best``."""
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
+    main = current_world().is_main
+    if main:
+        config.out.mkdir(parents=True, exist_ok=True)
+        (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     _, train, dev, with_teacher = split_training_data(config)
     job = DualEncoderTraining(config)
     trainer = Trainer(
@@ -117,18 +120,15 @@ def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainR
         learning_rates={".laurel.": config.laurel_learning_rate},
     )
     result = trainer.train()
-    (config.out / "summary.json").write_text(
-        json.dumps(
-            {
-                "train_examples": len(train),
-                "dev_examples": len(dev),
-                "steps": result.steps,
-                "best_step": result.best_step,
-                "best_dev_nDCG@10": result.best_metric,
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_dev_nDCG@10": result.best_metric,
+    }
+    if main:
+        (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return result
 
 

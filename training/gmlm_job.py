@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from models.device import pick_device
 from models.encoder import length_sorted_batches
 from models.gmlm import GenerativeMaskedLM
+from training.distributed import current_world
 from training.gmlm_config import GmlmTrainConfig
 from training.gmlm_corruption import Targets, autoregressive_inputs, corrupt, make_targets
 from training.gmlm_data import TextPair, load_pairs
@@ -76,6 +77,8 @@ class SourceStateCache:
                 for text, row, mask in zip(chunk, states, batch["attention_mask"], strict=True):
                     self.states[self.text_hash(text)] = row[mask.bool()].half().cpu()
                 bar.update(len(chunk))
+        if not current_world().is_main:
+            return  # rank 0 writes the file; every rank keeps its states in memory
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         hashes = list(self.states)
@@ -201,8 +204,10 @@ class GmlmTraining(nn.Module):
 
 def train_gmlm(config: GmlmTrainConfig, *, show_progress: bool = True) -> TrainResult:
     """Train; the best model on held-out pairs (or the last) is saved in ``out/best``."""
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
+    main = current_world().is_main
+    if main:
+        config.out.mkdir(parents=True, exist_ok=True)
+        (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     pairs = load_pairs(config.data)
     train, dev = split_pairs(pairs, config.dev_fraction, config.seed)
     if not train:
@@ -234,7 +239,8 @@ def train_gmlm(config: GmlmTrainConfig, *, show_progress: bool = True) -> TrainR
         "best_step": result.best_step,
         "best_dev_loss": None if result.best_metric is None else -result.best_metric,
     }
-    (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return result
 
 

@@ -14,6 +14,7 @@ import torch
 from models.late_interaction import DocumentWindows, LateInteractionConfig, LateInteractionModel
 from models.laurel import LaurelConfig, laurel_parameters
 from training.batches import Batch, batches, split_training_data
+from training.distributed import current_world
 from training.examples import Example
 from training.lite_config import LiteTrainConfig
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
@@ -79,7 +80,7 @@ class LiteTraining:
             self.cache.ensure(
                 self.model, docs, c.d_len, show_progress=show_progress, desc="caching passages"
             )
-        if c.cache is not None and len(self.cache) > before:
+        if c.cache is not None and len(self.cache) > before and current_world().is_main:
             c.cache.parent.mkdir(parents=True, exist_ok=True)
             self.cache.save(c.cache)
 
@@ -178,8 +179,10 @@ def train_lite(
 
     ``token_cache``: frozen-backbone token states already in memory, used (and extended)
     instead of reading ``config.cache``; ignored when the backbone trains."""
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
+    main = current_world().is_main
+    if main:
+        config.out.mkdir(parents=True, exist_ok=True)
+        (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     examples, train, dev, with_teacher = split_training_data(config)
     log.info("%d training and %d dev examples", len(train), len(dev))
     job = LiteTraining(config, token_cache)
@@ -206,7 +209,8 @@ def train_lite(
         "best_step": result.best_step,
         "best_dev_nDCG@10": result.best_metric,
     }
-    (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return result
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from models.encoder import EncoderConfig, TextEncoder
+from training.distributed import current_world
 from training.examples import Example
 from training.gmlm_data import PairSource
 from training.gmlm_data import load_pairs as load_text_pairs
@@ -68,7 +69,7 @@ class ContextCache:
         vectors = self.encoder.encode(missing, show_progress=show_progress, desc="encoding z")
         for text, vector in zip(missing, vectors, strict=True):
             self.vectors[text_key(text)] = vector
-        if self.path is not None:
+        if self.path is not None and current_world().is_main:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             keys = list(self.vectors)
             tmp = self.path.with_name(self.path.stem + ".tmp.npz")

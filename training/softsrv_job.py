@@ -23,6 +23,7 @@ from models.causal_lm import CausalLM, load_causal_lm
 from models.device import pick_device
 from models.prompted_lm import PromptedLM
 from models.softsrv import SoftPromptConfig, SoftSRVSpec, build_soft_prompt, save_soft_prompt
+from training.distributed import current_world
 from training.examples import Example, split_by_query
 from training.softsrv_config import SoftSRVTrainConfig
 from training.softsrv_data import ContextCache, PairBatch, load_pairs, pair_batches
@@ -92,8 +93,10 @@ def train_softsrv(
 ) -> TrainResult:
     """Train; the best prompt on held-out pairs lands in ``out/best``, a summary (with
     training throughput) in ``out/summary.json``."""
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
+    main = current_world().is_main
+    if main:
+        config.out.mkdir(parents=True, exist_ok=True)
+        (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     pairs = load_pairs(config.data)
     train, dev = split_by_query(pairs, config.dev_fraction, config.seed)
     if not train:
@@ -137,7 +140,8 @@ def train_softsrv(
         "seconds": round(seconds, 1),
         "examples_per_second_with_dev_evals": round(trained / seconds, 3) if seconds else None,
     }
-    (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("summary: %s", summary)
     return result
 

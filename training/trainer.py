@@ -1,5 +1,6 @@
 """The shared training loop: AdamW with warm-up, accumulation, AMP on CUDA, seeded,
 checkpoints and resume, a progress bar, and a dev evaluation every N steps that keeps the best.
+Under ``torchrun`` it trains data-parallel (see ``training.distributed``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from training.distributed import (
+    World,
+    agreed_step,
+    average_gradients,
+    broadcast_parameters,
+    current_world,
+    from_main,
+    main_decides,
+    rank_share,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +105,12 @@ class Trainer:
     Args:
         module: owns the trainable parameters (those with ``requires_grad``).
         loss_fn: batch -> scalar loss tensor.
-        batches: an endless iterator of batches (re-seeded per run).
-        evaluate: returns dev metrics; ``metric`` names the one to maximise.
+        batches: an endless iterator of batches (re-seeded per run). Under ``torchrun`` every
+            rank builds the same stream and trains on its share of it.
+        evaluate: returns dev metrics; ``metric`` names the one to maximise. Rank 0 alone
+            evaluates, saves and checkpoints.
         save_best: writes the model when the dev metric improves (or at the end).
+        world: the training processes; by default the initialised process group, if any.
     """
 
     def __init__(
@@ -110,11 +125,13 @@ class Trainer:
         save_best: Callable[[Path], object] | None = None,
         device: torch.device | None = None,
         learning_rates: dict[str, float] | None = None,
+        world: World | None = None,
     ):
         self.config = config
         self.module = module
         self.loss_fn = loss_fn
-        self.batches = batches
+        self.world = world or current_world()
+        self.batches = rank_share(batches, self.world)
         self.evaluate = evaluate
         self.metric = metric
         self.save_best = save_best
@@ -196,53 +213,9 @@ class Trainer:
             return True
         return False
 
-    def train(self) -> TrainResult:
+    def _finish(self) -> None:
+        """The model (when no dev set chose one), the last checkpoint and the history."""
         cfg = self.config
-        seed_everything(cfg.seed)
-        self.load_checkpoint()
-        self.module.train()
-        evals_without_gain = 0
-        if self.step == 0 and self.evaluate is not None:
-            self._evaluate()
-        running = math.nan
-        with tqdm(
-            total=cfg.max_steps, initial=self.step, desc="training", disable=not cfg.show_progress
-        ) as bar:
-            while self.step < cfg.max_steps:
-                total = 0.0
-                for _ in range(cfg.grad_accumulation):
-                    with self._autocast():
-                        loss = self.loss_fn(next(self.batches)) / cfg.grad_accumulation
-                    loss.backward()
-                    total += float(loss.detach())
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in self.module.parameters() if p.requires_grad], cfg.max_grad_norm
-                )
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                running = total if math.isnan(running) else 0.95 * running + 0.05 * total
-                bar.set_postfix(loss=f"{running:.4f}")
-                bar.update(1)
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
-                    improved = self._evaluate()
-                    evals_without_gain = 0 if improved else evals_without_gain + 1
-                    if self.history:
-                        bar.set_postfix(
-                            loss=f"{running:.4f}",
-                            **{k: f"{v:.4f}" for k, v in self.history[-1].items() if k != "step"},
-                        )
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-                if cfg.patience is not None and evals_without_gain >= cfg.patience:
-                    log.info(
-                        "early stop at step %d (best %s at %d)",
-                        self.step,
-                        self.best_metric,
-                        self.best_step,
-                    )
-                    break
         if self.evaluate is None and self.save_best is not None:
             self.save_best(cfg.out / "best")
         self.save_checkpoint()
@@ -257,4 +230,70 @@ class Trainer:
                 indent=2,
             )
         )
-        return TrainResult(self.step, self.best_step, self.best_metric, self.history)
+
+    def train(self) -> TrainResult:
+        cfg, world = self.config, self.world
+        seed_everything(cfg.seed + world.rank)  # rank 0 draws as a single process would
+        if self.load_checkpoint() and world.rank:
+            torch.manual_seed(cfg.seed + world.rank + 1_000_003 * self.step)
+        self.step = agreed_step(self.step, world, self.device)
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        broadcast_parameters(trainable, world)
+        self.module.train()
+        evals_without_gain = 0
+        if self.step == 0 and self.evaluate is not None and world.is_main:
+            self._evaluate()
+        running = math.nan
+        with tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="training",
+            disable=not (cfg.show_progress and world.is_main),
+        ) as bar:
+            while self.step < cfg.max_steps:
+                total = 0.0
+                for _ in range(cfg.grad_accumulation):
+                    with self._autocast():
+                        loss = self.loss_fn(next(self.batches)) / cfg.grad_accumulation
+                    loss.backward()
+                    total += float(loss.detach())
+                total = average_gradients(trainable, total, world, self.device)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                running = total if math.isnan(running) else 0.95 * running + 0.05 * total
+                bar.set_postfix(loss=f"{running:.4f}")
+                bar.update(1)
+                stop = False
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    if world.is_main:
+                        improved = self._evaluate()
+                        evals_without_gain = 0 if improved else evals_without_gain + 1
+                        stop = cfg.patience is not None and evals_without_gain >= cfg.patience
+                        if self.history:
+                            bar.set_postfix(
+                                loss=f"{running:.4f}",
+                                **{
+                                    k: f"{v:.4f}"
+                                    for k, v in self.history[-1].items()
+                                    if k != "step"
+                                },
+                            )
+                    stop = main_decides(stop, world, self.device)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and world.is_main:
+                    self.save_checkpoint()
+                if stop:
+                    log.info(
+                        "early stop at step %d (best %s at %d)",
+                        self.step,
+                        self.best_metric,
+                        self.best_step,
+                    )
+                    break
+        if world.is_main:
+            self._finish()
+        # every rank returns what rank 0 saw (it alone evaluates)
+        result = TrainResult(self.step, self.best_step, self.best_metric, self.history)
+        return from_main(result, world)

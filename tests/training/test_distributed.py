@@ -1,0 +1,145 @@
+"""Data-parallel training: two gloo ranks on the CPU take the same steps as one process with
+twice the accumulation, stay in sync, and stop early together."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from training.distributed import (
+    World,
+    average_gradients,
+    init_from_environment,
+    main_decides,
+    world_from_environment,
+)
+from training.trainer import Trainer, TrainerConfig, TrainResult
+
+STEPS = 20
+EVAL_EVERY = 2
+DEV_SCORES = [0.1, 0.2, 0.3, 0.25, 0.4]
+"""Dev metric by evaluation: the fourth (step 6) is no gain, so patience 1 stops at step 6."""
+
+
+def _toy_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same endless stream on every rank: a fixed list of regression batches, cycled."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    fixed = []
+    for _ in range(16):
+        x = torch.randn(8, 4, generator=generator)
+        fixed.append((x, x @ target + 0.1 * torch.randn(8, 1, generator=generator)))
+    while True:
+        yield from fixed
+
+
+def _train_toy(
+    out: Path, grad_accumulation: int, init_seed: int, world: World
+) -> tuple[nn.Linear, TrainResult]:
+    torch.manual_seed(init_seed)  # ranks start from different heads: rank 0's must win
+    model = nn.Linear(4, 1)
+    calls = iter(DEV_SCORES)
+
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return (model(x) - y).pow(2).mean()
+
+    config = TrainerConfig(
+        out=out,
+        max_steps=STEPS,
+        learning_rate=0.05,
+        warmup_steps=2,
+        grad_accumulation=grad_accumulation,
+        max_grad_norm=0.5,  # small enough to clip: clipping must see the averaged gradient
+        eval_every=EVAL_EVERY,
+        checkpoint_every=4,
+        patience=1,
+        show_progress=False,
+    )
+    result = Trainer(
+        config,
+        model,
+        loss_fn,
+        _toy_batches(),
+        evaluate=lambda: {"score": next(calls)},
+        metric="score",
+        world=world,
+    ).train()
+    return model, result
+
+
+def _rank(rank: int, size: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(size),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    world = init_from_environment()
+    assert world == World(rank=rank, size=size, local_rank=rank)
+    model, result = _train_toy(Path(out) / "run", 1, init_seed=100 + rank, world=world)
+    torch.save(
+        {"state": model.state_dict(), "steps": result.steps, "history": result.history},
+        Path(out) / f"rank{rank}.pt",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_ranks_take_the_steps_of_one_process_with_twice_the_accumulation(
+    tmp_path: Path,
+) -> None:
+    ranks_running = mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not ranks_running.join(timeout=1):  # raises if a rank failed
+        if time.monotonic() > deadline:
+            for process in ranks_running.processes:
+                process.kill()
+            pytest.fail("the ranks hung: one waits at a collective the other never reaches")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    single, single_result = _train_toy(tmp_path / "single", 2, init_seed=100, world=World())
+
+    for name, value in single.state_dict().items():
+        assert torch.equal(ranks[0]["state"][name], ranks[1]["state"][name])  # in sync
+        torch.testing.assert_close(ranks[0]["state"][name], value, rtol=1e-5, atol=1e-6)
+    # rank 0 decided to stop at step 6 and rank 1 followed; only rank 0 evaluated
+    assert single_result.steps == ranks[0]["steps"] == ranks[1]["steps"] == 6
+    assert [h["score"] for h in ranks[0]["history"]] == DEV_SCORES[:4]
+    assert ranks[1]["history"] == ranks[0]["history"]  # rank 1 returns rank 0's result
+    run = tmp_path / "run"
+    assert (run / "checkpoint.pt").is_file()
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 6
+    # the training moved away from both ranks' initial heads
+    torch.manual_seed(100)
+    assert not torch.equal(nn.Linear(4, 1).weight, ranks[0]["state"]["weight"])
+
+
+def test_a_world_of_one_changes_nothing() -> None:
+    param = nn.Parameter(torch.ones(3))
+    param.grad = torch.full((3,), 2.0)
+    assert average_gradients([param], 0.5, World(), torch.device("cpu")) == 0.5
+    assert torch.equal(param.grad, torch.full((3,), 2.0))
+    assert main_decides(True, World(), torch.device("cpu")) is True
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"WORLD_SIZE": "2", "RANK": "2"}, {"WORLD_SIZE": "two"}, {"WORLD_SIZE": "0"}],
+)
+def test_a_broken_torchrun_environment_is_refused(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=r"RANK|WORLD_SIZE|torchrun"):
+        world_from_environment(environ)
