@@ -131,7 +131,8 @@ class Trainer:
         self.module = module
         self.loss_fn = loss_fn
         self.world = world or current_world()
-        self.batches = rank_share(batches, self.world)
+        self.stream = batches
+        self.batches_drawn = 0  # taken from the stream by all ranks: a resumed run skips them
         self.evaluate = evaluate
         self.metric = metric
         self.save_best = save_best
@@ -166,6 +167,7 @@ class Trainer:
         self.config.out.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
+            "batches_drawn": self.batches_drawn,
             "module": self._trainable_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -186,6 +188,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        # checkpoints from before this key: one process's draw
+        self.batches_drawn = int(
+            state.get("batches_drawn", self.step * self.config.grad_accumulation)
+        )
         self.best_metric = state["best_metric"]
         self.best_step = int(state["best_step"])
         self.history = list(state["history"])
@@ -239,6 +245,10 @@ class Trainer:
         self.step = agreed_step(self.step, world, self.device)
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         broadcast_parameters(trainable, world)
+        for _ in range(self.batches_drawn):  # go on where the checkpoint left the stream
+            next(self.stream)
+        batches = rank_share(self.stream, world)
+        drawn_per_step = cfg.grad_accumulation * world.size
         self.module.train()
         evals_without_gain = 0
         if self.step == 0 and self.evaluate is not None and world.is_main:
@@ -254,7 +264,7 @@ class Trainer:
                 total = 0.0
                 for _ in range(cfg.grad_accumulation):
                     with self._autocast():
-                        loss = self.loss_fn(next(self.batches)) / cfg.grad_accumulation
+                        loss = self.loss_fn(next(batches)) / cfg.grad_accumulation
                     loss.backward()
                     total += float(loss.detach())
                 total = average_gradients(trainable, total, world, self.device)
@@ -263,6 +273,7 @@ class Trainer:
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
+                self.batches_drawn += drawn_per_step
                 running = total if math.isnan(running) else 0.95 * running + 0.05 * total
                 bar.set_postfix(loss=f"{running:.4f}")
                 bar.update(1)
