@@ -100,11 +100,16 @@ class LateInteractionReranker:
         return self.score_many_counted(queries, documents)[0]
 
     def score_many_counted(
-        self, queries: Sequence[str], documents: Sequence[Sequence[str]]
+        self,
+        queries: Sequence[str],
+        documents: Sequence[Sequence[str]],
+        query_tokens: Sequence[torch.Tensor | None] | None = None,
     ) -> tuple[list[np.ndarray], list[int]]:
         """:meth:`score_many`, and how many tokens of each query's documents were read (special
         tokens counted once a document, as ``count_tokens`` at ``max_document_tokens``
-        counts them), from the documents' matrices: no second pass of the tokenizer."""
+        counts them), from the documents' matrices: no second pass of the tokenizer.
+        ``query_tokens``: query matrices ``(q_tokens, dim')`` already at hand (None where
+        not), as :meth:`score_stored_many` takes them."""
         if len(queries) != len(documents):
             raise ValueError("one document list per query is required")
         flat = [text for docs in documents for text in docs]
@@ -117,7 +122,7 @@ class LateInteractionReranker:
             )
             for matrices in grouped
         ]
-        return self.score_stored_many(queries, grouped), tokens
+        return self.score_stored_many(queries, grouped, query_tokens), tokens
 
     def document_matrices(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token matrices of the texts, from the document cache where it has them."""

@@ -280,7 +280,9 @@ class Engine:
         queries = [job.query for job in jobs]
         if isinstance(self.reranker, LateInteractionReranker):
             # it counts the tokens it read from the documents' matrices
-            scores, document_tokens = self.reranker.score_many_counted(queries, prepared)
+            scores, document_tokens = self.reranker.score_many_counted(
+                queries, prepared, self._rerank_query_matrices(queries)
+            )
         else:
             scores = self.reranker.score_many(queries, prepared)
             document_tokens = [self.count_tokens(d, self.rerank_max_length) for d in prepared]
@@ -295,6 +297,16 @@ class Engine:
                 queries, scores, document_tokens, truncated, strict=True
             )
         ]
+
+    def _rerank_query_matrices(self, queries: list[str]) -> list[torch.Tensor | None] | None:
+        """The late-interaction re-ranker's query matrices from the query cache, which a
+        search of the same query fills too; the missing ones are encoded once each and kept.
+        None without a query cache: the re-ranker encodes them itself."""
+        if self.query_cache is None:
+            return None
+        matrices = [self._cached_matrix(query) for query in queries]
+        self._encode_missing_matrices(queries, [True] * len(queries), matrices)
+        return matrices
 
     def rerank_hits(self, query: str, hits: Sequence[Hit]) -> list[RankedHit]:
         """Re-score first-stage hits for one query and sort them (see ``rerank_hits_many``)."""

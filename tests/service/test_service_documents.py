@@ -501,6 +501,52 @@ def test_repeated_queries_come_from_the_query_cache(
         ]
 
 
+def test_rerank_reads_and_fills_the_query_cache(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
+):
+    """/v1/rerank takes a query's re-ranker matrix from the query cache (a search of it, or an
+    earlier re-rank, put it there) and scores as it does without the cache; with the
+    documents in the document cache too, a repeated re-rank runs no transformer pass."""
+    from models.array_cache import ArrayCache
+
+    encoder, _ = tiny_models
+    reranker = shared_encoder_reranker(encoder, tmp_path)
+    reranker.cache = ArrayCache(1 << 22)  # the documents' matrices: shared by both clients
+    passes: list[int] = []
+    original = encoder.forward_tokens
+
+    def counting(batch: Any) -> Any:
+        passes.append(len(batch["input_ids"]))
+        return original(batch)
+
+    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    cached = make_client(reranker=reranker, index=tmp_path / "cached")
+    uncached = make_client(reranker=reranker, index=tmp_path / "uncached", query_cache_mb=0)
+    add(cached)
+    documents = [d["text"] for d in CORPUS]
+
+    def rerank(client: TestClient, query: str) -> tuple[int, list[tuple[int, float]]]:
+        passes.clear()
+        response = client.post("/v1/rerank", json={"query": query, "documents": documents})
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        return len(passes), [(r["index"], r["relevance_score"]) for r in results]
+
+    first = rerank(cached, "magnifying lens")
+    assert first[0] == 2  # the documents, then the query
+    assert rerank(cached, "magnifying lens") == (0, first[1])
+    assert rerank(uncached, "magnifying lens") == (1, first[1])  # its query, every time
+    assert rerank(uncached, "magnifying lens") == (1, first[1])
+    # a query searched first: the search's pass gave its matrix
+    search(cached, query="fruit", top_n=3)
+    assert rerank(cached, "fruit") == (0, rerank(uncached, "fruit")[1])
+    # a query longer than the re-ranker reads: encoded once by the re-ranker, then kept
+    long_query = "magnifying " * 12
+    long_first = rerank(cached, long_query)
+    assert long_first[0] == 1 and rerank(cached, long_query) == (0, long_first[1])
+    assert rerank(uncached, long_query)[1] == long_first[1]
+
+
 def test_a_query_cache_too_small_for_any_entry_still_serves(
     make_client: Callable[..., TestClient], tiny_models, tmp_path
 ):
