@@ -83,9 +83,8 @@ class ServiceSettings(BaseSettings):
     no vectors from the docstore (0: off)."""
     query_cache_mb: int = Field(32, ge=0)
     """Encodings of queries /v1/search and /v1/rerank have seen (first-stage vector and
-    late-interaction re-ranker matrix,
-    with the default models at most 18 KB each, 5 KB for a 7-token query), kept in an LRU of
-    this size (0: off)."""
+    late-interaction re-ranker matrix, with the default models at most 18 KB each, 5 KB for
+    a 7-token query), kept in an LRU of this size (0: off)."""
 
     @property
     def batching_enabled(self) -> bool:
