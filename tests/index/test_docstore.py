@@ -79,3 +79,38 @@ def test_delete_many_and_delete_matching_take_text_tokens_and_full_text(tmp_path
         assert set(store.get_tokens(keys, "f")) == {keys[2], keys[4]}
         _, found = store.lexical_search(["shared"], 5)
         assert sorted(k for k in found[0].tolist() if k >= 0) == [keys[2], keys[4]]
+
+
+def test_the_kept_count_follows_every_write_and_a_failed_one(tmp_path: Path) -> None:
+    """The writer keeps its document count instead of counting the table on every ask; it
+    agrees with a fresh count after adds, replacements (one id twice in a write too), deletes
+    by id and by filter, and a write that fails part-way and rolls back."""
+    import sqlite3
+
+    import pytest
+
+    path = tmp_path / "docs.sqlite"
+
+    def counted() -> int:
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
+    def doc(i: int, topic: str = "a") -> Document:
+        return Document(id=f"d{i}", text=f"text {i}", metadata={"topic": topic})
+
+    with DocStore(path) as store:
+        assert len(store) == 0
+        store.upsert([doc(i) for i in range(5)])
+        assert len(store) == counted() == 5
+        store.upsert([doc(1), doc(7), doc(7, "b"), doc(8, "b")])  # 1 replaced; 7 given twice
+        assert len(store) == counted() == 7
+        store.delete_many(["d0", "missing", "d0"])
+        assert len(store) == counted() == 6
+        store.delete_matching(MetadataFilter.from_mapping({"topic": "b"}))
+        assert len(store) == counted() == 4
+        bad = [np.ones((2, 4), dtype=np.float32), np.ones(4, dtype=np.float32)]  # 2nd not 2-D
+        with pytest.raises(IndexError):
+            store.upsert([doc(20), doc(21)], tokens=bad, tokens_fingerprint="f")
+        assert len(store) == counted() == 4  # rolled back, and counted again
+        store.upsert([doc(30)])
+        assert len(store) == counted() == 5
