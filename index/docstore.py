@@ -66,8 +66,12 @@ class DocStore:
         self.path = Path(path)
         if read_only and not self.path.is_file():
             raise FileNotFoundError(f"no docstore at {self.path}")
-        uri = f"file:{self.path}?mode=ro" if read_only else f"file:{self.path}"
-        self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self.immutable = False
+        """Opened as a file nothing changes (a read-only filesystem): no locks, no WAL."""
+        if read_only:
+            self._conn = self._open_read_only()
+        else:
+            self._conn = sqlite3.connect(f"file:{self.path}", uri=True, check_same_thread=False)
         self._lock = threading.RLock()
         self._writable = not read_only
         self._count: int | None = None
@@ -86,6 +90,29 @@ class DocStore:
         self.has_lexical = self._table_exists(LEXICAL_TABLE)
         """Whether the full-text index exists (docstores written before it gain it on their
         first writable open; an SQLite built without FTS5 has none)."""
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A read-only connection: beside a writer, through the WAL (SQLite then needs to
+        create the ``-shm`` and ``-wal`` files next to the database); where it cannot (a
+        read-only filesystem, as a serving replica's mount), as an immutable file, which
+        needs no files of its own, provided no write-ahead log holds changes."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            log_file = self.path.with_name(self.path.name + "-wal")
+            if log_file.is_file() and log_file.stat().st_size > 0:
+                raise OSError(
+                    f"{self.path}: cannot open read-only ({exc}), and its write-ahead log "
+                    f"{log_file.name} holds changes a reader cannot apply here; open the "
+                    "index once writable (any loupe command, or loupe serve) to fold them in"
+                ) from exc
+        self.immutable = True
+        return sqlite3.connect(
+            f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False
+        )
 
     def _table_exists(self, name: str) -> bool:
         with self._lock:
@@ -135,7 +162,7 @@ class DocStore:
             if self._count is not None:
                 return self._count
             count = int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
-            if self._writable:  # a read-only reader may be watching another process write
+            if self._writable or self.immutable:  # else another process may be writing
                 self._count = count
             return count
 

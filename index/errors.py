@@ -17,3 +17,7 @@ class MalformedInputError(ValueError):
 
 class IndexCorruptError(RuntimeError):
     """An index folder fails its manifest checks (missing file, checksum, count)."""
+
+
+class ReadOnlyIndexError(RuntimeError):
+    """A write asked of an index opened read-only (a serving replica)."""

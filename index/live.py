@@ -19,6 +19,7 @@ import numpy as np
 
 from index.builder import remove_stale_generations
 from index.docstore import DocStore
+from index.errors import ReadOnlyIndexError
 from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.metadata_filter import MetadataFilter
@@ -93,11 +94,18 @@ class LiveIndex(FirstStageSearch):
     """Thread-safe add / delete / search over an index folder."""
 
     def __init__(
-        self, reader: IndexReader, *, filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES
+        self,
+        reader: IndexReader,
+        *,
+        filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
+        read_only: bool = False,
     ):
         if filter_vector_bytes < 0:
             raise ValueError(f"filter_vector_bytes must be at least 0, not {filter_vector_bytes}")
         self.reader = reader
+        self.read_only = read_only
+        """Searches only: every write raises :class:`ReadOnlyIndexError` and nothing is
+        written into the folder, so several processes (serving replicas) may share it."""
         self.filter_vector_bytes = filter_vector_bytes
         """Bytes of passing vectors kept across recent filters (0: none; their exact
         searches then read the vectors from the docstore each time)."""
@@ -113,9 +121,12 @@ class LiveIndex(FirstStageSearch):
         *,
         use_gpu: bool | None = None,
         filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
+        read_only: bool = False,
     ) -> LiveIndex:
         return cls(
-            IndexReader.open(folder, use_gpu=use_gpu), filter_vector_bytes=filter_vector_bytes
+            IndexReader.open(folder, use_gpu=use_gpu, read_only=read_only),
+            filter_vector_bytes=filter_vector_bytes,
+            read_only=read_only,
         )
 
     @classmethod
@@ -162,6 +173,7 @@ class LiveIndex(FirstStageSearch):
         if given (stored as ``token_dtype``); returns their new keys."""
         if len(documents) != len(vectors):
             raise ValueError("one vector per document is required")
+        self._require_writable()
         with self._lock, self._passing_kept_current():
             keys, replaced = self.reader.docstore.upsert(
                 documents, vectors, tokens, tokens_fingerprint, self.token_dtype
@@ -178,6 +190,7 @@ class LiveIndex(FirstStageSearch):
 
     def delete_many(self, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents by id (one docstore transaction); returns the ids there were."""
+        self._require_writable()
         with self._lock, self._passing_kept_current():
             found = self.reader.docstore.delete_many(doc_ids)
             self._forget_keys(list(found.values()))
@@ -186,10 +199,18 @@ class LiveIndex(FirstStageSearch):
     def delete_matching(self, where: MetadataFilter) -> int:
         """Delete every document whose metadata passes ``where`` (one docstore transaction);
         returns how many there were."""
+        self._require_writable()
         with self._lock, self._passing_kept_current():
             keys = self.reader.docstore.delete_matching(where)
             self._forget_keys(keys.tolist())
             return len(keys)
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyIndexError(
+                f"{self.reader.folder} is open read-only: write through the service (or "
+                "loupe index build) that owns it"
+            )
 
     def _forget_keys(self, keys: list[int]) -> None:
         """Drop deleted keys from the kept filters and the vector index."""
@@ -304,6 +325,7 @@ class LiveIndex(FirstStageSearch):
 
     def snapshot(self) -> Manifest:
         """Persist the in-memory FAISS index and a new manifest (atomic replace)."""
+        self._require_writable()
         with self._lock:
             old = self.reader.manifest
             self.reader.docstore.checkpoint()

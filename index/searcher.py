@@ -144,8 +144,15 @@ class IndexReader(FirstStageSearch):
 
     @classmethod
     def open(
-        cls, folder: str | Path, *, verify: bool = True, use_gpu: bool | None = None
+        cls,
+        folder: str | Path,
+        *,
+        verify: bool = True,
+        use_gpu: bool | None = None,
+        read_only: bool = False,
     ) -> IndexReader:
+        """Open and check an index folder. ``read_only``: write nothing into it (the
+        docstore opened read-only; see :class:`DocStore`)."""
         folder = Path(folder)
         manifest = Manifest.load(folder)
         vectors_path = folder / manifest.vectors_file
@@ -176,7 +183,7 @@ class IndexReader(FirstStageSearch):
                 bm25 = BM25Index.load(folder / manifest.bm25_dir)
             except (OSError, ValueError) as exc:
                 raise IndexCorruptError(f"{folder}: unreadable BM25 index: {exc}") from exc
-        docstore = DocStore(docstore_path)
+        docstore = DocStore(docstore_path, read_only=read_only)
         reader = cls(folder, manifest, docstore, vectors, tokens, bm25)
         reader.catch_up()
         return reader

@@ -44,6 +44,13 @@ def serve(
         Path | None,
         _option("corpus", "corpus (tsv, jsonl, BEIR folder) indexed when the index is empty"),
     ] = None,
+    read_only: Annotated[
+        bool | None,
+        _option(
+            "read_only",
+            "serve an existing index without writing into its folder (replicas; writes: 403)",
+        ),
+    ] = None,
     encoder: Annotated[
         str | None, _option("encoder", "first-stage encoder: 'default', folder or HF name")
     ] = None,
@@ -112,6 +119,7 @@ def serve(
         "port": port,
         "index": index,
         "corpus": corpus,
+        "read_only": read_only,
         "encoder": encoder,
         "reranker": reranker,
         "generator": generator,
@@ -130,6 +138,8 @@ def serve(
         "queue_size": queue_size,
     }
     settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
+    if settings.read_only and settings.corpus is not None:
+        raise typer.BadParameter("a read-only service cannot index a corpus", param_hint="--corpus")
     if settings.corpus is not None and not settings.corpus.exists():
         raise typer.BadParameter(f"no such corpus: {settings.corpus}", param_hint="--corpus")
     run_server(settings, log_level=log_level)

@@ -213,6 +213,11 @@ class Engine:
     def document_count(self) -> int:
         return len(self.index)
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the index takes no writes (a serving replica)."""
+        return self.index.read_only
+
     # --- tokens ---------------------------------------------------------------------------
 
     def estimate_tokens(self, texts: Iterable[str], cap: int | None = None) -> int:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 STATUS_TYPES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -103,7 +104,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, error_type, message)
 
 
+async def _read_only_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write that reached a read-only index (the routes refuse them before any work)."""
+    return error_response(403, "read_only", str(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer HTTP and validation errors in the common shape (500s: see ``middleware``)."""
+    from index.errors import ReadOnlyIndexError
+
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ReadOnlyIndexError, _read_only_error)

@@ -15,6 +15,7 @@ from service.generation import QueryGenerator
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from index.live import LiveIndex
     from models.array_cache import ArrayCache
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,23 @@ def load_query_cache(settings: ServiceSettings) -> ArrayCache | None:
     from models.array_cache import ArrayCache
 
     return ArrayCache(settings.query_cache_mb * 2**20) if settings.query_cache_mb > 0 else None
+
+
+def open_read_only(settings: ServiceSettings) -> LiveIndex:
+    """The index folder opened for searching only (``settings.read_only``)."""
+    from index.live import LiveIndex
+    from index.manifest import MANIFEST_NAME
+
+    if settings.corpus is not None:
+        raise ValueError("a read-only service cannot index a corpus: drop corpus or read_only")
+    if not (settings.index / MANIFEST_NAME).is_file():
+        raise FileNotFoundError(
+            f"{settings.index} holds no index; a read-only service serves one built before "
+            "(loupe index build, or a writable loupe serve)"
+        )
+    return LiveIndex.open(
+        settings.index, read_only=True, filter_vector_bytes=settings.filter_cache_mb * 2**20
+    )
 
 
 def load_engine(settings: ServiceSettings) -> Engine:
@@ -66,12 +84,16 @@ def load_engine(settings: ServiceSettings) -> Engine:
     )
     if isinstance(reranker, LateInteractionReranker) and settings.document_cache_mb > 0:
         reranker.cache = ArrayCache(settings.document_cache_mb * 2**20)
-    index = LiveIndex.open_or_create(
-        settings.index,
-        model=encoder.model_name,
-        dimension=encoder.dim,
-        factory=settings.index_factory,
-        filter_vector_bytes=settings.filter_cache_mb * 2**20,
+    index = (
+        open_read_only(settings)
+        if settings.read_only
+        else LiveIndex.open_or_create(
+            settings.index,
+            model=encoder.model_name,
+            dimension=encoder.dim,
+            factory=settings.index_factory,
+            filter_vector_bytes=settings.filter_cache_mb * 2**20,
+        )
     )
     try:
         if index.manifest.model != encoder.model_name:

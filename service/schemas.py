@@ -368,6 +368,8 @@ class ReadyResponse(BaseModel):
     ready: bool
     status: Literal["ok", "loading", "failed"]
     documents: int | None = None
+    read_only: bool | None = None
+    """Whether this service serves its index read-only (document writes answer 403)."""
     error: ErrorDetail | None = None
 
 

@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     """Index folder; created empty on first start when it holds no index."""
     corpus: Path | None = None
     """Corpus (tsv, jsonl or BEIR folder) indexed on start when the index is empty."""
+    read_only: bool = False
+    """Serve an existing index without writing into its folder: document writes answer 403,
+    and several replicas may serve one folder, on a read-only mount too (deploy/README.md)."""
     encoder: str = "default"
     """First-stage encoder: ``default`` (packaged MiniLM), a folder or a HF name."""
     reranker: str = "default"

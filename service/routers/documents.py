@@ -60,10 +60,21 @@ def cursor_id(cursor: str) -> str:
         raise ValueError("not a cursor from this API") from None
 
 
+def require_writable(runtime: Runtime) -> None:
+    """403 before any work when this service serves its index read-only."""
+    if runtime.engine.read_only:
+        raise ApiError(
+            403,
+            "this service serves a read-only index (LOUPE_READ_ONLY); send writes to the "
+            "service that owns the index",
+            error_type="read_only",
+        )
+
+
 @router.post(
     "/v1/documents",
     response_model=DocumentsResponse,
-    responses=MODEL_ERRORS,
+    responses={**MODEL_ERRORS, **errors(403)},
     summary="Add documents, replacing any with the same id",
 )
 async def add_documents(
@@ -73,6 +84,7 @@ async def add_documents(
 
     The SQLite docstore is written first, so acknowledged documents survive a restart.
     """
+    require_writable(runtime)
     settings = runtime.settings
     check_count(len(body.documents), settings)
     check_lengths([d.text for d in body.documents], settings, "documents")
@@ -139,7 +151,7 @@ async def list_documents(
     "/v1/documents/delete",
     response_model=DeleteDocumentsResponse,
     response_model_exclude_none=True,
-    responses=errors(401, 413, 422, 500, 503),
+    responses=errors(401, 403, 413, 422, 500, 503),
     summary="Delete documents by ids or by a metadata filter",
 )
 async def delete_documents(
@@ -148,6 +160,7 @@ async def delete_documents(
     """Removes, in one docstore transaction, the documents with the ``ids`` given or every
     document whose metadata passes ``filter``. Ids that no document has are listed in
     ``missing``; they are not an error."""
+    require_writable(runtime)
     engine = runtime.engine
     missing = None
     if body.ids is not None:
@@ -183,11 +196,12 @@ async def get_document(doc_id: str, runtime: Runtime = Depends(get_runtime)) -> 
 @router.delete(
     "/v1/documents/{doc_id:path}",
     response_model=DeleteResponse,
-    responses=errors(401, 404, 500, 503),
+    responses=errors(401, 403, 404, 500, 503),
     summary="Delete a document by id",
 )
 async def delete_document(doc_id: str, runtime: Runtime = Depends(get_runtime)) -> DeleteResponse:
     """Removes the document from the docstore and the index; 404 if there is none."""
+    require_writable(runtime)
     engine = runtime.engine
     if not await runtime.run(engine.delete_document, doc_id):
         raise ApiError(404, f"no document with id {doc_id!r}")

@@ -34,7 +34,10 @@ async def ready(state: ServiceState = Depends(get_state)) -> JSONResponse:
         body = {"ready": False, "status": state.status, **error_body(error_type, message)}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
     count = await asyncio.to_thread(runtime.engine.document_count)
-    return JSONResponse({"ready": True, "status": "ok", "documents": count})
+    answer = ReadyResponse(
+        ready=True, status="ok", documents=count, read_only=runtime.engine.read_only
+    )
+    return JSONResponse(answer.model_dump(exclude_none=True))
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=True)

@@ -49,13 +49,17 @@ def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings]
 
     def load(settings: ServiceSettings) -> Engine:
         from index.live import LiveIndex
-        from service.loading import load_generator, load_query_cache
+        from service.loading import load_generator, load_query_cache, open_read_only
 
-        index = LiveIndex.open_or_create(
-            settings.index,
-            model=encoder.model_name,
-            dimension=encoder.dim,
-            filter_vector_bytes=settings.filter_cache_mb * 2**20,
+        index = (
+            open_read_only(settings)
+            if settings.read_only
+            else LiveIndex.open_or_create(
+                settings.index,
+                model=encoder.model_name,
+                dimension=encoder.dim,
+                filter_vector_bytes=settings.filter_cache_mb * 2**20,
+            )
         )
         return Engine(
             encoder,

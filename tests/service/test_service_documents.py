@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,56 @@ def test_a_listing_meets_each_document_once_while_others_change(client: TestClie
     assert page["documents"][-1]["id"] == longest and len(page["next_cursor"]) == 2048
     rest = client.get("/v1/documents", params={"after": page["next_cursor"]}).json()
     assert [d["id"] for d in rest["documents"]] == [after_longest]
+
+
+def test_read_only_replicas_serve_the_index_and_refuse_writes(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path: Path, monkeypatch
+):
+    """Two read-only services over the folder a writable one filled answer searches, reads
+    and listings as it did, say so on /ready, and answer every document write 403 before
+    any work; a read-only service over a folder with no index fails to load, saying why."""
+    folder = tmp_path / "shared-index"
+    writer = make_client(index=folder)
+    add(writer)
+    expected = search(writer, top_n=3)["results"]
+    listing = writer.get("/v1/documents").json()
+    writer.close()  # its shutdown snapshot; replicas never write one
+
+    replicas = [make_client(index=folder, read_only=True) for _ in range(2)]
+    for replica in replicas:
+        assert replica.get("/ready").json()["read_only"] is True
+        assert search(replica, top_n=3)["results"] == expected
+        assert replica.get("/v1/documents").json() == listing
+        assert replica.get(f"/v1/documents/{CORPUS[0]['id']}").status_code == 200
+        writes = [
+            replica.post("/v1/documents", json={"documents": [{"id": "n", "text": "new"}]}),
+            replica.post("/v1/documents/delete", json={"ids": [CORPUS[0]["id"]]}),
+            replica.delete(f"/v1/documents/{CORPUS[0]['id']}"),
+        ]
+        for response in writes:
+            assert_error(response, 403, "read_only")
+        assert search(replica, top_n=3)["results"] == expected
+    # refused before any work: the new document is never encoded
+    encoder, _ = tiny_models
+    passes: list[int] = []
+    original = encoder.forward_tokens
+
+    def counting(batch: Any) -> Any:
+        passes.append(len(batch["input_ids"]))
+        return original(batch)
+
+    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    refused = replicas[0].post("/v1/documents", json={"documents": [{"id": "m", "text": "x"}]})
+    assert_error(refused, 403, "read_only")
+    assert passes == []
+
+    empty = make_client(index=tmp_path / "nothing", read_only=True, ready=False)
+    for _ in range(200):
+        health = empty.get("/health")
+        if health.status_code == 503:
+            break
+        time.sleep(0.02)
+    assert "holds no index" in health.json()["error"]["message"]
 
 
 def test_delete_many_by_ids_and_by_filter(client: TestClient):

@@ -80,7 +80,12 @@ def test_health_and_ready_while_loading(make_settings, tiny_models):
         release.set()
         wait_ready(client)
         assert client.get("/health").json() == {"status": "ok"}
-        assert client.get("/ready").json() == {"ready": True, "status": "ok", "documents": 0}
+        assert client.get("/ready").json() == {
+            "ready": True,
+            "status": "ok",
+            "documents": 0,
+            "read_only": False,
+        }
 
 
 def test_failed_load_is_reported(make_settings):
