@@ -89,7 +89,6 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     docstore_name = f"docstore-{generation}.sqlite"
     vectors_name = f"vectors-{generation}.faiss"
     all_keys: list[np.ndarray] = []
-    all_vectors: list[np.ndarray] = []
     all_texts: list[str] = []
     tokens_name = f"tokens-{generation}"
     token_encoder = _token_encoder(config, encoder) if config.token_store else None
@@ -129,7 +128,6 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
                 vectors = encoder.encode(texts)
                 keys, _ = store.upsert(chunk, vectors)
             all_keys.append(np.asarray(keys, dtype=np.int64))
-            all_vectors.append(vectors)
             if config.bm25:
                 all_texts += texts
             bar.update(len(chunk))
@@ -140,11 +138,8 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         store.set_meta("model", encoder.model_name)
         store.checkpoint()
         max_key = store.max_key()
-    key_array = np.concatenate(all_keys)
-    vectors = np.concatenate(all_vectors)
-    index = FaissIndex.create(encoder.dim, config.factory, use_gpu=False)
-    index.train(vectors)
-    index.add(key_array, vectors)
+        key_array = np.concatenate(all_keys)
+        index = index_stored_vectors(store, encoder.dim, config.factory, key_array)
     bm25_name = None
     if config.bm25:
         bm25_name = f"bm25-{generation}"
@@ -169,6 +164,24 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     manifest.save(out)
     remove_stale_generations(out, manifest)
     return BuildStats(manifest=manifest, seconds=time.perf_counter() - started)
+
+
+def index_stored_vectors(
+    store: DocStore, dimension: int, factory: str, keys: np.ndarray, seed: int = 0
+) -> FaissIndex:
+    """A FAISS index of the vectors the docstore holds, read back a chunk at a time, so that
+    no more than the index itself and one chunk are in memory (a corpus of millions does not
+    hold its vectors twice). An IVF or PQ index is first trained on a random sample of
+    ``keys``."""
+    index = FaissIndex.create(dimension, factory, use_gpu=False)
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(keys, min(len(keys), index.training_size), replace=False)
+        _, sample = store.vectors_for_keys(np.sort(chosen))
+        index.train(sample, seed=seed)
+    for chunk_keys, vectors in store.iter_vectors():
+        index.add(chunk_keys, vectors)
+    return index
 
 
 def expand_documents(expander: DocumentExpander, documents: list[Document]) -> list[Document]:

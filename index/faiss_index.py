@@ -80,6 +80,12 @@ class FaissIndex(VectorIndex):
     def is_trained(self) -> bool:
         return bool(self._cpu_index.is_trained)
 
+    @property
+    def training_size(self) -> int:
+        """Vectors that training draws on at most (a random sample of more): 256 per IVF
+        list, and no fewer than 10,000."""
+        return max(256 * max(ivf_lists_of(self._cpu_index), 1), 10_000)
+
     def train(self, vectors: np.ndarray, *, seed: int = 0) -> None:
         """Train an IVF/PQ index on a sample of vectors (a no-op for Flat and HNSW)."""
         if self.is_trained:
@@ -92,7 +98,7 @@ class FaissIndex(VectorIndex):
                 f" got {len(vectors)}"
             )
         sample = vectors
-        limit = max(256 * max(lists, 1), 10_000)
+        limit = self.training_size
         if len(vectors) > limit:
             rng = np.random.default_rng(seed)
             sample = vectors[rng.choice(len(vectors), limit, replace=False)]

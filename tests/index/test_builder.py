@@ -83,3 +83,22 @@ def test_bm25_first_stage(tmp_path: Path, tiny_corpus: Path, tiny_encoder) -> No
     assert hits[1][0].document.id == "d4"
     with pytest.raises(ValueError, match="unknown first stage"):
         searcher.search(["x"], first_stage="sparse")
+
+
+def test_an_ivf_index_trains_on_a_sample_read_back_from_the_docstore(
+    tmp_path: Path, tiny_encoder
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "text": f"document number {i} about topic {i % 7}"}) + "\n"
+            for i in range(64)
+        )
+    )
+    stats = build(corpus, tmp_path / "index", tiny_encoder, factory="IVF4,Flat")
+    assert stats.manifest.count == 64
+    reader = IndexReader.open(tmp_path / "index")
+    reader.vectors.set_search_params(nprobe=4)  # every list: exact
+    searcher = Searcher(reader, tiny_encoder)
+    hits = searcher.search(["document number 17 about topic 3"], k=3)[0]
+    assert hits[0].document.id == "d17"
