@@ -1,4 +1,5 @@
-"""Optional API key: ``Authorization: Bearer <key>`` on the ``/v1`` and ``/v2`` routes.
+"""Optional API key: ``Authorization: Bearer <key>`` on the ``/v1`` and ``/v2`` routes and on
+``/rerank`` (TEI's path).
 
 Checked in ASGI middleware, before the body is read, so an unauthenticated request gets 401
 whatever its body. ``/health``, ``/ready``, ``/metrics`` and ``/docs`` stay open.
@@ -13,6 +14,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import error_response
 
 PROTECTED_PREFIXES = ("/v1/", "/v2/")
+PROTECTED_PATHS = frozenset({"/rerank", "/rerank/"})
+"""Routes outside the prefixes that need the key too (TEI's re-rank path)."""
+
+
+def is_protected(path: str) -> bool:
+    """Whether a request path needs the API key.
+
+    >>> [is_protected(p) for p in ("/v1/rerank", "/rerank", "/ready", "/docs")]
+    [True, True, False, False]
+    """
+    return path.startswith(PROTECTED_PREFIXES) or path in PROTECTED_PATHS
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -42,7 +54,7 @@ class ApiKeyMiddleware:
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope.get("path", "")).startswith(PROTECTED_PREFIXES):
+        if scope["type"] == "http" and is_protected(str(scope.get("path", ""))):
             headers = dict(scope.get("headers") or [])
             raw = headers.get(b"authorization")
             token = bearer_token(raw.decode("latin-1") if raw else None)

@@ -56,6 +56,8 @@ class RerankJob:
     query: str
     documents: Sequence[str]
     max_tokens_per_doc: int | None = None
+    keep_end: bool = False
+    """Cut documents from the start, keeping their last ``max_tokens_per_doc`` tokens."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,11 @@ class Engine:
             total += sum(self.encoder.count_tokens(texts[start : start + 256], max_length))
         return total
 
-    def truncate(self, texts: Sequence[str], max_tokens: int) -> tuple[list[str], int]:
-        """Cut each text after its first ``max_tokens`` tokens (special tokens not counted).
+    def truncate(
+        self, texts: Sequence[str], max_tokens: int, keep_end: bool = False
+    ) -> tuple[list[str], int]:
+        """Cut each text after its first ``max_tokens`` tokens (special tokens not counted),
+        or with ``keep_end`` before its last ``max_tokens``.
 
         Returns the texts and how many were cut.
         """
@@ -253,6 +258,8 @@ class Engine:
         if not long:
             return out, 0
         limit = max_tokens * _MAX_CHARS_PER_TOKEN
+        if keep_end:
+            return self._keep_ends(out, long, max_tokens, limit)
         heads = [out[i][:limit] for i in long]
         encoded = self.encoder.backbone.tokenizer(
             heads,
@@ -269,6 +276,25 @@ class Engine:
             out[i] = head[:end]
         return out, cut
 
+    def _keep_ends(
+        self, out: list[str], long: list[int], max_tokens: int, limit: int
+    ) -> tuple[list[str], int]:
+        """:meth:`truncate` from the start: the texts at ``long`` keep their last
+        ``max_tokens`` tokens, found among the tokens of their last ``limit`` characters
+        (whose first token may be a word cut in two, and is then dropped with the rest)."""
+        tails = [out[i][-limit:] for i in long]
+        encoded = self.encoder.backbone.tokenizer(
+            tails, add_special_tokens=False, return_offsets_mapping=True
+        )
+        cut = 0
+        for i, tail, offsets in zip(long, tails, encoded["offset_mapping"], strict=True):
+            start = int(offsets[-max_tokens][0]) if len(offsets) > max_tokens else 0
+            skipped = len(out[i]) - len(tail) + start
+            if out[i][:skipped].strip():
+                cut += 1
+            out[i] = out[i][skipped:]
+        return out, cut
+
     # --- rerank ---------------------------------------------------------------------------
 
     def rerank_many(self, jobs: Sequence[RerankJob]) -> list[RerankOutcome]:
@@ -279,7 +305,7 @@ class Engine:
             if job.max_tokens_per_doc is None:
                 docs, cut = list(job.documents), 0
             else:
-                docs, cut = self.truncate(job.documents, job.max_tokens_per_doc)
+                docs, cut = self.truncate(job.documents, job.max_tokens_per_doc, job.keep_end)
             prepared.append(docs)
             truncated.append(cut)
         queries = [job.query for job in jobs]

@@ -128,6 +128,33 @@ class RerankRequest(_Request):
     priority: int | None = None
 
 
+class TeiRerankRequest(_Request):
+    """Hugging Face text-embeddings-inference (TEI) compatible re-rank request."""
+
+    query: NonBlank = Field(description="the search query")
+    texts: list[str] = Field(description="the texts to rank", min_length=1)
+    raw_scores: bool = Field(
+        False,
+        description="the re-ranker's raw scores instead of probabilities of relevance (which "
+        "a calibrated re-ranker or a cross-encoder gives; /v1/models says which)",
+    )
+    return_text: bool = Field(False, description="echo each text")
+    truncate: bool | None = Field(
+        False,
+        description="cut texts to what the re-ranker reads instead of refusing those over "
+        "max_text_chars with 413",
+    )
+    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+        "right", description="right: keep a text's beginning; left: keep its end"
+    )
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
 class RerankDocumentOut(BaseModel):
     text: str
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from service.routers import documents, embed, generate, models, ops, rerank, search
+from service.routers import documents, embed, generate, models, ops, rerank, search, tei
 
 ALL = (
     ops.router,
     models.router,
     rerank.router,
+    tei.router,
     search.router,
     documents.router,
     embed.router,

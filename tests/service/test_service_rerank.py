@@ -312,3 +312,79 @@ def test_a_cross_encoder_folder_serves_rerank_and_search(make_settings, tmp_path
             "/v1/search", json={"query": query, "top_n": 4, "min_relevance_score": threshold}
         ).json()["results"]
         assert [h["id"] for h in kept] == [h["id"] for h in hits[:2]]
+
+
+# --- TEI-compatible POST /rerank ------------------------------------------------------------
+
+
+def test_tei_rerank_answers_in_teis_shape(make_client, tiny_models) -> None:
+    """/rerank takes TEI's body and answers a list of {index, score, text?}, best first:
+    probabilities from a calibrated re-ranker, its raw scores with raw_scores."""
+    from models.calibration import ScoreCalibration
+    from models.reranker import DualEncoderReranker
+
+    encoder, plain = tiny_models
+    calibration = ScoreCalibration(slope=8.0, intercept=-2.0)
+    client = make_client(reranker=DualEncoderReranker(encoder, calibration=calibration))
+    raw = plain.score("magnifying lens", DOCS)
+    order = list(np.argsort(-raw, kind="stable"))
+
+    answer = client.post("/rerank", json={"query": "magnifying lens", "texts": DOCS})
+    assert answer.status_code == 200, answer.text
+    ranks = answer.json()
+    assert [r["index"] for r in ranks] == order
+    assert all(set(r) == {"index", "score"} for r in ranks)
+    np.testing.assert_allclose(
+        [r["score"] for r in ranks], calibration.probabilities(raw[order]), rtol=1e-5
+    )
+    cohere = client.post("/v1/rerank", json={"query": "magnifying lens", "documents": DOCS})
+    assert [r["score"] for r in ranks] == [r["relevance_score"] for r in cohere.json()["results"]]
+
+    raw_ranks = client.post(
+        "/rerank",
+        json={"query": "magnifying lens", "texts": DOCS, "raw_scores": True, "return_text": True},
+    ).json()
+    assert [r["index"] for r in raw_ranks] == order
+    np.testing.assert_allclose([r["score"] for r in raw_ranks], raw[order], rtol=1e-5, atol=1e-6)
+    assert [r["text"] for r in raw_ranks] == [DOCS[i] for i in order]
+
+
+def test_tei_rerank_truncates_only_when_asked(client: TestClient) -> None:
+    long_text = "magnifier " * 100_000  # 1 MB
+    body = {"query": "lens", "texts": [long_text, "short"]}
+    refused = client.post("/rerank", json=body)
+    assert "truncate" in assert_error(refused, 413)["message"]
+    for direction in ("right", "Left"):
+        asked = {**body, "truncate": True, "truncation_direction": direction}
+        cut = client.post("/rerank", json=asked)
+        assert cut.status_code == 200, cut.text
+        assert sorted(r["index"] for r in cut.json()) == [0, 1]
+    bad_fields: list[dict[str, Any]] = [
+        {"truncation_direction": "middle"},
+        {"documents": ["x"]},
+        {"texts": []},
+    ]
+    for bad in bad_fields:
+        assert_error(client.post("/rerank", json={**body, **bad}), 422)
+
+
+def test_truncating_from_the_start_keeps_a_texts_last_tokens(client: TestClient) -> None:
+    from tests.service.helpers import service_state
+
+    engine = service_state(client).runtime.engine
+    text = " ".join(f"word{i}" for i in range(400))
+    head, cut_head = engine.truncate([text, "short"], 20)
+    tail, cut_tail = engine.truncate([text, "short"], 20, keep_end=True)
+    assert cut_head == cut_tail == 1 and head[1] == tail[1] == "short"
+    assert text.startswith(head[0]) and text.endswith(tail[0])
+    assert engine.count_tokens([head[0]]) - 2 == engine.count_tokens([tail[0]]) - 2 == 20
+    assert tail[0].endswith("word399")
+    assert engine.truncate(["just a few words"], 20, keep_end=True) == (["just a few words"], 0)
+
+
+def test_tei_rerank_needs_the_api_key_when_one_is_set(make_client) -> None:
+    client = make_client(api_key="s3cret")
+    body = {"query": "lens", "texts": DOCS}
+    assert_error(client.post("/rerank", json=body), 401, "unauthorized")
+    allowed = client.post("/rerank", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 200
