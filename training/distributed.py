@@ -152,6 +152,17 @@ def average_gradients(
     return float(flat[-1])
 
 
+def gather_rows(tensor: torch.Tensor, world: World) -> tuple[torch.Tensor, int]:
+    """Every rank's ``(n, ...)`` rows, rank by rank, ``(size * n, ...)``, with gradients
+    flowing back to the rank each row came from; and where this rank's rows begin. Every
+    rank must pass the same shape."""
+    if not world.distributed:
+        return tensor, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous())), world.rank * tensor.shape[0]
+
+
 def broadcast_parameters(parameters: Iterable[nn.Parameter], world: World) -> None:
     """Give every rank rank 0's values, so that ranks which initialised their heads
     differently start alike."""

@@ -14,6 +14,10 @@ class DualTrainConfig(TrainingRunConfig):
     negatives: int = 3
     scale: float = 20.0
     """Cosine similarities are multiplied by this before the softmax (temperature 1/scale)."""
+    gather_negatives: bool = True
+    """Under torchrun: score each rank's queries against every rank's passages (in-batch
+    negatives from the whole global batch, as one process with N times the batch would);
+    false keeps them within the rank's own batch."""
     freeze_backbone: bool = False
     """With LAuReL: train only the LAuReL parameters."""
     learning_rate: float = 2e-5

@@ -19,7 +19,7 @@ from torch import nn
 from models.encoder import EncoderConfig, TextEncoder
 from models.laurel import LaurelConfig, apply_laurel, laurel_parameters, save_laurel
 from training.batches import Batch, batches, split_training_data
-from training.distributed import current_world
+from training.distributed import current_world, gather_rows
 from training.dual_config import DualTrainConfig
 from training.examples import Example
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
@@ -55,11 +55,18 @@ class DualEncoderTraining(nn.Module):
         group = 1 + c.negatives
         queries = self.embed(batch.queries)  # (b, dim)
         documents = self.embed(batch.documents)  # (b * group, dim)
-        scores = c.scale * queries @ documents.T  # (b, b * group)
         b = len(batch.queries)
-        loss = listwise_softmax_ce(scores, torch.arange(b, device=scores.device) * group)
+        world = current_world()
+        if c.gather_negatives and world.distributed:
+            documents, first = gather_rows(documents, world)  # (ranks * b * group, dim)
+        else:
+            first = 0
+        scores = c.scale * queries @ documents.T  # (b, ranks * b * group)
+        positives = first + torch.arange(b, device=scores.device) * group
+        loss = listwise_softmax_ce(scores, positives)
         if batch.teacher is not None and c.loss != "ce":
-            own = scores.reshape(b, b, group)[torch.arange(b), torch.arange(b)]
+            mine = scores[:, first : first + b * group]  # (b, b * group): this rank's passages
+            own = mine.reshape(b, b, group)[torch.arange(b), torch.arange(b)]
             teacher = batch.teacher.to(own.device)
             loss = loss + c.distill_weight * (
                 kl_distillation_loss(own, teacher)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -76,7 +77,11 @@ def _train_toy(
     return model, result
 
 
-def _rank(rank: int, size: int, port: int, out: str) -> None:
+def _rank(rank: int, size: int, port: int, out: str, model_dir: str, triples: str) -> None:
+    """One rank of both two-rank runs (one spawn: starting processes is most of the time):
+    the toy regression, then the dual encoder with gathered negatives."""
+    from training.dual_job import train_dual
+
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -92,6 +97,8 @@ def _rank(rank: int, size: int, port: int, out: str) -> None:
         {"state": model.state_dict(), "steps": result.steps, "history": result.history},
         Path(out) / f"rank{rank}.pt",
     )
+    config = _dual_config(Path(out) / "dual", Path(model_dir), Path(triples), batch_size=2)
+    train_dual(config, show_progress=False)
 
 
 def _free_port() -> int:
@@ -100,17 +107,45 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_two_ranks_take_the_steps_of_one_process_with_twice_the_accumulation(
-    tmp_path: Path,
-) -> None:
-    ranks_running = mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+def run_ranks(rank_function: Callable[..., None], args: tuple[Any, ...], ranks: int = 2) -> None:
+    """Run ``rank_function(rank, *args)`` in ``ranks`` spawned processes; fail if one fails
+    or if they are not done within two minutes (a rank waiting at a collective the others
+    never reach)."""
+    ranks_running = mp.spawn(rank_function, args=args, nprocs=ranks, join=False)
     deadline = time.monotonic() + 120
     while not ranks_running.join(timeout=1):  # raises if a rank failed
         if time.monotonic() > deadline:
             for process in ranks_running.processes:
                 process.kill()
             pytest.fail("the ranks hung: one waits at a collective the other never reaches")
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """``(out, model_dir, triples)`` of both runs on two gloo ranks: a tiny BERT without
+    dropout (so that the ranks' own random draws do not enter) and the triples it trains on."""
+    import json
+
+    from tests.conftest import build_tiny_bert
+    from tests.training.test_lite_job import write_triples
+
+    root = tmp_path_factory.mktemp("two-ranks")
+    model_dir = build_tiny_bert(root / "tiny")
+    settings = json.loads((model_dir / "config.json").read_text())
+    settings.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model_dir / "config.json").write_text(json.dumps(settings))
+    triples = write_triples(root / "triples.tsv")
+    out = root / "ranks"
+    out.mkdir()
+    run_ranks(_rank, (2, _free_port(), str(out), str(model_dir), str(triples)))
+    return out, model_dir, triples
+
+
+def test_two_ranks_take_the_steps_of_one_process_with_twice_the_accumulation(
+    two_ranks: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    out = two_ranks[0]
+    ranks = [torch.load(out / f"rank{r}.pt") for r in range(2)]
     single, single_result = _train_toy(tmp_path / "single", 2, init_seed=100, world=World())
 
     for name, value in single.state_dict().items():
@@ -120,7 +155,7 @@ def test_two_ranks_take_the_steps_of_one_process_with_twice_the_accumulation(
     assert single_result.steps == ranks[0]["steps"] == ranks[1]["steps"] == 6
     assert [h["score"] for h in ranks[0]["history"]] == DEV_SCORES[:4]
     assert ranks[1]["history"] == ranks[0]["history"]  # rank 1 returns rank 0's result
-    run = tmp_path / "run"
+    run = out / "run"
     assert (run / "checkpoint.pt").is_file()
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 6
     # the training moved away from both ranks' initial heads
@@ -143,3 +178,49 @@ def test_a_world_of_one_changes_nothing() -> None:
 def test_a_broken_torchrun_environment_is_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=r"RANK|WORLD_SIZE|torchrun"):
         world_from_environment(environ)
+
+
+def _dual_config(out: Path, model_dir: Path, triples: Path, batch_size: int) -> Any:
+    from training.dual_config import DualTrainConfig
+    from training.run_config import TriplesSource
+
+    return DualTrainConfig(
+        out=out,
+        model=str(model_dir),
+        max_length=32,
+        data=[TriplesSource(path=triples)],
+        negatives=1,
+        batch_size=batch_size,
+        dev_fraction=0.0,
+        max_steps=2,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        eval_every=0,
+        patience=None,
+        device="cpu",
+    )
+
+
+def test_gathered_negatives_make_two_ranks_one_process_with_twice_the_batch(
+    two_ranks: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """With ``gather_negatives``, each rank's queries are scored against both ranks'
+    passages, so two ranks of batch 2 train the dual encoder as one process of batch 4 does.
+    """
+    from safetensors.torch import load_file
+
+    from training.dual_job import train_dual
+
+    out, model_dir, triples = two_ranks
+    one = _dual_config(tmp_path / "one", model_dir, triples, batch_size=4)
+    train_dual(one, show_progress=False)
+    trained = {
+        name: load_file(folder / "best" / "model.safetensors")
+        for name, folder in (("ranks", out / "dual"), ("one", tmp_path / "one"))
+    }
+    start = load_file(model_dir / "model.safetensors")
+    moved = 0
+    for key, value in trained["one"].items():
+        torch.testing.assert_close(trained["ranks"][key], value, rtol=1e-4, atol=1e-5)
+        moved += int(not torch.equal(value, start[key]))
+    assert moved > 0
