@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 GENERATION_PREFIXES = ("vectors-", "docstore-", "tokens-", "bm25-")
 EXPANSION_KEY = "doc2query"
+BUILD_CONFIG_META = "build_config"
+BUILD_PROGRESS_META = "build_progress"
+"""Docstore meta keys of a build: what it encodes with, and its last checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -60,20 +64,30 @@ class IndexBuildConfig:
     the document's own text, which the re-ranker scores."""
     runtime: RuntimeConfig | None = None
     """Where the encoders run (``models.runtime``); None: PyTorch, as the encoders come."""
+    resume: bool = False
+    """Go on with an interrupted build of the same corpus and models in ``out``, if any."""
 
 
 @dataclass(frozen=True)
 class BuildStats:
     manifest: Manifest
     seconds: float
+    resumed_after: int = 0
+    """Documents an interrupted build had done before this run resumed it."""
 
     @property
     def passages_per_second(self) -> float:
-        return self.manifest.count / self.seconds if self.seconds > 0 else float("nan")
+        """Documents this run encoded, per second."""
+        encoded = self.manifest.count - self.resumed_after
+        return encoded / self.seconds if self.seconds > 0 else float("nan")
 
 
 def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) -> BuildStats:
-    """Build an index folder; the previous index in ``config.out`` stays valid until the end."""
+    """Build an index folder; the previous index in ``config.out`` stays valid until the end.
+
+    Progress is checkpointed after every chunk of ``chunk_size`` documents; with
+    ``config.resume`` an interrupted build of the same corpus and models goes on from its
+    last checkpoint instead of starting over."""
     started = time.perf_counter()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
@@ -85,32 +99,28 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
             device=config.device,
         )
     )
-    generation = new_generation()
-    docstore_name = f"docstore-{generation}.sqlite"
-    vectors_name = f"vectors-{generation}.faiss"
-    all_keys: list[np.ndarray] = []
-    all_texts: list[str] = []
-    tokens_name = f"tokens-{generation}"
     token_encoder = _token_encoder(config, encoder) if config.token_store else None
     if config.runtime is not None:
         extra = [token_encoder.encoder] if token_encoder is not None else []
         apply_runtimes([encoder, *extra], config.runtime)
-    token_writer = (
-        TokenStoreWriter(
-            out / tokens_name,
-            token_encoder.dim,
-            token_encoder_meta(token_encoder),
-            config.token_dtype,
-        )
-        if token_encoder is not None
-        else None
-    )
-    documents = read_corpus(config.corpus, config.corpus_format)
+    fingerprint = build_fingerprint(config, encoder, token_encoder)
+    resumed = find_unfinished_build(out, fingerprint) if config.resume else None
+    generation = resumed or new_generation()
+    docstore_name = f"docstore-{generation}.sqlite"
+    vectors_name = f"vectors-{generation}.faiss"
+    tokens_name = f"tokens-{generation}"
     expander = DocumentExpander(config.expansion) if config.expansion is not None else None
     with (
         DocStore(out / docstore_name) as store,
         tqdm(desc="indexing", unit="doc", disable=not config.show_progress) as bar,
     ):
+        done, token_writer = _start_or_resume(config, store, out / tokens_name, token_encoder)
+        resumed_after = done
+        if done:
+            log.info("resuming the build in %s after %d documents", out, done)
+            bar.update(done)
+        store.set_meta(BUILD_CONFIG_META, fingerprint)
+        documents = islice(read_corpus(config.corpus, config.corpus_format), done, None)
         while chunk := list(islice(documents, config.chunk_size)):
             if expander is not None:
                 chunk = expand_documents(expander, chunk)
@@ -124,26 +134,26 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
                 keys, _ = store.upsert(chunk, vectors)
                 for key, matrix in zip(keys, matrices, strict=True):
                     token_writer.add(key, matrix)
+                token_writer.checkpoint()
             else:
                 vectors = encoder.encode(texts)
                 keys, _ = store.upsert(chunk, vectors)
-            all_keys.append(np.asarray(keys, dtype=np.int64))
-            if config.bm25:
-                all_texts += texts
+            done += len(chunk)
+            store.set_meta(BUILD_PROGRESS_META, {"documents": done, "max_key": keys[-1]})
             bar.update(len(chunk))
-        if not all_keys:
+        if not done:
             raise ValueError(f"corpus {config.corpus} holds no documents")
         if token_writer is not None:
             token_writer.close()
         store.set_meta("model", encoder.model_name)
         store.checkpoint()
         max_key = store.max_key()
-        key_array = np.concatenate(all_keys)
-        index = index_stored_vectors(store, encoder.dim, config.factory, key_array)
-    bm25_name = None
-    if config.bm25:
-        bm25_name = f"bm25-{generation}"
-        BM25Index.build(key_array.tolist(), all_texts).save(out / bm25_name)
+        index = index_stored_vectors(store, encoder.dim, config.factory, store.all_keys())
+        bm25_name = None
+        if config.bm25:
+            bm25_name = f"bm25-{generation}"
+            bm25_keys, bm25_texts = stored_texts(store)
+            BM25Index.build(bm25_keys, bm25_texts).save(out / bm25_name)
     tmp_vectors = out / f".{vectors_name}.tmp"
     index.save(tmp_vectors)
     os.replace(tmp_vectors, out / vectors_name)
@@ -163,7 +173,84 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     )
     manifest.save(out)
     remove_stale_generations(out, manifest)
-    return BuildStats(manifest=manifest, seconds=time.perf_counter() - started)
+    return BuildStats(manifest, time.perf_counter() - started, resumed_after)
+
+
+def build_fingerprint(
+    config: IndexBuildConfig, encoder: TextEncoder, token_encoder: LateInteractionModel | None
+) -> dict[str, Any]:
+    """What must not change for a build to be resumed: the corpus (path and size) and what
+    encodes it."""
+    corpus = config.corpus.resolve()
+    files = [corpus] if corpus.is_file() else sorted(p for p in corpus.rglob("*") if p.is_file())
+    return {
+        "corpus": str(corpus),
+        "corpus_bytes": sum(p.stat().st_size for p in files),
+        "corpus_format": str(config.corpus_format),
+        "model": encoder.model_name,
+        "max_length": encoder.max_length,
+        "reranker": token_encoder.fingerprint if token_encoder is not None else None,
+        "token_dtype": config.token_dtype.value if token_encoder is not None else None,
+        "expansion": asdict(config.expansion) if config.expansion is not None else None,
+    }
+
+
+def find_unfinished_build(out: Path, fingerprint: dict[str, Any]) -> str | None:
+    """The generation of the newest interrupted build in ``out`` made with ``fingerprint``
+    (not the one the manifest names), or None."""
+    current = Manifest.load(out).docstore_file if (out / MANIFEST_NAME).is_file() else None
+    candidates = sorted(out.glob("docstore-*.sqlite"), reverse=True)  # newest first
+    for path in candidates:
+        if path.name == current:
+            continue
+        with DocStore(path) as store:
+            made_with = store.get_meta(BUILD_CONFIG_META)
+            progress = store.get_meta(BUILD_PROGRESS_META)
+        if progress is None:
+            continue
+        if made_with != fingerprint:
+            log.info("%s: an interrupted build of another corpus or model; not resumed", path)
+            continue
+        return path.name.removeprefix("docstore-").removesuffix(".sqlite")
+    return None
+
+
+def _start_or_resume(
+    config: IndexBuildConfig,
+    store: DocStore,
+    tokens_folder: Path,
+    token_encoder: LateInteractionModel | None,
+) -> tuple[int, TokenStoreWriter | None]:
+    """Documents already done (0 for a new build) and the token store writer. A resumed
+    build drops the token matrices written after its last checkpoint; documents stored
+    after it are stored again, replacing themselves, as the build goes on from there."""
+    progress = store.get_meta(BUILD_PROGRESS_META)
+    done = int(progress["documents"]) if progress else 0
+    last_key = int(progress["max_key"]) if progress else 0
+    if token_encoder is None:
+        return done, None
+    meta = token_encoder_meta(token_encoder)
+    if progress:
+        writer = TokenStoreWriter.resume(
+            tokens_folder,
+            token_encoder.dim,
+            meta,
+            config.token_dtype,
+            keep_through_key=last_key,
+        )
+        return done, writer
+    return done, TokenStoreWriter(tokens_folder, token_encoder.dim, meta, config.token_dtype)
+
+
+def stored_texts(store: DocStore) -> tuple[list[int], list[str]]:
+    """Every stored document's key and the text BM25 indexes (with its doc2query queries),
+    in key order."""
+    keys: list[int] = []
+    texts: list[str] = []
+    for batch in store.iter_documents():
+        keys += [stored.key for stored in batch]
+        texts += [indexed_text(stored.document) for stored in batch]
+    return keys, texts
 
 
 def index_stored_vectors(

@@ -355,6 +355,27 @@ class DocStore:
             yield keys, vectors
             last = int(keys[-1])
 
+    def all_keys(self) -> np.ndarray:
+        """Every stored key ``(n,)``, ascending."""
+        with self._lock:
+            rows = self._conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def iter_documents(self, batch: int = 4096) -> Iterator[list[StoredDocument]]:
+        """Every stored document, in key order, ``batch`` at a time."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE key > ? ORDER BY key LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            stored = [_stored_document(row) for row in rows]
+            yield stored
+            last = stored[-1].key
+
     def keys_matching(self, where: MetadataFilter) -> np.ndarray:
         """Keys ``(n,)``, ascending, of the documents whose metadata passes ``where``."""
         condition, params = where.where("metadata")
@@ -416,11 +437,6 @@ class DocStore:
             for column, (key, score) in enumerate(found):
                 keys[row, column], scores[row, column] = int(key), float(score)
         return scores, keys
-
-    def all_keys(self) -> np.ndarray:
-        with self._lock:
-            rows = self._conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64)
 
     def max_key(self) -> int:
         with self._lock:

@@ -12,6 +12,7 @@ transformer over an indexed document.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,16 @@ INDEX_NAME = "index.npz"
 META_NAME = "meta.json"
 
 
+PROGRESS_NAME = "progress.npz"
+"""What a writer had written at its last :meth:`TokenStoreWriter.checkpoint` (an unfinished
+store only: ``close`` removes it)."""
+
+
 class TokenStoreWriter:
-    """Appends ``(key, (tokens, dim))`` matrices; ``close`` writes the index and metadata."""
+    """Appends ``(key, (tokens, dim))`` matrices; ``close`` writes the index and metadata.
+
+    ``checkpoint`` records what is written so far, and ``resume`` reopens an unfinished store
+    at a checkpoint, so that an interrupted index build goes on where it stopped."""
 
     def __init__(
         self,
@@ -39,18 +48,67 @@ class TokenStoreWriter:
         dim: int,
         meta: dict[str, Any] | None = None,
         dtype: TokenDtype = TokenDtype.float16,
+        *,
+        _resuming: bool = False,
     ):
         self.folder = folder
         self.dim = dim
         self.dtype = TokenDtype(dtype)
         self.meta = {**(meta or {}), "dtype": self.dtype.value}
-        folder.mkdir(parents=True, exist_ok=False)
-        self._data = (folder / DATA_NAMES[self.dtype]).open("wb")
+        folder.mkdir(parents=True, exist_ok=_resuming)
+        mode = "r+b" if _resuming else "wb"
+        self._data = (folder / DATA_NAMES[self.dtype]).open(mode)
         self._scales = (
-            (folder / SCALES_NAME).open("wb") if self.dtype is not TokenDtype.float16 else None
+            (folder / SCALES_NAME).open(mode) if self.dtype is not TokenDtype.float16 else None
         )
         self._keys: list[int] = []
         self._lengths: list[int] = []
+        self._data_ends: list[int] = []
+        self._scale_ends: list[int] = []
+
+    @classmethod
+    def resume(
+        cls,
+        folder: Path,
+        dim: int,
+        meta: dict[str, Any] | None = None,
+        dtype: TokenDtype = TokenDtype.float16,
+        *,
+        keep_through_key: int,
+    ) -> TokenStoreWriter:
+        """Reopen an unfinished store at its last checkpoint, keeping the matrices of keys
+        up to ``keep_through_key`` (keys were added in ascending order) and cutting the files
+        after them."""
+        progress = np.load(folder / PROGRESS_NAME)
+        keys = progress["keys"]
+        kept = int(np.searchsorted(keys, keep_through_key, side="right"))
+        writer = cls(folder, dim, meta, dtype, _resuming=True)
+        writer._keys = [int(k) for k in keys[:kept]]
+        writer._lengths = [int(n) for n in progress["lengths"][:kept]]
+        writer._data_ends = [int(n) for n in progress["data_ends"][:kept]]
+        writer._scale_ends = [int(n) for n in progress["scale_ends"][:kept]]
+        files = ((writer._data, writer._data_ends), (writer._scales, writer._scale_ends))
+        for handle, ends in files:
+            if handle is not None:
+                handle.truncate(ends[-1] if ends else 0)
+                handle.seek(0, 2)
+        return writer
+
+    def checkpoint(self) -> None:
+        """Flush the files and record what they hold (atomically)."""
+        for handle in (self._data, self._scales):
+            if handle is not None:
+                handle.flush()
+                os.fsync(handle.fileno())
+        tmp = self.folder / f"{PROGRESS_NAME}.tmp.npz"
+        np.savez(
+            tmp,
+            keys=np.asarray(self._keys, dtype=np.int64),
+            lengths=np.asarray(self._lengths, dtype=np.int64),
+            data_ends=np.asarray(self._data_ends, dtype=np.int64),
+            scale_ends=np.asarray(self._scale_ends, dtype=np.int64),
+        )
+        os.replace(tmp, self.folder / PROGRESS_NAME)
 
     def add(self, key: int, matrix: np.ndarray) -> None:
         if matrix.ndim != 2 or matrix.shape[1] != self.dim:
@@ -61,6 +119,8 @@ class TokenStoreWriter:
             self._scales.write(scales.tobytes())
         self._keys.append(int(key))
         self._lengths.append(int(matrix.shape[0]))
+        self._data_ends.append(self._data.tell())
+        self._scale_ends.append(self._scales.tell() if self._scales is not None else 0)
 
     def close(self) -> Path:
         for handle in (self._data, self._scales):
@@ -86,6 +146,7 @@ class TokenStoreWriter:
             "tokens": int(lengths.sum()),
         }
         (self.folder / META_NAME).write_text(json.dumps(meta, indent=2))
+        (self.folder / PROGRESS_NAME).unlink(missing_ok=True)
         return self.folder
 
 

@@ -129,6 +129,14 @@ def index_build(
             min=1, help="parallel decoding passes for --expand", envvar=env("expand_iterations")
         ),
     ] = 4,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="go on with an interrupted build of the same corpus and models in --out "
+            "(progress is checkpointed every 8,192 documents)",
+            envvar=env("resume"),
+        ),
+    ] = False,
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
@@ -167,12 +175,14 @@ def index_build(
             bm25=bm25,
             expansion=expansion,
             runtime=RuntimeConfig(runtime.value),
+            resume=resume,
         )
     )
     m = stats.manifest
+    resumed = f", resumed after {stats.resumed_after}" if stats.resumed_after else ""
     typer.echo(
         f"indexed {m.count} documents ({m.dimension}-d, {m.factory}) into {out} "
-        f"in {stats.seconds:.1f}s ({stats.passages_per_second:.1f} passages/s)"
+        f"in {stats.seconds:.1f}s ({stats.passages_per_second:.1f} passages/s{resumed})"
     )
 
 

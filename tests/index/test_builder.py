@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,158 @@ def test_an_ivf_index_trains_on_a_sample_read_back_from_the_docstore(
     searcher = Searcher(reader, tiny_encoder)
     hits = searcher.search(["document number 17 about topic 3"], k=3)[0]
     assert hits[0].document.id == "d17"
+
+
+class Crash(Exception):
+    pass
+
+
+def _resume_case(tmp_path: Path, tiny_encoder) -> tuple[Path, Path]:
+    """A 10-document corpus and a tiny late-interaction re-ranker for the token store."""
+    from models.late_interaction import LateInteractionConfig, LateInteractionModel
+    from models.lite import ScorerConfig
+
+    corpus = tmp_path / "corpus.jsonl"
+    topics = ["cats", "stocks", "rain", "piano", "bread", "rockets", "tea", "chess", "moss", "ink"]
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "text": f"{t} facts and {t} stories, number {i}"}) + "\n"
+            for i, t in enumerate(topics)
+        )
+    )
+    lite = LateInteractionModel(
+        LateInteractionConfig(dim=8, q_len=8, d_len=16, scorer=ScorerConfig(q_len=8, d_len=16)),
+        tiny_encoder,
+    )
+    return corpus, lite.save(tmp_path / "lite")
+
+
+def _resume_config(corpus: Path, out: Path, reranker: Path, resume: bool) -> IndexBuildConfig:
+    return IndexBuildConfig(
+        corpus=corpus,
+        out=out,
+        chunk_size=3,
+        token_store=True,
+        reranker=str(reranker),
+        bm25=True,
+        show_progress=False,
+        resume=resume,
+    )
+
+
+def _index_contents(out: Path) -> dict[str, tuple[Any, ...]]:
+    """Each document's id: its stored text, vector and token matrix (and the token store
+    holds no other matrix)."""
+    reader = IndexReader.open(out)
+    assert reader.tokens is not None
+    contents = {}
+    for batch in reader.docstore.iter_documents():
+        for stored in batch:
+            vector = reader.docstore.vectors_for_keys([stored.key])[1][0]
+            matrix = reader.tokens.get([stored.key])[0]
+            assert matrix is not None
+            contents[stored.document.id] = (
+                stored.document.text,
+                vector.tolist(),
+                matrix.tolist(),
+            )
+    assert len(reader.vectors) == len(reader.tokens) == len(contents)
+    return contents
+
+
+@pytest.mark.parametrize("crash_in", ["encoding", "token store", "progress"])
+def test_an_interrupted_build_resumes_to_the_index_an_uninterrupted_one_writes(
+    tmp_path: Path, tiny_encoder, monkeypatch, crash_in: str
+) -> None:
+    """Crashed in the third of four chunks (while encoding it, after its documents were
+    stored, or after its token matrices were checkpointed but before the build's progress
+    was), ``resume`` goes on from the second chunk's checkpoint:
+    each document is stored once, with the vector and token matrix a whole build gives it;
+    BM25 and the FAISS index hold every document."""
+    from index.token_store import TokenStoreWriter
+
+    corpus, reranker = _resume_case(tmp_path, tiny_encoder)
+    whole = build_index(
+        _resume_config(corpus, tmp_path / "whole", reranker, False), encoder=tiny_encoder
+    )
+    out = tmp_path / "resumed"
+    calls = 0
+    if crash_in == "encoding":
+        original = tiny_encoder.encode_tokens
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise Crash
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(tiny_encoder, "encode_tokens", failing)
+    elif crash_in == "progress":
+        from index.builder import BUILD_PROGRESS_META
+        from index.docstore import DocStore
+
+        original_meta = DocStore.set_meta
+
+        def failing_meta(self: DocStore, name: str, value: Any) -> None:
+            if name == BUILD_PROGRESS_META and value["documents"] == 9:
+                raise Crash
+            original_meta(self, name, value)
+
+        monkeypatch.setattr(DocStore, "set_meta", failing_meta)
+    else:
+        original_add = TokenStoreWriter.add
+
+        def failing_add(self: TokenStoreWriter, key: int, matrix: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 8:  # the third chunk's second document: its rows are stored
+                raise Crash
+            original_add(self, key, matrix)
+
+        monkeypatch.setattr(TokenStoreWriter, "add", failing_add)
+    with pytest.raises(Crash):
+        build_index(_resume_config(corpus, out, reranker, False), encoder=tiny_encoder)
+    monkeypatch.undo()
+    assert not (out / "manifest.json").exists()
+
+    encoded: list[int] = []
+    original_encode = tiny_encoder.encode_tokens
+
+    def counting(texts: Any, *args: Any, **kwargs: Any) -> Any:
+        encoded.append(len(texts))
+        return original_encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode_tokens", counting)
+    resumed = build_index(_resume_config(corpus, out, reranker, True), encoder=tiny_encoder)
+    monkeypatch.undo()
+    assert encoded == [3, 1]  # the last two chunks only
+    assert resumed.resumed_after == 6
+    assert resumed.manifest.count == whole.manifest.count == 10
+    assert _index_contents(out) == _index_contents(tmp_path / "whole")
+    hits = Searcher(IndexReader.open(out), tiny_encoder).search(["piano stories"], 1, "bm25")
+    assert hits[0][0].document.id == "d3"
+    assert [p.name for p in out.glob("docstore-*.sqlite")] == [resumed.manifest.docstore_file]
+
+
+def test_resume_starts_over_for_another_corpus(tmp_path: Path, tiny_encoder, monkeypatch) -> None:
+    corpus, reranker = _resume_case(tmp_path, tiny_encoder)
+    out = tmp_path / "index"
+    original = tiny_encoder.encode_tokens
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise Crash
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode_tokens", failing)
+    with pytest.raises(Crash):
+        build_index(_resume_config(corpus, out, reranker, False), encoder=tiny_encoder)
+    monkeypatch.undo()
+    corpus.write_text(corpus.read_text() + json.dumps({"_id": "d10", "text": "new"}) + "\n")
+    rebuilt = build_index(_resume_config(corpus, out, reranker, True), encoder=tiny_encoder)
+    assert rebuilt.manifest.count == 11
+    assert len(_index_contents(out)) == 11
