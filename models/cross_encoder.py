@@ -4,7 +4,9 @@ together) behind the :class:`~models.reranker.Reranker` interface.
 Cross-encoders such as ``cross-encoder/ms-marco-MiniLM-L6-v2`` or ``BAAI/bge-reranker-base``
 are what Cohere's and Jina's rerank APIs serve. They read every (query, document) pair with
 the whole transformer, so they cannot score from stored token matrices as the
-late-interaction re-ranker does: each request re-encodes its documents.
+late-interaction re-ranker does: each request re-encodes its documents. A document too long
+to share a pair with its query is read as overlapping windows and scores as its best (up to
+``max_windows`` pairs for it).
 """
 
 from __future__ import annotations
@@ -39,12 +41,21 @@ class CrossEncoderConfig:
     model: str
     """A model folder or Hugging Face name."""
     max_length: int = 512
-    """Tokens of a (query, document) pair read; longer pairs lose tokens from the longer
-    side first (the document, unless the query is longer)."""
+    """Tokens of a (query, document) pair read; a longer query loses its end."""
     batch_size: int = 16
     """Pairs per forward pass."""
     device: str | None = None
     """``cpu``, ``cuda``, ... (default: CUDA when present)."""
+    max_windows: int = 8
+    """A document too long for one pair is read as up to this many overlapping windows and
+    scores as its best window, as Cohere's rerank scores a long document by its best chunk
+    (8 windows of a 512-token model: 3,360 tokens); 1 cuts it instead, as
+    sentence-transformers does."""
+    window_overlap: int = 32
+    """Tokens each window shares with the one before."""
+    query_allowance: int = 64
+    """Tokens of a window pair kept for the query (and special tokens): a window holds
+    ``max_length`` less these; a longer query loses its end."""
 
 
 def relevance_logit(logits: torch.Tensor) -> torch.Tensor:
@@ -62,6 +73,26 @@ def relevance_logit(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] == 2:
         return logits[:, 1] - logits[:, 0]
     raise ValueError(f"a re-ranker has one or two output labels, not {logits.shape[-1]}")
+
+
+def window_spans(
+    offsets: Sequence[tuple[int, int]], size: int, overlap: int, windows: int
+) -> list[tuple[int, int]]:
+    """Character spans of the first ``windows`` windows of ``size`` tokens over a text whose
+    tokens have these character ``offsets``, each window starting ``size - overlap`` tokens
+    after the one before.
+
+    >>> window_spans([(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], size=2, overlap=0, windows=8)
+    [(0, 3), (4, 7), (8, 9)]
+    >>> window_spans([(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], size=3, overlap=1, windows=1)
+    [(0, 5)]
+    """
+    step = size - overlap
+    starts = range(0, max(1, len(offsets) - overlap), step)
+    return [
+        (offsets[start][0], offsets[min(start + size, len(offsets)) - 1][1])
+        for start in list(starts)[:windows]
+    ]
 
 
 def is_cross_encoder(model: str | Path) -> bool:
@@ -85,6 +116,11 @@ class CrossEncoderReranker:
         config: CrossEncoderConfig,
         calibration: ScoreCalibration | None = None,
     ):
+        if config.max_windows < 1 or config.window_overlap < 0 or config.query_allowance < 0:
+            raise ValueError(
+                f"{config.model}: max_windows must be at least 1, window_overlap and "
+                "query_allowance at least 0"
+            )
         labels = model.config.num_labels
         if labels not in (1, 2):
             raise ValueError(
@@ -142,26 +178,72 @@ class CrossEncoderReranker:
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score_many([query], [documents])[0]
 
+    @property
+    def window_size(self) -> int:
+        """Document tokens a window holds."""
+        return self.config.max_length - self.config.query_allowance
+
+    @property
+    def reads_windows(self) -> bool:
+        """Whether a long document is read as windows: more than one allowed, windows longer
+        than their overlap, and a tokenizer that gives character offsets."""
+        c = self.config
+        return c.max_windows > 1 and self.window_size > c.window_overlap and self.tokenizer.is_fast
+
+    def window_tokens(self, windows: int) -> int:
+        """Document tokens (special tokens not counted) that the first ``windows`` windows
+        cover, at most ``max_windows`` of them; without windows, what one pair holds."""
+        c, size = self.config, self.window_size
+        if not self.reads_windows:
+            return c.max_length - self.tokenizer.num_special_tokens_to_add(pair=True)
+        return size + (min(windows, c.max_windows) - 1) * (size - c.window_overlap)
+
     def score_many(
         self, queries: Sequence[str], documents: Sequence[Sequence[str]]
     ) -> list[np.ndarray]:
         """Every query's documents scored as one stream of pairs, ``batch_size`` at a time,
-        each batch sorted by length so that little of it is padding."""
+        each batch sorted by length so that little of it is padding. A document too long to
+        share a pair with its query is read as windows and scores as its best."""
         if len(queries) != len(documents):
             raise ValueError("one document list per query is required")
-        pairs = [
-            (query, text) for query, docs in zip(queries, documents, strict=True) for text in docs
-        ]
-        scores = np.zeros(len(pairs), dtype=np.float32)
+        pairs: list[tuple[str, str]] = []
+        owners: list[int] = []  # the flat document each pair reads
+        flat = 0
+        for query, docs in zip(queries, documents, strict=True):
+            for texts in self._windows(query, docs):
+                pairs += [(query, text) for text in texts]
+                owners += [flat] * len(texts)
+                flat += 1
+        pair_scores = np.zeros(len(pairs), dtype=np.float32)
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         size = self.config.batch_size
         for start in range(0, len(order), size):
             chosen = order[start : start + size]
-            scores[chosen] = self._score_pairs([pairs[i] for i in chosen])
+            pair_scores[chosen] = self._score_pairs([pairs[i] for i in chosen])
+        scores = np.full(flat, -np.inf, dtype=np.float32)
+        np.maximum.at(scores, np.asarray(owners, dtype=np.int64), pair_scores)
         return [
             np.array(block, dtype=np.float32)
             for block in regroup(list(scores), [len(d) for d in documents])
         ]
+
+    def _windows(self, query: str, documents: Sequence[str]) -> list[list[str]]:
+        """Each document's texts to pair with the query: itself where the pair fits in
+        ``max_length`` (or the model reads one window), else its windows."""
+        c, tokenizer = self.config, self.tokenizer
+        if not self.reads_windows or not documents:
+            return [[text] for text in documents]
+        room = c.max_length - tokenizer.num_special_tokens_to_add(pair=True)
+        room -= len(tokenizer(query, add_special_tokens=False)["input_ids"])
+        encoded = tokenizer(list(documents), add_special_tokens=False, return_offsets_mapping=True)
+        out: list[list[str]] = []
+        for text, offsets in zip(documents, encoded["offset_mapping"], strict=True):
+            if len(offsets) <= room:
+                out.append([text])
+                continue
+            spans = window_spans(offsets, self.window_size, c.window_overlap, c.max_windows)
+            out.append([text[begin:end] for begin, end in spans])
+        return out
 
     @torch.inference_mode()
     def _score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:

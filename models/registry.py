@@ -166,7 +166,17 @@ def reranker_max_tokens(reranker: Reranker) -> int | None:
     if isinstance(reranker, DualEncoderReranker):
         return reranker.encoder.max_length
     if isinstance(reranker, CrossEncoderReranker):
-        return reranker.config.max_length
+        return reranker.window_tokens(reranker.config.max_windows)
+    return None
+
+
+def reranker_window_tokens(reranker: Reranker, windows: int) -> int | None:
+    """Document tokens (special tokens not counted) that a re-ranker's first ``windows``
+    windows cover, or None when it does not read documents as windows."""
+    if isinstance(reranker, LateInteractionReranker):
+        return reranker.model.config.window_tokens(windows) - 2
+    if isinstance(reranker, CrossEncoderReranker):
+        return reranker.window_tokens(windows)
     return None
 
 

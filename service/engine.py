@@ -28,7 +28,7 @@ from index.searcher import needs_query_vectors
 from models.array_cache import ArrayCache
 from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
-from models.registry import reranker_max_tokens
+from models.registry import reranker_max_tokens, reranker_window_tokens
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
 if TYPE_CHECKING:
@@ -208,9 +208,7 @@ class Engine:
     def window_token_limit(self, windows: int) -> int | None:
         """Text tokens (special tokens not counted) that the re-ranker's first ``windows``
         windows cover, or None when it does not read documents in windows."""
-        if not isinstance(self.reranker, LateInteractionReranker):
-            return None
-        return self.reranker.model.config.window_tokens(windows) - 2
+        return reranker_window_tokens(self.reranker, windows)
 
     def document_count(self) -> int:
         return len(self.index)

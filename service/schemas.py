@@ -120,8 +120,8 @@ class RerankRequest(_Request):
         None,
         ge=1,
         description="Cohere v1: read at most this many of the re-ranker's windows of each "
-        "document (default: all it reads, 8 for the default re-ranker; a re-ranker that reads "
-        "no windows, such as a cross-encoder, ignores it)",
+        "document (default: all it reads, 8 for the default re-ranker and for a "
+        "cross-encoder; the dual encoder's cosine reads no windows and ignores it)",
     )
     # Sent by Cohere SDKs; accepted and ignored.
     relevant_spans: Any | None = None

@@ -47,8 +47,11 @@ def test_a_sequence_classifier_loads_as_a_cross_encoder(one_label: Path, tiny_mo
     reranker = load_reranker(str(one_label), device="cpu")
     assert isinstance(reranker, CrossEncoderReranker)
     assert reranker.name == f"cross-encoder:{one_label}"
-    # its position table holds 128 tokens, so it reads 128, not the default 512
-    assert reranker_max_tokens(reranker) == 128
+    # its position table holds 128 tokens, so a pair holds 128, not the default 512, and a
+    # long document is read as up to 8 windows of 64 tokens (the rest is the query's),
+    # overlapping by 32: 288 tokens
+    assert reranker.config.max_length == 128
+    assert reranker_max_tokens(reranker) == 288
     # an encoder without a classifier head is still the dual encoder's cosine
     assert isinstance(load_reranker(str(tiny_model_dir), device="cpu"), DualEncoderReranker)
     # and a token store cannot be written for a cross-encoder
@@ -119,3 +122,42 @@ def test_pairs_longer_than_the_model_reads_are_cut(one_label: Path):
     # the text past the first 128 tokens of a pair is not read
     same = reranker.score(QUERY, [long_text, "loupe " * 500])
     assert same[0] == pytest.approx(same[1], abs=1e-5)
+
+
+def test_a_long_document_scores_as_its_best_window(one_label: Path):
+    """A document too long to share a pair with the query is read as overlapping windows of
+    its text, and scores as the best of them; with max_windows 1 it is cut, as before."""
+    from models.cross_encoder import window_spans
+    from models.registry import reranker_window_tokens
+
+    reranker = CrossEncoderReranker.load(CrossEncoderConfig(str(one_label), device="cpu"))
+    long_doc = "banana " * 150 + "jewellers use a loupe to look at gems " * 10
+    offsets = reranker.tokenizer(long_doc, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    spans = window_spans(offsets, reranker.window_size, 32, 8)
+    assert len(spans) > 1 and spans[0][0] == 0 and spans[-1][1] == len(long_doc.rstrip())
+    one_window = CrossEncoderReranker.load(
+        CrossEncoderConfig(str(one_label), device="cpu", max_windows=1)
+    )
+    windows = [long_doc[begin:end] for begin, end in spans]
+    per_window = one_window.score(QUERY, windows)
+    assert per_window.argmax() > 0 and per_window.max() - per_window[0] > 1e-5  # not the first
+    scores = reranker.score(QUERY, [DOCUMENTS[0], long_doc, DOCUMENTS[1]])
+    np.testing.assert_allclose(scores[1], per_window.max(), atol=1e-6)
+    # short documents read whole, as before
+    np.testing.assert_allclose(scores[[0, 2]], one_window.score(QUERY, DOCUMENTS[:2]), atol=1e-5)
+    # cut, the long document is the pair the tokenizer truncates
+    tokenizer = AutoTokenizer.from_pretrained(one_label)
+    model = AutoModelForSequenceClassification.from_pretrained(one_label).eval()
+    pair = tokenizer(
+        [QUERY], [long_doc], truncation="longest_first", max_length=128, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        cut = model(**pair).logits[0, 0].item()
+    assert one_window.score(QUERY, [long_doc])[0] == pytest.approx(cut, abs=1e-5)
+    assert reranker_window_tokens(reranker, 1) == 64
+    assert reranker_window_tokens(reranker, 3) == 64 + 2 * 32
+    assert reranker_window_tokens(one_window, 3) == 128 - 3  # one pair, less [CLS] [SEP] [SEP]
+    with pytest.raises(ValueError, match="max_windows"):
+        CrossEncoderReranker.load(CrossEncoderConfig(str(one_label), max_windows=0))

@@ -291,7 +291,7 @@ def test_a_cross_encoder_folder_serves_rerank_and_search(make_settings, tmp_path
         cards = client.get("/v1/models").json()["data"]
         card = next(c for c in cards if c["role"] == "reranker")
         assert card["id"] == f"cross-encoder:{folder}" and card["calibrated"] is True
-        assert card["max_tokens"] == 128
+        assert card["max_tokens"] == 288  # 8 windows of 64 tokens overlapping by 32
 
         query = "magnifying lens"
         body = client.post("/v1/rerank", json={"query": query, "documents": DOCS}).json()
