@@ -1,10 +1,14 @@
 """Data-parallel training takes the steps of one process: train the shipped default's config
-twice, once as one process with accumulation 2 and once as two torchrun ranks (gloo, CPU)
-with accumulation 1, interrupt both at --stop-at and resume them to --steps, then compare
-their dev evaluations and final weights.
+twice, once as one process and once as two torchrun ranks (gloo, CPU), interrupt both at
+--stop-at and resume them to --steps, then compare their dev evaluations and final weights.
+
+Two pairings: ``--negatives own`` (each rank's in-batch negatives from its own batch):
+one process with accumulation 2 against two ranks with accumulation 1, both of batch
+--batch-size; ``--negatives gathered`` (the default job setting): one process of batch
+2 x --batch-size against two ranks of --batch-size whose queries meet every rank's passages.
 
     PYTHONPATH=. LOUPE_DATA_DIR=../shared/data python bench/ddp_equivalence.py \\
-        --cache runs/repro-token-cache.npz --out runs/ddp-equivalence
+        --cache runs/repro-token-cache.npz --out runs/ddp-equivalence [--negatives gathered]
 
 Needs the SciFact hard-negative run that configs/reranker-default.toml names (its header
 says how to make it). With --cache, frozen-backbone token states come from that file.
@@ -25,11 +29,15 @@ from safetensors.torch import load_file
 
 def train(out: Path, steps: int, args: argparse.Namespace, ranks: int) -> float:
     """Run one ``loupe train lite`` (under torchrun for ranks > 1); seconds taken."""
+    gathered = args.negatives == "gathered"
+    batch = args.batch_size * (2 // ranks if gathered else 1)
+    accumulation = 1 if gathered else 2 // ranks
     options = [
         "train", "lite", "--config", str(args.config), "--out", str(out),
-        "--max-steps", str(steps), "--batch-size", str(args.batch_size), "--quiet",
+        "--max-steps", str(steps), "--batch-size", str(batch), "--quiet",
         "--set", f"eval_every={args.eval_every}", "--set", "patience=null",
-        "--set", f"grad_accumulation={2 // ranks}",
+        "--set", f"grad_accumulation={accumulation}",
+        "--set", f"gather_negatives={'true' if gathered else 'false'}",
     ]  # fmt: skip
     if args.cache is not None:
         options += ["--cache", str(args.cache)]
@@ -52,6 +60,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--stop-at", type=int, default=40)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--negatives", choices=["own", "gathered"], default="own")
     args = parser.parse_args()
 
     seconds: dict[str, float] = {}
@@ -63,7 +72,9 @@ def main() -> None:
         name: json.loads((args.out / name / "history.json").read_text())["history"]
         for name in ("one", "two")
     }
-    print("| step | nDCG@10, 1 process x accumulation 2 | nDCG@10, 2 ranks x accumulation 1 |")
+    one = "batch 2B" if args.negatives == "gathered" else "accumulation 2"
+    two = "batch B, gathered" if args.negatives == "gathered" else "accumulation 1"
+    print(f"| step | nDCG@10, 1 process x {one} | nDCG@10, 2 ranks x {two} |")
     print("|---|---|---|")
     for one, two in zip(histories["one"], histories["two"], strict=True):
         print(f"| {int(one['step'])} | {one['nDCG@10']:.4f} | {two['nDCG@10']:.4f} |")
@@ -72,8 +83,8 @@ def main() -> None:
         for key, value in first.items():
             gap = float((value - second[key]).abs().max())
             print(f"{key}: largest difference {gap:.2e} (largest value {value.abs().max():.3f})")
-    one, two = seconds["one"], seconds["two"]
-    print(f"wall seconds, both legs: one process {one:.0f}, two ranks {two:.0f}")
+    one_s, two_s = seconds["one"], seconds["two"]
+    print(f"wall seconds, both legs: one process {one_s:.0f}, two ranks {two_s:.0f}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -152,15 +152,52 @@ def average_gradients(
     return float(flat[-1])
 
 
-def gather_rows(tensor: torch.Tensor, world: World) -> tuple[torch.Tensor, int]:
-    """Every rank's ``(n, ...)`` rows, rank by rank, ``(size * n, ...)``, with gradients
-    flowing back to the rank each row came from; and where this rank's rows begin. Every
-    rank must pass the same shape."""
+class _AllGather(torch.autograd.Function):
+    """Every rank's tensor (all of one shape); backward hands each rank the sum, over the
+    ranks, of the gradients that reached its tensor."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pieces = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(pieces, tensor)
+        return tuple(pieces)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        summed = torch.stack(grads).contiguous()
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+        return summed[dist.get_rank()]
+
+
+def gather_padded(
+    tensor: torch.Tensor, world: World, pad_dims: Sequence[int] = ()
+) -> tuple[torch.Tensor, int]:
+    """Every rank's tensor, rank by rank along dim 0, where ranks may differ in dim 0 and in
+    ``pad_dims`` (padded with zeros to the largest, as masks pad token matrices); and where
+    this rank's rows begin. A tensor that requires a gradient gets its gradient back from
+    every rank's use of it."""
     if not world.distributed:
         return tensor, 0
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous())), world.rank * tensor.shape[0]
+    if tensor.dtype == torch.bool:  # masks travel as bytes
+        gathered, first = gather_padded(tensor.to(torch.uint8), world, pad_dims)
+        return gathered.bool(), first
+    shape = torch.tensor(tensor.shape, dtype=torch.int64, device=tensor.device)
+    shapes = [torch.zeros_like(shape) for _ in range(world.size)]
+    dist.all_gather(shapes, shape)
+    widest = torch.stack(shapes).max(dim=0).values
+    padding: list[int] = []
+    for dim in reversed(range(1, tensor.dim())):  # F.pad lists the last dimension first
+        padding += [0, int(widest[dim]) - tensor.shape[dim] if dim in pad_dims else 0]
+    padding += [0, int(widest[0]) - tensor.shape[0]]
+    padded = torch.nn.functional.pad(tensor, padding).contiguous()
+    if padded.requires_grad:
+        pieces = list(_AllGather.apply(padded))
+    else:
+        pieces = [torch.zeros_like(padded) for _ in range(world.size)]
+        dist.all_gather(pieces, padded)
+    rows = [int(s[0]) for s in shapes]
+    gathered = torch.cat([piece[:n] for piece, n in zip(pieces, rows, strict=True)])
+    return gathered, sum(rows[: world.rank])
 
 
 def broadcast_parameters(parameters: Iterable[nn.Parameter], world: World) -> None:

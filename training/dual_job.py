@@ -19,7 +19,7 @@ from torch import nn
 from models.encoder import EncoderConfig, TextEncoder
 from models.laurel import LaurelConfig, apply_laurel, laurel_parameters, save_laurel
 from training.batches import Batch, batches, split_training_data
-from training.distributed import current_world, gather_rows
+from training.distributed import current_world, gather_padded
 from training.dual_config import DualTrainConfig
 from training.examples import Example
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
@@ -58,7 +58,7 @@ class DualEncoderTraining(nn.Module):
         b = len(batch.queries)
         world = current_world()
         if c.gather_negatives and world.distributed:
-            documents, first = gather_rows(documents, world)  # (ranks * b * group, dim)
+            documents, first = gather_padded(documents, world)  # (ranks * b * group, dim)
         else:
             first = 0
         scores = c.scale * queries @ documents.T  # (b, ranks * b * group)

@@ -29,6 +29,10 @@ class LiteTrainConfig(TrainingRunConfig):
     """Fine-tune the backbone's top N layers too (slow on a CPU); with 0 and no LAuReL the
     backbone is frozen and its token states are cached."""
     in_batch_negatives: bool = True
+    gather_negatives: bool = True
+    """Under torchrun, with in-batch negatives: score each rank's queries against every
+    rank's passages, as one process with N times the batch would; false keeps them within
+    the rank's own batch."""
     cache: Path | None = None
     """Token-state cache file (.npz), reused across runs with the same backbone."""
 

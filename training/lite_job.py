@@ -14,7 +14,7 @@ import torch
 from models.late_interaction import DocumentWindows, LateInteractionConfig, LateInteractionModel
 from models.laurel import LaurelConfig, laurel_parameters
 from training.batches import Batch, batches, split_training_data
-from training.distributed import current_world
+from training.distributed import World, current_world, gather_padded
 from training.examples import Example
 from training.lite_config import LiteTrainConfig
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
@@ -124,12 +124,38 @@ class LiteTraining:
         q, q_mask, d, d_mask = self.encode(queries, documents)
         return self.model(q, q_mask, d, d_mask)
 
+    def gathered_pool_scores(
+        self, queries: Sequence[str], documents: Sequence[str], world: World
+    ) -> tuple[torch.Tensor, int]:
+        """:meth:`pool_scores` of this rank's queries against every rank's documents
+        ``(queries, ranks * documents)``, rank by rank, with gradients flowing back to each
+        rank's own; and where this rank's documents begin."""
+        if self.config.train_windows > 1:
+            q, q_mask = self.encode_queries(queries)
+            windows = self.encode_windows(documents)
+            tokens, _ = gather_padded(windows.tokens, world, pad_dims=(1,))
+            mask, _ = gather_padded(windows.mask, world, pad_dims=(1,))
+            offset = world.rank * windows.documents  # every rank holds as many documents
+            owners, _ = gather_padded(windows.owners + offset, world)
+            everyone = DocumentWindows(tokens, mask, owners, windows.documents * world.size)
+            return self.model.score_windows(q, q_mask, everyone), offset
+        q, q_mask, d, d_mask = self.encode(queries, documents)
+        d_all, first = gather_padded(d, world, pad_dims=(1,))
+        mask_all, _ = gather_padded(d_mask, world, pad_dims=(1,))
+        return self.model(q, q_mask, d_all, mask_all), first
+
     def loss(self, batch: Batch) -> torch.Tensor:
         c = self.config
         group = 1 + c.negatives
         b = len(batch.queries)
-        pool: torch.Tensor | None = None  # (b, b * group): every query against every passage
-        if c.in_batch_negatives or c.train_windows > 1:
+        world = current_world()
+        first = 0  # where this rank's passages begin in the pool
+        pool: torch.Tensor | None = None  # (b, passages): every query against every passage
+        if c.in_batch_negatives and c.gather_negatives and world.distributed:
+            pool, first = self.gathered_pool_scores(batch.queries, batch.documents, world)
+            mine = pool[:, first : first + b * group]
+            own = mine.reshape(b, b, group)[torch.arange(b), torch.arange(b)]  # (b, group)
+        elif c.in_batch_negatives or c.train_windows > 1:
             pool = self.pool_scores(batch.queries, batch.documents)
             own = pool.reshape(b, b, group)[torch.arange(b), torch.arange(b)]  # (b, group)
         else:
@@ -138,7 +164,8 @@ class LiteTraining:
                 q, q_mask, d.reshape(b, group, *d.shape[1:]), d_mask.reshape(b, group, -1)
             )
         if c.in_batch_negatives and pool is not None:
-            loss = listwise_softmax_ce(pool, torch.arange(b, device=pool.device) * group)
+            positives = first + torch.arange(b, device=pool.device) * group
+            loss = listwise_softmax_ce(pool, positives)
         else:
             loss = listwise_softmax_ce(own, torch.zeros(b, dtype=torch.long, device=own.device))
         if batch.teacher is not None and c.loss != "ce":

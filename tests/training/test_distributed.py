@@ -81,6 +81,7 @@ def _rank(rank: int, size: int, port: int, out: str, model_dir: str, triples: st
     """One rank of both two-rank runs (one spawn: starting processes is most of the time):
     the toy regression, then the dual encoder with gathered negatives."""
     from training.dual_job import train_dual
+    from training.lite_job import train_lite
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -99,6 +100,42 @@ def _rank(rank: int, size: int, port: int, out: str, model_dir: str, triples: st
     )
     config = _dual_config(Path(out) / "dual", Path(model_dir), Path(triples), batch_size=2)
     train_dual(config, show_progress=False)
+    for windows in (1, 3):
+        folder = Path(out) / f"lite-{windows}"
+        lite = _lite_config(folder, Path(model_dir), Path(triples), 2, windows)
+        train_lite(lite, show_progress=False)
+
+
+def _lite_config(
+    out: Path, model_dir: Path, triples: Path, batch_size: int, train_windows: int
+) -> Any:
+    """A tiny MaxSim re-ranker on the frozen tiny BERT; with ``train_windows`` above 1 its
+    4-token windows make every passage two or three windows long."""
+    from models.lite import ScorerConfig
+    from training.lite_config import LiteTrainConfig
+    from training.run_config import TriplesSource
+
+    d_len = 4 if train_windows > 1 else 16
+    return LiteTrainConfig(
+        out=out,
+        backbone=str(model_dir),
+        dim=8,
+        q_len=8,
+        d_len=d_len,
+        doc_windows=train_windows,
+        train_windows=train_windows,
+        scorer=ScorerConfig(kind="maxsim", q_len=8, d_len=d_len),
+        data=[TriplesSource(path=triples)],
+        negatives=1,
+        batch_size=batch_size,
+        dev_fraction=0.0,
+        max_steps=2,
+        learning_rate=5e-2,
+        warmup_steps=0,
+        eval_every=0,
+        patience=None,
+        device="cpu",
+    )
 
 
 def _free_port() -> int:
@@ -224,3 +261,23 @@ def test_gathered_negatives_make_two_ranks_one_process_with_twice_the_batch(
         torch.testing.assert_close(trained["ranks"][key], value, rtol=1e-4, atol=1e-5)
         moved += int(not torch.equal(value, start[key]))
     assert moved > 0
+
+
+@pytest.mark.parametrize("windows", [1, 3])
+def test_gathered_negatives_make_two_lite_ranks_one_process_with_twice_the_batch(
+    two_ranks: tuple[Path, Path, Path], tmp_path: Path, windows: int
+) -> None:
+    """The LITE job gathers every rank's passage matrices (their lengths padded, masks
+    keeping scores unchanged; read as windows too), so two ranks of batch 2 train as one
+    process of batch 4."""
+    from safetensors.torch import load_file
+
+    from training.lite_job import train_lite
+
+    out, model_dir, triples = two_ranks
+    one = _lite_config(tmp_path / "one", model_dir, triples, 4, windows)
+    train_lite(one, show_progress=False)
+    trained = load_file(tmp_path / "one" / "best" / "model.safetensors")
+    ranks = load_file(out / f"lite-{windows}" / "best" / "model.safetensors")
+    for key, value in trained.items():
+        torch.testing.assert_close(ranks[key], value, rtol=1e-4, atol=1e-5)
