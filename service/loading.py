@@ -39,6 +39,22 @@ def load_query_cache(settings: ServiceSettings) -> ArrayCache | None:
     return ArrayCache(settings.query_cache_mb * 2**20) if settings.query_cache_mb > 0 else None
 
 
+def open_index(settings: ServiceSettings, model: str, dimension: int) -> LiveIndex:
+    """The settings' index folder: read-only with ``settings.read_only``, else opened, or
+    created empty for ``model``'s ``dimension``-d vectors."""
+    from index.live import LiveIndex
+
+    if settings.read_only:
+        return open_read_only(settings)
+    return LiveIndex.open_or_create(
+        settings.index,
+        model=model,
+        dimension=dimension,
+        factory=settings.index_factory,
+        filter_vector_bytes=settings.filter_cache_mb * 2**20,
+    )
+
+
 def open_read_only(settings: ServiceSettings) -> LiveIndex:
     """The index folder opened for searching only (``settings.read_only``)."""
     from index.live import LiveIndex
@@ -62,7 +78,6 @@ def load_engine(settings: ServiceSettings) -> Engine:
     When ``settings.corpus`` is set and the index holds no documents, the corpus is read
     with :func:`index.readers.read_corpus`, encoded and added before the engine is returned.
     """
-    from index.live import LiveIndex
     from index.readers import read_corpus
     from index.rerank import token_store_warning
     from models.array_cache import ArrayCache
@@ -84,17 +99,7 @@ def load_engine(settings: ServiceSettings) -> Engine:
     )
     if isinstance(reranker, LateInteractionReranker) and settings.document_cache_mb > 0:
         reranker.cache = ArrayCache(settings.document_cache_mb * 2**20)
-    index = (
-        open_read_only(settings)
-        if settings.read_only
-        else LiveIndex.open_or_create(
-            settings.index,
-            model=encoder.model_name,
-            dimension=encoder.dim,
-            factory=settings.index_factory,
-            filter_vector_bytes=settings.filter_cache_mb * 2**20,
-        )
-    )
+    index = open_index(settings, encoder.model_name, encoder.dim)
     try:
         if index.manifest.model != encoder.model_name:
             log.warning(

@@ -8,7 +8,6 @@ the batch (in-batch negatives), optional distillation from teacher scores, the s
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from training.distributed import current_world, gather_padded
 from training.dual_config import DualTrainConfig
 from training.examples import Example
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
-from training.trainer import Trainer, TrainResult, seed_everything
+from training.trainer import Trainer, TrainResult, seed_everything, write_summary
 
 SENTENCE_FILES = ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json")
 
@@ -109,8 +108,7 @@ class DualEncoderTraining(nn.Module):
 
 def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainResult:
     """Train; the best encoder on held-out queries lands in ``out/best``."""
-    main = current_world().is_main
-    if main:
+    if current_world().is_main:
         config.out.mkdir(parents=True, exist_ok=True)
         (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     _, train, dev, with_teacher = split_training_data(config)
@@ -127,15 +125,7 @@ def train_dual(config: DualTrainConfig, *, show_progress: bool = True) -> TrainR
         learning_rates={".laurel.": config.laurel_learning_rate},
     )
     result = trainer.train()
-    summary = {
-        "train_examples": len(train),
-        "dev_examples": len(dev),
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "best_dev_nDCG@10": result.best_metric,
-    }
-    if main:
-        (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(config.out, result, "nDCG@10", train_examples=len(train), dev_examples=len(dev))
     return result
 
 

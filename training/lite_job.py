@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,7 +18,7 @@ from training.examples import Example
 from training.lite_config import LiteTrainConfig
 from training.losses import kl_distillation_loss, listwise_softmax_ce, margin_mse_loss
 from training.token_cache import TokenCache
-from training.trainer import Trainer, TrainResult, seed_everything
+from training.trainer import Trainer, TrainResult, seed_everything, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +205,7 @@ def train_lite(
 
     ``token_cache``: frozen-backbone token states already in memory, used (and extended)
     instead of reading ``config.cache``; ignored when the backbone trains."""
-    main = current_world().is_main
-    if main:
+    if current_world().is_main:
         config.out.mkdir(parents=True, exist_ok=True)
         (config.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     examples, train, dev, with_teacher = split_training_data(config)
@@ -229,15 +227,7 @@ def train_lite(
         },
     )
     result = trainer.train()
-    summary = {
-        "train_examples": len(train),
-        "dev_examples": len(dev),
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "best_dev_nDCG@10": result.best_metric,
-    }
-    if main:
-        (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(config.out, result, "nDCG@10", train_examples=len(train), dev_examples=len(dev))
     return result
 
 

@@ -70,6 +70,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def write_summary(out: Path, result: TrainResult, metric: str, **counts: int) -> None:
+    """``out/summary.json`` (rank 0 only): ``counts`` (training and dev examples), the steps
+    run and the best dev ``metric``."""
+    if not current_world().is_main:
+        return
+    summary = {
+        **counts,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        f"best_dev_{metric}": result.best_metric,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
 def warmup_linear(step: int, warmup: int, total: int) -> float:
     """Learning-rate factor: linear warm-up, then linear decay to zero.
 

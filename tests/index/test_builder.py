@@ -109,6 +109,21 @@ class Crash(Exception):
     pass
 
 
+def crash_on_call(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, call: int) -> None:
+    """Make ``target.name`` raise :class:`Crash` on its ``call``-th call."""
+    original = getattr(target, name)
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise Crash
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, failing)
+
+
 def _resume_case(tmp_path: Path, tiny_encoder) -> tuple[Path, Path]:
     """A 10-document corpus and a tiny late-interaction re-ranker for the token store."""
     from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -178,18 +193,8 @@ def test_an_interrupted_build_resumes_to_the_index_an_uninterrupted_one_writes(
         _resume_config(corpus, tmp_path / "whole", reranker, False), encoder=tiny_encoder
     )
     out = tmp_path / "resumed"
-    calls = 0
     if crash_in == "encoding":
-        original = tiny_encoder.encode_tokens
-
-        def failing(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 3:
-                raise Crash
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(tiny_encoder, "encode_tokens", failing)
+        crash_on_call(monkeypatch, tiny_encoder, "encode_tokens", 3)  # the third chunk
     elif crash_in == "progress":
         from index.builder import BUILD_PROGRESS_META
         from index.docstore import DocStore
@@ -202,17 +207,8 @@ def test_an_interrupted_build_resumes_to_the_index_an_uninterrupted_one_writes(
             original_meta(self, name, value)
 
         monkeypatch.setattr(DocStore, "set_meta", failing_meta)
-    else:
-        original_add = TokenStoreWriter.add
-
-        def failing_add(self: TokenStoreWriter, key: int, matrix: Any) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == 8:  # the third chunk's second document: its rows are stored
-                raise Crash
-            original_add(self, key, matrix)
-
-        monkeypatch.setattr(TokenStoreWriter, "add", failing_add)
+    else:  # the third chunk's second document: the chunk's rows are stored
+        crash_on_call(monkeypatch, TokenStoreWriter, "add", 8)
     with pytest.raises(Crash):
         build_index(_resume_config(corpus, out, reranker, False), encoder=tiny_encoder)
     monkeypatch.undo()
@@ -240,17 +236,7 @@ def test_an_interrupted_build_resumes_to_the_index_an_uninterrupted_one_writes(
 def test_resume_starts_over_for_another_corpus(tmp_path: Path, tiny_encoder, monkeypatch) -> None:
     corpus, reranker = _resume_case(tmp_path, tiny_encoder)
     out = tmp_path / "index"
-    original = tiny_encoder.encode_tokens
-    calls = 0
-
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise Crash
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(tiny_encoder, "encode_tokens", failing)
+    crash_on_call(monkeypatch, tiny_encoder, "encode_tokens", 2)
     with pytest.raises(Crash):
         build_index(_resume_config(corpus, out, reranker, False), encoder=tiny_encoder)
     monkeypatch.undo()

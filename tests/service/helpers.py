@@ -48,23 +48,12 @@ def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings]
     (and loads the settings' generator, as the service does)."""
 
     def load(settings: ServiceSettings) -> Engine:
-        from index.live import LiveIndex
-        from service.loading import load_generator, load_query_cache, open_read_only
+        from service.loading import load_generator, load_query_cache, open_index
 
-        index = (
-            open_read_only(settings)
-            if settings.read_only
-            else LiveIndex.open_or_create(
-                settings.index,
-                model=encoder.model_name,
-                dimension=encoder.dim,
-                filter_vector_bytes=settings.filter_cache_mb * 2**20,
-            )
-        )
         return Engine(
             encoder,
             reranker,
-            index,
+            open_index(settings, encoder.model_name, encoder.dim),
             snapshot_every=settings.snapshot_every,
             generator=load_generator(settings),
             query_cache=load_query_cache(settings),

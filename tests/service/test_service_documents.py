@@ -271,14 +271,7 @@ def test_read_only_replicas_serve_the_index_and_refuse_writes(
         assert search(replica, top_n=3)["results"] == expected
     # refused before any work: the new document is never encoded
     encoder, _ = tiny_models
-    passes: list[int] = []
-    original = encoder.forward_tokens
-
-    def counting(batch: Any) -> Any:
-        passes.append(len(batch["input_ids"]))
-        return original(batch)
-
-    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    passes = count_passes(encoder, monkeypatch)
     refused = replicas[0].post("/v1/documents", json={"documents": [{"id": "m", "text": "x"}]})
     assert_error(refused, 403, "read_only")
     assert passes == []
@@ -447,6 +440,19 @@ def test_lite_reranker_stores_token_matrices_of_added_documents(
     assert all(m is not None for m in reader.token_matrices(keys, reranker.model.fingerprint))
 
 
+def count_passes(encoder: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that each of the encoder's transformer passes appends its batch size to."""
+    passes: list[int] = []
+    original = encoder.forward_tokens
+
+    def counting(batch: Any) -> Any:
+        passes.append(len(batch["input_ids"]))
+        return original(batch)
+
+    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    return passes
+
+
 def shared_encoder_reranker(encoder: Any, folder: Path) -> Any:
     """A MaxSim re-ranker (8-d, 8 query tokens) saved under ``folder`` and loaded on the
     service's own encoder, so the first stage's pass can give its query matrices."""
@@ -502,14 +508,7 @@ def test_repeated_queries_come_from_the_query_cache(
 
     encoder, _ = tiny_models
     reranker = shared_encoder_reranker(encoder, tmp_path)
-    passes: list[int] = []
-    original = encoder.forward_tokens
-
-    def counting(batch: Any) -> Any:
-        passes.append(len(batch["input_ids"]))
-        return original(batch)
-
-    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    passes = count_passes(encoder, monkeypatch)
     cached = make_client(reranker=reranker, index=tmp_path / "cached")
     uncached = make_client(reranker=reranker, index=tmp_path / "uncached", query_cache_mb=0)
     for client in (cached, uncached):
@@ -563,14 +562,7 @@ def test_rerank_reads_and_fills_the_query_cache(
     encoder, _ = tiny_models
     reranker = shared_encoder_reranker(encoder, tmp_path)
     reranker.cache = ArrayCache(1 << 22)  # the documents' matrices: shared by both clients
-    passes: list[int] = []
-    original = encoder.forward_tokens
-
-    def counting(batch: Any) -> Any:
-        passes.append(len(batch["input_ids"]))
-        return original(batch)
-
-    monkeypatch.setattr(encoder, "forward_tokens", counting)
+    passes = count_passes(encoder, monkeypatch)
     cached = make_client(reranker=reranker, index=tmp_path / "cached")
     uncached = make_client(reranker=reranker, index=tmp_path / "uncached", query_cache_mb=0)
     add(cached)
