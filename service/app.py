@@ -21,7 +21,7 @@ from service.state import EngineLoader, ServiceState
 DESCRIPTION = """
 Retrieval and re-ranking: a dual encoder with a FAISS index finds candidates; a re-ranker
 scores them. `/v1/rerank` (also `/v2/rerank`) is compatible with Cohere's v2 and Jina's
-rerank APIs, `/rerank` with Hugging Face text-embeddings-inference's. Errors are
+rerank APIs, `/rerank` and `/embed` with Hugging Face text-embeddings-inference's. Errors are
 `{"error": {"type", "message"}}`.
 """
 

@@ -1,5 +1,5 @@
 """Optional API key: ``Authorization: Bearer <key>`` on the ``/v1`` and ``/v2`` routes and on
-``/rerank`` (TEI's path).
+``/rerank`` and ``/embed`` (TEI's paths).
 
 Checked in ASGI middleware, before the body is read, so an unauthenticated request gets 401
 whatever its body. ``/health``, ``/ready``, ``/metrics`` and ``/docs`` stay open.
@@ -14,15 +14,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import error_response
 
 PROTECTED_PREFIXES = ("/v1/", "/v2/")
-PROTECTED_PATHS = frozenset({"/rerank", "/rerank/"})
-"""Routes outside the prefixes that need the key too (TEI's re-rank path)."""
+PROTECTED_PATHS = frozenset({"/rerank", "/rerank/", "/embed", "/embed/"})
+"""Routes outside the prefixes that need the key too (TEI's paths)."""
 
 
 def is_protected(path: str) -> bool:
     """Whether a request path needs the API key.
 
-    >>> [is_protected(p) for p in ("/v1/rerank", "/rerank", "/ready", "/docs")]
-    [True, True, False, False]
+    >>> [is_protected(p) for p in ("/v1/rerank", "/rerank", "/embed", "/ready", "/docs")]
+    [True, True, True, False, False]
     """
     return path.startswith(PROTECTED_PREFIXES) or path in PROTECTED_PATHS
 

@@ -149,6 +149,23 @@ class TeiRerankRequest(_Request):
     )
 
 
+class TeiEmbedRequest(_Request):
+    """Hugging Face text-embeddings-inference (TEI) compatible embedding request."""
+
+    inputs: str | list[str] = Field(description="a text, or texts, to embed")
+    normalize: bool = Field(True, description="unit-length vectors (Loupe gives only those)")
+    truncate: bool | None = Field(
+        False,
+        description="skip the max_text_chars check (413 above it); the encoder reads each "
+        "text's first tokens either way",
+    )
+    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+        "right", description="only 'right': the encoder reads a text's beginning"
+    )
+    prompt_name: str | None = Field(None, description="accepted when null; no prompts here")
+    dimensions: int | None = Field(None, ge=1, description="the encoder's dimension, if given")
+
+
 class TeiRank(BaseModel):
     index: int
     score: float

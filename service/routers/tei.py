@@ -1,5 +1,6 @@
-"""``POST /rerank``: Hugging Face text-embeddings-inference (TEI) compatible re-ranking, for
-clients written against TEI (LlamaIndex's and LangChain's TEI re-rankers, raw HTTP)."""
+"""``POST /rerank`` and ``POST /embed``: Hugging Face text-embeddings-inference (TEI)
+compatible re-ranking and embedding, for clients written against TEI (LlamaIndex's and
+LangChain's TEI integrations, raw HTTP)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from fastapi import APIRouter, Depends
 from index.rerank import order_by_score
 from service.deps import get_runtime, submit
 from service.engine import RerankJob
+from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
-from service.schemas import TeiRank, TeiRerankRequest
+from service.schemas import TeiEmbedRequest, TeiRank, TeiRerankRequest
 
 router = APIRouter(tags=["rerank"])
 
@@ -64,3 +66,37 @@ async def rerank_tei(
         )
         for i in order_by_score(outcome.scores)
     ]
+
+
+@router.post(
+    "/embed",
+    response_model=list[list[float]],
+    responses=MODEL_ERRORS,
+    summary="Embed texts with the first-stage encoder (TEI's request and answer)",
+)
+async def embed_tei(
+    body: TeiEmbedRequest, runtime: Runtime = Depends(get_runtime)
+) -> list[list[float]]:
+    """One unit-length vector per input, in input order, as TEI answers: a list of lists."""
+    settings = runtime.settings
+    engine = runtime.engine
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    if not texts:
+        raise ApiError(422, "inputs: must hold at least one text")
+    if not body.normalize:
+        raise ApiError(422, "normalize: Loupe returns unit-length vectors only")
+    if body.truncation_direction.lower() == "left":
+        raise ApiError(422, "truncation_direction: the encoder reads a text's beginning only")
+    if body.prompt_name is not None:
+        raise ApiError(422, "prompt_name: this encoder has no prompts")
+    if body.dimensions is not None and body.dimensions != engine.dimension:
+        raise ApiError(
+            422, f"dimensions: the encoder gives {engine.dimension}, not {body.dimensions}"
+        )
+    check_count(len(texts), settings, "inputs")
+    if not body.truncate:
+        check_lengths(texts, settings, "inputs", hint="; pass truncate: true to cut them")
+    done = await submit(
+        runtime.embed, texts, engine.estimate_tokens(texts), settings.request_timeout_s
+    )
+    return [vector.tolist() for vector in done.value.vectors]

@@ -6,6 +6,7 @@ import base64
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -214,3 +215,36 @@ def test_unknown_route_and_method_are_shaped(client: TestClient):
 def test_app_factory_loads_nothing_at_import(make_app: Callable[..., FastAPI]):
     app = make_app()
     assert app.state.loupe.runtime is None and app.state.loupe.status == "loading"
+
+
+def test_tei_embed_answers_a_list_of_vectors(make_client, tmp_path) -> None:
+    """/embed takes TEI's body ({"inputs": str | [str]}) and answers [[float]], the vectors
+    /v1/embed gives; what Loupe cannot do is refused with 422, long texts with 413 unless
+    truncate."""
+    client = make_client()
+    texts = ["a loupe", "a magnifying glass"]
+    vectors = client.post("/embed", json={"inputs": texts})
+    assert vectors.status_code == 200, vectors.text
+    openai_shaped = client.post("/v1/embed", json={"input": texts}).json()["data"]
+    expected = [d["embedding"] for d in openai_shaped]
+    np.testing.assert_allclose(vectors.json(), expected, rtol=1e-6)
+    single = client.post("/embed", json={"inputs": "a loupe", "normalize": True}).json()
+    np.testing.assert_allclose(single, expected[:1], rtol=1e-6)
+    refused: list[dict[str, Any]] = [
+        {"inputs": texts, "normalize": False},
+        {"inputs": texts, "truncation_direction": "left"},
+        {"inputs": texts, "prompt_name": "query"},
+        {"inputs": texts, "dimensions": 3},
+        {"inputs": []},
+        {"input": texts},
+    ]
+    for body in refused:
+        assert_error(client.post("/embed", json=body), 422)
+    long_text = "word " * 20_000
+    assert (
+        "truncate"
+        in assert_error(client.post("/embed", json={"inputs": long_text}), 413)["message"]
+    )
+    assert client.post("/embed", json={"inputs": long_text, "truncate": True}).status_code == 200
+    keyed = make_client(api_key="s3cret", index=tmp_path / "keyed")
+    assert_error(keyed.post("/embed", json={"inputs": texts}), 401, "unauthorized")

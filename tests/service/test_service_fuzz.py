@@ -46,6 +46,7 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "/v1/documents/delete": {"filter": {"topic": "none of them"}},
     "/v1/embed": {"input": ["a loupe", "b"]},
+    "/embed": {"inputs": ["a loupe", "b"], "normalize": True, "truncate": True},
     "/v1/generate": {"text": "a loupe", "num_generations": 1},
 }
 LISTING = {"limit": "3", "include_text": "true", "filter": '{"topic": "a"}'}
@@ -144,6 +145,8 @@ def test_mutated_requests_never_answer_500(any_reranker_client: TestClient):
     # (a single-field body such as /v1/documents' rarely survives a mutation)
     for path, body in VALID.items():
         answers[path, client.post(path, json=body).status_code // 100] += 1
+    listing = client.get("/v1/documents", params=LISTING)
+    answers["GET /v1/documents", listing.status_code // 100] += 1
     for _ in range(400):
         path = rng.choice([*VALID, "GET /v1/documents"])
         if path.startswith("GET"):
