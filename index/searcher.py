@@ -302,7 +302,10 @@ class Searcher:
     def open(
         cls, folder: str | Path, *, model: str | None = None, device: str | None = None
     ) -> Searcher:
-        reader = IndexReader.open(folder)
+        """Open an index folder to search it (``loupe search``, ``loupe eval``, negative
+        mining): read-only, so that it works on a read-only mount and takes no write lock
+        from a service writing to the same folder."""
+        reader = IndexReader.open(folder, read_only=True)
         encoder = TextEncoder(EncoderConfig(model=model or reader.manifest.model, device=device))
         if encoder.dim != reader.manifest.dimension:
             raise ValueError(

@@ -244,3 +244,23 @@ def test_resume_starts_over_for_another_corpus(tmp_path: Path, tiny_encoder, mon
     rebuilt = build_index(_resume_config(corpus, out, reranker, True), encoder=tiny_encoder)
     assert rebuilt.manifest.count == 11
     assert len(_index_contents(out)) == 11
+
+
+def test_searcher_open_reads_without_writing(
+    tmp_path: Path, tiny_corpus: Path, tiny_model_dir
+) -> None:
+    """``loupe search`` and ``loupe eval`` open an index read-only: they search it, and the
+    docstore refuses a write (so a reader takes no write lock from a service on the folder)."""
+    import sqlite3
+
+    from index.records import Document
+
+    config = IndexBuildConfig(
+        corpus=tiny_corpus, out=tmp_path / "index", model=str(tiny_model_dir), show_progress=False
+    )
+    build_index(config)
+    searcher = Searcher.open(tmp_path / "index", device="cpu")
+    hits = searcher.search(["Photosynthesis converts light into chemical energy."], k=1)[0]
+    assert hits[0].document.id == "d4"
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        searcher.reader.docstore.upsert([Document("new", "text")])
