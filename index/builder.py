@@ -179,13 +179,16 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
 def build_fingerprint(
     config: IndexBuildConfig, encoder: TextEncoder, token_encoder: LateInteractionModel | None
 ) -> dict[str, Any]:
-    """What must not change for a build to be resumed: the corpus (path and size) and what
-    encodes it."""
+    """What must not change for a build to be resumed: the corpus (path, size and the time
+    its files last changed) and what encodes it. A corpus touched since is not resumed
+    (a new build starts), as reading its content again would cost a pass over it."""
     corpus = config.corpus.resolve()
     files = [corpus] if corpus.is_file() else sorted(p for p in corpus.rglob("*") if p.is_file())
+    stats = [p.stat() for p in files]
     return {
         "corpus": str(corpus),
-        "corpus_bytes": sum(p.stat().st_size for p in files),
+        "corpus_bytes": sum(st.st_size for st in stats),
+        "corpus_modified_ns": max((st.st_mtime_ns for st in stats), default=0),
         "corpus_format": str(config.corpus_format),
         "model": encoder.model_name,
         "max_length": encoder.max_length,

@@ -233,17 +233,30 @@ def test_an_interrupted_build_resumes_to_the_index_an_uninterrupted_one_writes(
     assert [p.name for p in out.glob("docstore-*.sqlite")] == [resumed.manifest.docstore_file]
 
 
-def test_resume_starts_over_for_another_corpus(tmp_path: Path, tiny_encoder, monkeypatch) -> None:
+@pytest.mark.parametrize("change", ["a document added", "a word changed, same size"])
+def test_resume_starts_over_for_a_changed_corpus(
+    tmp_path: Path, tiny_encoder, monkeypatch, change: str
+) -> None:
+    import os
+
     corpus, reranker = _resume_case(tmp_path, tiny_encoder)
     out = tmp_path / "index"
     crash_on_call(monkeypatch, tiny_encoder, "encode_tokens", 2)
     with pytest.raises(Crash):
         build_index(_resume_config(corpus, out, reranker, False), encoder=tiny_encoder)
     monkeypatch.undo()
-    corpus.write_text(corpus.read_text() + json.dumps({"_id": "d10", "text": "new"}) + "\n")
+    before = corpus.stat()
+    if change == "a document added":
+        corpus.write_text(corpus.read_text() + json.dumps({"_id": "d10", "text": "new"}) + "\n")
+    else:
+        corpus.write_text(corpus.read_text().replace("cats facts", "bats facts"))
+        os.utime(corpus, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        assert corpus.stat().st_size == before.st_size
     rebuilt = build_index(_resume_config(corpus, out, reranker, True), encoder=tiny_encoder)
-    assert rebuilt.manifest.count == 11
-    assert len(_index_contents(out)) == 11
+    assert rebuilt.resumed_after == 0
+    contents = _index_contents(out)
+    assert rebuilt.manifest.count == len(contents) == len(corpus.read_text().splitlines())
+    assert contents["d0"][0].startswith("cats" if change == "a document added" else "bats")
 
 
 def test_searcher_open_reads_without_writing(
