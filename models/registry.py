@@ -125,7 +125,8 @@ def load_reranker(
     - a Loupe late-interaction folder: that LITE / MaxSim model, with its
       ``calibration.json`` (``loupe calibrate``) where it has one, as the default has;
     - a sequence-classification model (folder or hub name): that cross-encoder, reading
-      each (query, document) pair whole (one or two labels; others are refused);
+      each (query, document) pair together, a long document as windows (one or two
+      labels; others are refused);
     - any other folder or hub name: that encoder's dual-encoder cosine.
     """
     if spec in ("", DEFAULT_MODEL):

@@ -128,6 +128,10 @@ class RerankRequest(_Request):
     priority: int | None = None
 
 
+TeiTruncationDirection = Literal["right", "left", "Right", "Left"]
+"""TEI's ``truncation_direction``, in either case (its documentation shows both)."""
+
+
 class TeiRerankRequest(_Request):
     """Hugging Face text-embeddings-inference (TEI) compatible re-rank request."""
 
@@ -144,7 +148,7 @@ class TeiRerankRequest(_Request):
         description="cut texts to what the re-ranker reads instead of refusing those over "
         "max_text_chars with 413",
     )
-    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+    truncation_direction: TeiTruncationDirection = Field(
         "right", description="right: keep a text's beginning; left: keep its end"
     )
 
@@ -159,7 +163,7 @@ class TeiEmbedRequest(_Request):
         description="skip the max_text_chars check (413 above it); the encoder reads each "
         "text's first tokens either way",
     )
-    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+    truncation_direction: TeiTruncationDirection = Field(
         "right", description="only 'right': the encoder reads a text's beginning"
     )
     prompt_name: str | None = Field(None, description="accepted when null; no prompts here")
