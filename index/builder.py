@@ -15,12 +15,15 @@ from tqdm.auto import tqdm
 
 from index.bm25_index import BM25Index
 from index.docstore import DocStore
+from index.errors import IndexCorruptError
 from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
+from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name, drop_collections
 from index.readers.corpus import CorpusFormat, read_corpus
 from index.records import Document
 from index.token_quantization import TokenDtype
 from index.token_store import TokenStoreWriter
+from index.vector_index import VectorIndex
 from models.backbone import DEFAULT_MODEL
 from models.doc2query import DocumentExpander, ExpansionConfig, expanded_text
 from models.encoder import EncoderConfig, TextEncoder
@@ -66,6 +69,15 @@ class IndexBuildConfig:
     """Where the encoders run (``models.runtime``); None: PyTorch, as the encoders come."""
     resume: bool = False
     """Go on with an interrupted build of the same corpus and models in ``out``, if any."""
+    qdrant: QdrantTarget | None = None
+    """Put the first stage's vectors in a Qdrant collection (``loupe-<generation>``) there,
+    instead of a FAISS file in ``out``; ``factory`` does not apply (Qdrant builds HNSW)."""
+
+    def __post_init__(self) -> None:
+        if self.qdrant is not None and self.factory != "Flat":
+            raise ValueError(
+                f"--factory {self.factory} is a FAISS index; a Qdrant collection is HNSW"
+            )
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     started = time.perf_counter()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_manifest(out)
     encoder = encoder or TextEncoder(
         EncoderConfig(
             model=config.model,
@@ -107,7 +120,6 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     resumed = find_unfinished_build(out, fingerprint) if config.resume else None
     generation = resumed or new_generation()
     docstore_name = f"docstore-{generation}.sqlite"
-    vectors_name = f"vectors-{generation}.faiss"
     tokens_name = f"tokens-{generation}"
     expander = DocumentExpander(config.expansion) if config.expansion is not None else None
     with (
@@ -148,32 +160,111 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         store.set_meta("model", encoder.model_name)
         store.checkpoint()
         max_key = store.max_key()
-        index = index_stored_vectors(store, encoder.dim, config.factory, store.all_keys())
+        index: VectorIndex
+        if config.qdrant is not None:
+            index = upload_stored_vectors(
+                store, encoder.dim, config.qdrant, collection_name(generation)
+            )
+        else:
+            index = index_stored_vectors(store, encoder.dim, config.factory, store.all_keys())
         bm25_name = None
         if config.bm25:
             bm25_name = f"bm25-{generation}"
             bm25_keys, bm25_texts = stored_texts(store)
             BM25Index.build(bm25_keys, bm25_texts).save(out / bm25_name)
-    tmp_vectors = out / f".{vectors_name}.tmp"
-    index.save(tmp_vectors)
-    os.replace(tmp_vectors, out / vectors_name)
+    try:
+        manifest = write_snapshot(
+            out,
+            index,
+            model=encoder.model_name,
+            factory=config.factory,
+            docstore_file=docstore_name,
+            max_key=max_key,
+            generation=generation,
+            token_store_file=tokens_name if token_writer is not None else None,
+            token_store=dict(token_writer.meta) if token_writer is not None else {},
+            bm25_dir=bm25_name,
+        )
+    finally:
+        index.close()
+    if previous is not None:
+        drop_replaced_collection(previous, manifest, config.qdrant)
+    return BuildStats(manifest, time.perf_counter() - started, resumed_after)
+
+
+def write_snapshot(
+    folder: Path,
+    index: VectorIndex,
+    *,
+    model: str,
+    factory: str,
+    docstore_file: str,
+    max_key: int,
+    generation: str,
+    token_store_file: str | None = None,
+    token_store: dict[str, object] | None = None,
+    bm25_dir: str | None = None,
+) -> Manifest:
+    """Persist the vector index (a FAISS file written under a temporary name and renamed into
+    place; a Qdrant collection keeps itself), then the manifest naming it, atomically; then
+    delete the files of earlier generations."""
+    if isinstance(index, QdrantIndex):
+        vectors = {
+            "vectors_backend": "qdrant",
+            "vectors_file": "",
+            "vectors_sha256": "",
+            "qdrant_location": index.target.location,
+            "qdrant_collection": index.collection,
+            "factory": "qdrant",
+        }
+    else:
+        vectors_name = f"vectors-{generation}.faiss"
+        tmp = folder / f".{vectors_name}.tmp"
+        index.save(tmp)
+        os.replace(tmp, folder / vectors_name)
+        vectors = {
+            "vectors_file": vectors_name,
+            "vectors_sha256": sha256_file(folder / vectors_name),
+            "factory": factory,
+        }
     manifest = Manifest(
-        model=encoder.model_name,
-        dimension=encoder.dim,
+        model=model,
+        dimension=index.dimension,
         count=len(index),
-        factory=config.factory,
-        vectors_file=vectors_name,
-        vectors_sha256=sha256_file(out / vectors_name),
-        docstore_file=docstore_name,
+        docstore_file=docstore_file,
         max_key=max_key,
         generation=generation,
-        token_store_file=tokens_name if token_writer is not None else None,
-        token_store=dict(token_writer.meta) if token_writer is not None else {},
-        bm25_dir=bm25_name,
+        token_store_file=token_store_file,
+        token_store=token_store or {},
+        bm25_dir=bm25_dir,
+        **vectors,  # type: ignore[arg-type]
     )
-    manifest.save(out)
-    remove_stale_generations(out, manifest)
-    return BuildStats(manifest, time.perf_counter() - started, resumed_after)
+    manifest.save(folder)
+    remove_stale_generations(folder, manifest)
+    return manifest
+
+
+def _previous_manifest(folder: Path) -> Manifest | None:
+    """The manifest of the index a build replaces, if it can be read."""
+    try:
+        return Manifest.load(folder)
+    except (FileNotFoundError, IndexCorruptError):
+        return None
+
+
+def drop_replaced_collection(
+    previous: Manifest, current: Manifest, target: QdrantTarget | None
+) -> None:
+    """After a rebuild, delete the Qdrant collection the replaced manifest named, as the
+    replaced FAISS file is deleted; only where this build writes to the same Qdrant."""
+    old = previous.qdrant_collection
+    if previous.vectors_backend != "qdrant" or old is None or old == current.qdrant_collection:
+        return
+    if target is None or target.location != previous.qdrant_location:
+        where = previous.qdrant_location
+        log.warning("the replaced index's Qdrant collection %s at %s is left", old, where)
+        return
+    drop_collections(target, [old])
 
 
 def build_fingerprint(
@@ -271,6 +362,21 @@ def index_stored_vectors(
         index.train(sample, seed=seed)
     for chunk_keys, vectors in store.iter_vectors():
         index.add(chunk_keys, vectors)
+    return index
+
+
+def upload_stored_vectors(
+    store: DocStore, dimension: int, target: QdrantTarget, collection: str
+) -> QdrantIndex:
+    """A new Qdrant collection holding the vectors the docstore holds, sent a chunk at a
+    time."""
+    index = QdrantIndex.create(target, collection, dimension)
+    try:
+        for chunk_keys, vectors in store.iter_vectors():
+            index.add(chunk_keys, vectors)
+    except BaseException:
+        index.close()
+        raise
     return index
 
 

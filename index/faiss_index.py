@@ -9,7 +9,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.vector_index import VectorIndex
+from index.vector_index import VectorIndex, as_float32_rows
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class FaissIndex(VectorIndex):
         """Train an IVF/PQ index on a sample of vectors (a no-op for Flat and HNSW)."""
         if self.is_trained:
             return
-        vectors = _as_f32(vectors, self.dimension)
+        vectors = as_float32_rows(vectors, self.dimension)
         lists = ivf_lists_of(self._cpu_index)
         if lists and len(vectors) < lists:
             raise ValueError(
@@ -109,7 +109,7 @@ class FaissIndex(VectorIndex):
         if not self.is_trained:
             raise RuntimeError("train the index before adding vectors")
         self._cpu_index.add_with_ids(
-            _as_f32(vectors, self.dimension), np.asarray(keys, dtype=np.int64)
+            as_float32_rows(vectors, self.dimension), np.asarray(keys, dtype=np.int64)
         )
         self._to_gpu()
 
@@ -121,7 +121,7 @@ class FaissIndex(VectorIndex):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
             raise ValueError("k must be at least 1")
-        queries = _as_f32(np.atleast_2d(queries), self.dimension)
+        queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
         if len(self) == 0:
             q = len(queries)
             return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
@@ -142,7 +142,7 @@ class FaissIndex(VectorIndex):
         """
         if k < 1:
             raise ValueError("k must be at least 1")
-        queries = _as_f32(np.atleast_2d(queries), self.dimension)
+        queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
         if len(self) == 0 or len(allowed) == 0:
             q = len(queries)
             return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
@@ -185,10 +185,3 @@ def _inner_index(index: faiss.Index) -> faiss.Index:
 
 def ivf_lists_of(index: faiss.Index) -> int:
     return int(getattr(_inner_index(index), "nlist", 0))
-
-
-def _as_f32(vectors: np.ndarray, dimension: int) -> np.ndarray:
-    array = np.ascontiguousarray(vectors, dtype=np.float32)
-    if array.ndim != 2 or array.shape[1] != dimension:
-        raise ValueError(f"expected vectors of shape (n, {dimension}), got {array.shape}")
-    return array

@@ -1,7 +1,8 @@
 """A writable index for the service: documents added or deleted while serving.
 
-The docstore is written first (it is the source of truth); the FAISS index in memory follows.
-``snapshot`` persists the FAISS index and a new manifest atomically. After a crash, opening
+The docstore is written first (it is the source of truth); the FAISS index in memory (or the
+Qdrant collection) follows. ``snapshot`` persists the FAISS index and a new manifest
+atomically. After a crash, opening
 the folder replays documents stored after the last snapshot (see ``IndexReader.catch_up``)
 and skips deleted ones, so nothing acknowledged is lost.
 """
@@ -17,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from index.builder import remove_stale_generations
+from index.builder import write_snapshot
 from index.docstore import DocStore
 from index.errors import ReadOnlyIndexError
 from index.faiss_index import FaissIndex
-from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
+from index.manifest import MANIFEST_NAME, Manifest, new_generation
 from index.metadata_filter import MetadataFilter
+from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name
 from index.records import Document
 from index.searcher import FirstStageSearch, Hit, IndexReader
 from index.token_quantization import TokenDtype
+from index.vector_index import VectorIndex
 
 # How documents added while serving keep their token matrices when the index has no token
 # store to follow: the same default as ``loupe index build``.
@@ -75,19 +78,43 @@ class _KeptFilter:
         return 0 if self.vectors is None else int(self.vectors.nbytes)
 
 
-def create_empty_index(folder: Path, model: str, dimension: int, factory: str = "Flat") -> Manifest:
-    """Write an index folder holding no documents (for a service that starts empty)."""
+def create_empty_index(
+    folder: Path,
+    model: str,
+    dimension: int,
+    factory: str = "Flat",
+    qdrant: QdrantTarget | None = None,
+) -> Manifest:
+    """Write an index folder holding no documents (for a service that starts empty); with
+    ``qdrant``, its vectors go to a new collection there instead of a FAISS file."""
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / MANIFEST_NAME).exists():
         raise FileExistsError(f"{folder} already holds an index")
     generation = new_generation()
+    index: VectorIndex
+    if qdrant is not None:
+        index = QdrantIndex.create(qdrant, collection_name(generation), dimension)
+    else:
+        index = FaissIndex.create(dimension, factory, use_gpu=False)
+        if not index.is_trained:
+            raise ValueError(
+                f"a {factory} index needs training data; start empty with Flat or HNSW"
+            )
     docstore_name = f"docstore-{generation}.sqlite"
     with DocStore(folder / docstore_name) as store:
         store.set_meta("model", model)
-    index = FaissIndex.create(dimension, factory, use_gpu=False)
-    if not index.is_trained:
-        raise ValueError(f"a {factory} index needs training data; start empty with Flat or HNSW")
-    return _write_snapshot(folder, index, model, factory, docstore_name, 0, generation)
+    try:
+        return write_snapshot(
+            folder,
+            index,
+            model=model,
+            factory=factory,
+            docstore_file=docstore_name,
+            max_key=0,
+            generation=generation,
+        )
+    finally:
+        index.close()
 
 
 class LiveIndex(FirstStageSearch):
@@ -122,9 +149,12 @@ class LiveIndex(FirstStageSearch):
         use_gpu: bool | None = None,
         filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
         read_only: bool = False,
+        qdrant: QdrantTarget | None = None,
     ) -> LiveIndex:
+        """Open an index folder (``qdrant``: where its collection is, when not where its
+        manifest says, and the API key; see :meth:`IndexReader.open`)."""
         return cls(
-            IndexReader.open(folder, use_gpu=use_gpu, read_only=read_only),
+            IndexReader.open(folder, use_gpu=use_gpu, read_only=read_only, qdrant=qdrant),
             filter_vector_bytes=filter_vector_bytes,
             read_only=read_only,
         )
@@ -138,11 +168,14 @@ class LiveIndex(FirstStageSearch):
         dimension: int,
         factory: str = "Flat",
         filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
+        qdrant: QdrantTarget | None = None,
     ) -> LiveIndex:
+        """Open the index in ``folder``, or create it empty (its vectors in Qdrant when
+        ``qdrant`` is given)."""
         folder = Path(folder)
         if not (folder / MANIFEST_NAME).exists():
-            create_empty_index(folder, model, dimension, factory)
-        return cls.open(folder, filter_vector_bytes=filter_vector_bytes)
+            create_empty_index(folder, model, dimension, factory, qdrant)
+        return cls.open(folder, filter_vector_bytes=filter_vector_bytes, qdrant=qdrant)
 
     @property
     def manifest(self) -> Manifest:
@@ -324,19 +357,20 @@ class LiveIndex(FirstStageSearch):
         return count * self.manifest.dimension * 4 <= self.filter_vector_bytes
 
     def snapshot(self) -> Manifest:
-        """Persist the in-memory FAISS index and a new manifest (atomic replace)."""
+        """Persist the in-memory FAISS index (a Qdrant collection keeps itself) and a new
+        manifest (atomic replace)."""
         self._require_writable()
         with self._lock:
             old = self.reader.manifest
             self.reader.docstore.checkpoint()
-            manifest = _write_snapshot(
+            manifest = write_snapshot(
                 self.reader.folder,
                 self.reader.vectors,
-                old.model,
-                old.factory,
-                old.docstore_file,
-                self.reader.docstore.max_key(),
-                new_generation(),
+                model=old.model,
+                factory=old.factory,
+                docstore_file=old.docstore_file,
+                max_key=self.reader.docstore.max_key(),
+                generation=new_generation(),
                 token_store_file=old.token_store_file,
                 token_store=old.token_store,
                 bm25_dir=old.bm25_dir,
@@ -346,34 +380,3 @@ class LiveIndex(FirstStageSearch):
 
     def close(self) -> None:
         self.reader.close()
-
-
-def _write_snapshot(
-    folder: Path,
-    index: FaissIndex,
-    model: str,
-    factory: str,
-    docstore_file: str,
-    max_key: int,
-    generation: str,
-    **extra: object,
-) -> Manifest:
-    vectors_name = f"vectors-{generation}.faiss"
-    tmp = folder / f".{vectors_name}.tmp"
-    index.save(tmp)
-    tmp.replace(folder / vectors_name)
-    manifest = Manifest(
-        model=model,
-        dimension=index.dimension,
-        count=len(index),
-        factory=factory,
-        vectors_file=vectors_name,
-        vectors_sha256=sha256_file(folder / vectors_name),
-        docstore_file=docstore_file,
-        max_key=max_key,
-        generation=generation,
-        **extra,  # type: ignore[arg-type]
-    )
-    manifest.save(folder)
-    remove_stale_generations(folder, manifest)
-    return manifest

@@ -1,7 +1,8 @@
 """The index manifest: what an index folder holds, written last and atomically.
 
 An index folder holds generation-stamped files (``vectors-<gen>.faiss``,
-``docstore-<gen>.sqlite``) and ``manifest.json`` naming the current ones. A build writes new
+``docstore-<gen>.sqlite``) and ``manifest.json`` naming the current ones (or, with the Qdrant
+backend, the collection ``loupe-<gen>`` in place of the vectors file). A build writes new
 files first and replaces the manifest last (``os.replace``), so a crash at any point leaves
 the previous manifest, and so the last good index, readable.
 """
@@ -35,6 +36,11 @@ class Manifest:
     token_store_file: str | None = None
     token_store: dict[str, object] = field(default_factory=dict)
     bm25_dir: str | None = None
+    vectors_backend: str = "faiss"
+    """Where the first stage's vectors live: ``faiss`` (``vectors_file`` in the folder) or
+    ``qdrant`` (``qdrant_collection`` at ``qdrant_location``; no file, no checksum)."""
+    qdrant_location: str | None = None
+    qdrant_collection: str | None = None
     format_version: int = FORMAT_VERSION
     created_at: float = field(default_factory=time.time)
 

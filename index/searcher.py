@@ -18,8 +18,10 @@ from index.faiss_index import FaissIndex
 from index.fusion import reciprocal_rank_fusion
 from index.manifest import Manifest, sha256_file
 from index.metadata_filter import MetadataFilter
+from index.qdrant_index import QdrantIndex, QdrantTarget
 from index.records import Document
 from index.token_store import TokenStore
+from index.vector_index import VectorIndex
 from models.encoder import EncoderConfig, TextEncoder
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ class IndexReader(FirstStageSearch):
         folder: Path,
         manifest: Manifest,
         docstore: DocStore,
-        vectors: FaissIndex,
+        vectors: VectorIndex,
         tokens: TokenStore | None = None,
         bm25: BM25Index | None = None,
     ):
@@ -150,24 +152,20 @@ class IndexReader(FirstStageSearch):
         verify: bool = True,
         use_gpu: bool | None = None,
         read_only: bool = False,
+        qdrant: QdrantTarget | None = None,
     ) -> IndexReader:
         """Open and check an index folder. ``read_only``: write nothing into it (the
-        docstore opened read-only; see :class:`DocStore`)."""
+        docstore opened read-only; see :class:`DocStore`) nor into its Qdrant collection.
+        ``qdrant``: for an index whose vectors are in Qdrant, where to reach it (default:
+        the location its manifest names) and the API key."""
         folder = Path(folder)
         manifest = Manifest.load(folder)
-        vectors_path = folder / manifest.vectors_file
         docstore_path = folder / manifest.docstore_file
-        for path in (vectors_path, docstore_path):
-            if not path.is_file():
-                raise IndexCorruptError(f"{folder}: manifest names {path.name}, which is missing")
-        if verify and sha256_file(vectors_path) != manifest.vectors_sha256:
-            raise IndexCorruptError(f"{vectors_path} does not match the manifest's checksum")
-        vectors = FaissIndex.load(vectors_path, use_gpu=use_gpu)
-        if len(vectors) != manifest.count or vectors.dimension != manifest.dimension:
+        if not docstore_path.is_file():
             raise IndexCorruptError(
-                f"{vectors_path} holds {len(vectors)} vectors of dimension {vectors.dimension}; "
-                f"the manifest says {manifest.count} of {manifest.dimension}"
+                f"{folder}: manifest names {docstore_path.name}, which is missing"
             )
+        vectors = _open_vectors(folder, manifest, verify=verify, use_gpu=use_gpu, qdrant=qdrant)
         tokens = None
         if manifest.token_store_file:
             token_path = folder / manifest.token_store_file
@@ -185,7 +183,10 @@ class IndexReader(FirstStageSearch):
                 raise IndexCorruptError(f"{folder}: unreadable BM25 index: {exc}") from exc
         docstore = DocStore(docstore_path, read_only=read_only)
         reader = cls(folder, manifest, docstore, vectors, tokens, bm25)
-        reader.catch_up()
+        if not (read_only and isinstance(vectors, QdrantIndex)):
+            # a shared Qdrant collection is written by its writer alone (which upserts as
+            # it goes, so it already holds what came after the snapshot)
+            reader.catch_up()
         return reader
 
     def catch_up(self) -> int:
@@ -289,6 +290,48 @@ class IndexReader(FirstStageSearch):
 
     def close(self) -> None:
         self.docstore.close()
+        self.vectors.close()
+
+
+def _open_vectors(
+    folder: Path,
+    manifest: Manifest,
+    *,
+    verify: bool,
+    use_gpu: bool | None,
+    qdrant: QdrantTarget | None,
+) -> VectorIndex:
+    """The manifest's vector index, checked against it: its FAISS file (checksum, count and
+    dimension), or its Qdrant collection (dimension; writes while serving change its count)."""
+    if manifest.vectors_backend == "qdrant":
+        if manifest.qdrant_collection is None or manifest.qdrant_location is None:
+            raise IndexCorruptError(f"{folder}: the manifest names no Qdrant collection")
+        target = qdrant or QdrantTarget(manifest.qdrant_location)
+        try:
+            index: VectorIndex = QdrantIndex.open(target, manifest.qdrant_collection)
+        except ValueError as exc:
+            raise IndexCorruptError(f"{folder}: {exc}") from exc
+        if index.dimension != manifest.dimension:
+            index.close()
+            raise IndexCorruptError(
+                f"Qdrant collection {manifest.qdrant_collection} holds {index.dimension}-d "
+                f"vectors; the manifest says {manifest.dimension}"
+            )
+        return index
+    if manifest.vectors_backend != "faiss":
+        raise IndexCorruptError(f"{folder}: unknown vectors backend {manifest.vectors_backend!r}")
+    vectors_path = folder / manifest.vectors_file
+    if not vectors_path.is_file():
+        raise IndexCorruptError(f"{folder}: manifest names {vectors_path.name}, which is missing")
+    if verify and sha256_file(vectors_path) != manifest.vectors_sha256:
+        raise IndexCorruptError(f"{vectors_path} does not match the manifest's checksum")
+    index = FaissIndex.load(vectors_path, use_gpu=use_gpu)
+    if len(index) != manifest.count or index.dimension != manifest.dimension:
+        raise IndexCorruptError(
+            f"{vectors_path} holds {len(index)} vectors of dimension {index.dimension}; "
+            f"the manifest says {manifest.count} of {manifest.dimension}"
+        )
+    return index
 
 
 class Searcher:
@@ -300,12 +343,17 @@ class Searcher:
 
     @classmethod
     def open(
-        cls, folder: str | Path, *, model: str | None = None, device: str | None = None
+        cls,
+        folder: str | Path,
+        *,
+        model: str | None = None,
+        device: str | None = None,
+        qdrant: QdrantTarget | None = None,
     ) -> Searcher:
         """Open an index folder to search it (``loupe search``, ``loupe eval``, negative
         mining): read-only, so that it works on a read-only mount and takes no write lock
-        from a service writing to the same folder."""
-        reader = IndexReader.open(folder, read_only=True)
+        from a service writing to the same folder (``qdrant``: see :meth:`IndexReader.open`)."""
+        reader = IndexReader.open(folder, read_only=True, qdrant=qdrant)
         encoder = TextEncoder(EncoderConfig(model=model or reader.manifest.model, device=device))
         if encoder.dim != reader.manifest.dimension:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""The first-stage vector index interface; FAISS is one backend (Qdrant could be another)."""
+"""The first-stage vector index interface; FAISS (index/faiss_index.py) and Qdrant
+(index/qdrant_index.py) are its backends."""
 
 from __future__ import annotations
 
@@ -31,4 +32,34 @@ class VectorIndex(ABC):
         """Top-k for ``queries (q, dim)``: ``(scores (q, k), keys (q, k))``, key -1 past the end."""
 
     @abstractmethod
+    def search_among(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k as :meth:`search`, among the keys ``allowed (n,)`` only."""
+
+    @property
+    @abstractmethod
+    def exhaustive(self) -> bool:
+        """Whether a search scores every vector (exact), filtered or not."""
+
+    @abstractmethod
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Search-time accuracy knobs of approximate indexes (IVF ``nprobe``, HNSW ``ef``)."""
+
+    @abstractmethod
     def save(self, path: Path) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release connections or files the index holds."""
+
+
+def as_float32_rows(vectors: np.ndarray, dimension: int) -> np.ndarray:
+    """``vectors`` as a C-contiguous float32 ``(n, dimension)`` array; ValueError otherwise.
+
+    >>> as_float32_rows(np.zeros((2, 3)), 3).dtype
+    dtype('float32')
+    """
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dimension:
+        raise ValueError(f"expected vectors of shape (n, {dimension}), got {array.shape}")
+    return array

@@ -137,12 +137,25 @@ def index_build(
             envvar=env("resume"),
         ),
     ] = False,
+    qdrant_url: Annotated[
+        str | None,
+        typer.Option(
+            help="put the vectors in a Qdrant collection at this URL (or local folder: "
+            "qdrant-client's embedded mode) instead of a FAISS file; needs loupe[qdrant]",
+            envvar=env("qdrant_url"),
+        ),
+    ] = None,
+    qdrant_api_key: Annotated[
+        str | None, typer.Option(help="Qdrant API key", envvar=env("qdrant_api_key"))
+    ] = None,
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
 ) -> None:
-    """Encode a corpus with the dual encoder and write a FAISS index, docstore and manifest."""
+    """Encode a corpus with the dual encoder and write a FAISS index (or a Qdrant collection),
+    docstore and manifest."""
     from index.builder import IndexBuildConfig, build_index
+    from index.qdrant_index import QdrantTarget
     from models.doc2query import ExpansionConfig
     from models.runtime import RuntimeConfig
 
@@ -176,6 +189,7 @@ def index_build(
             expansion=expansion,
             runtime=RuntimeConfig(runtime.value),
             resume=resume,
+            qdrant=QdrantTarget(qdrant_url, qdrant_api_key) if qdrant_url else None,
         )
     )
     m = stats.manifest

@@ -71,6 +71,15 @@ def serve(
     device: Annotated[
         str | None, _option("device", "torch device (cuda, cpu); default: CUDA if present")
     ] = None,
+    qdrant_url: Annotated[
+        str | None,
+        _option(
+            "qdrant_url",
+            "Qdrant URL (or local folder) for the first stage's vectors: where a new index "
+            "creates its collection, and where an index's collection is reached",
+        ),
+    ] = None,
+    qdrant_api_key: Annotated[str | None, _option("qdrant_api_key", "Qdrant API key")] = None,
     torch_threads: Annotated[
         int | None, _option("torch_threads", "CPU threads for torch (default: one per core)", min=1)
     ] = None,
@@ -125,6 +134,8 @@ def serve(
         "generator": generator,
         "api_key": api_key,
         "device": device,
+        "qdrant_url": qdrant_url,
+        "qdrant_api_key": qdrant_api_key,
         "torch_threads": torch_threads,
         "runtime": runtime.value if runtime is not None else None,
         "onnx_dir": onnx_dir,

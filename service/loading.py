@@ -16,6 +16,7 @@ from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from index.live import LiveIndex
+    from index.qdrant_index import QdrantTarget
     from models.array_cache import ArrayCache
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,20 @@ def load_query_cache(settings: ServiceSettings) -> ArrayCache | None:
     return ArrayCache(settings.query_cache_mb * 2**20) if settings.query_cache_mb > 0 else None
 
 
+def qdrant_target(settings: ServiceSettings) -> QdrantTarget | None:
+    """Where the settings put the index's Qdrant collection: ``qdrant_url``, or with only an
+    API key, the location the index's manifest names; None: as the manifest says (or FAISS,
+    for a new index)."""
+    from index.manifest import MANIFEST_NAME, Manifest
+    from index.qdrant_index import QdrantTarget
+
+    key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    location = settings.qdrant_url
+    if location is None and key is not None and (settings.index / MANIFEST_NAME).is_file():
+        location = Manifest.load(settings.index).qdrant_location
+    return QdrantTarget(location, key) if location is not None else None
+
+
 def open_index(settings: ServiceSettings, model: str, dimension: int) -> LiveIndex:
     """The settings' index folder: read-only with ``settings.read_only``, else opened, or
     created empty for ``model``'s ``dimension``-d vectors."""
@@ -52,6 +67,7 @@ def open_index(settings: ServiceSettings, model: str, dimension: int) -> LiveInd
         dimension=dimension,
         factory=settings.index_factory,
         filter_vector_bytes=settings.filter_cache_mb * 2**20,
+        qdrant=qdrant_target(settings),
     )
 
 
@@ -68,7 +84,10 @@ def open_read_only(settings: ServiceSettings) -> LiveIndex:
             "(loupe index build, or a writable loupe serve)"
         )
     return LiveIndex.open(
-        settings.index, read_only=True, filter_vector_bytes=settings.filter_cache_mb * 2**20
+        settings.index,
+        read_only=True,
+        filter_vector_bytes=settings.filter_cache_mb * 2**20,
+        qdrant=qdrant_target(settings),
     )
 
 

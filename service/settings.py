@@ -50,6 +50,12 @@ class ServiceSettings(BaseSettings):
     """A ``loupe export onnx`` folder whose graph is used for the encoder it came from."""
     onnx_cache: Path | None = None
     """Where ONNX graphs are exported on first use (default: ``~/.cache/loupe``)."""
+    qdrant_url: str | None = None
+    """Keep the first stage's vectors in Qdrant: a new index creates its collection at this
+    URL (or local folder, qdrant-client's embedded mode); an index whose manifest names a
+    collection is reached here instead of at the manifest's location."""
+    qdrant_api_key: SecretStr | None = None
+    """API key of the Qdrant server."""
     index_factory: str = "Flat"
     """FAISS factory for a new empty index (Flat or HNSW32; IVF needs training data)."""
     api_key: SecretStr | None = None

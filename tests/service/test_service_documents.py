@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from index.manifest import Manifest
 from index.metadata_filter import MetadataFilter
 from service.engine import SearchJob
 from tests.service.helpers import assert_error, service_state, wait_ready
@@ -240,6 +241,29 @@ def test_a_listing_meets_each_document_once_while_others_change(client: TestClie
     assert page["documents"][-1]["id"] == longest and len(page["next_cursor"]) == 2048
     rest = client.get("/v1/documents", params={"after": page["next_cursor"]}).json()
     assert [d["id"] for d in rest["documents"]] == [after_longest]
+
+
+def test_a_service_keeps_its_vectors_in_qdrant(
+    make_app: Callable[..., FastAPI], make_client: Callable[..., TestClient], tmp_path: Path
+):
+    """With ``qdrant_url``, a new index puts its vectors in a Qdrant collection (here
+    qdrant-client's embedded mode): writes, deletes and searches go through it, no FAISS file
+    is written, and a read-only replica reached through the same URL answers alike."""
+    folder, qdrant = tmp_path / "index", str(tmp_path / "qdrant")
+    # embedded mode admits one client at a time: the writer shuts down (closing its
+    # client) before the replica starts
+    with TestClient(make_app(index=folder, qdrant_url=qdrant)) as writer:
+        wait_ready(writer)
+        add(writer)
+        assert writer.delete("/v1/documents/market").status_code == 200
+        expected = search(writer, top_n=10)["results"]
+    assert {hit["id"] for hit in expected} == {d["id"] for d in CORPUS} - {"market"}
+    manifest = Manifest.load(folder)
+    assert (manifest.vectors_backend, manifest.qdrant_location) == ("qdrant", qdrant)
+    assert not list(folder.glob("vectors-*"))
+
+    replica = make_client(index=folder, read_only=True, qdrant_url=qdrant)
+    assert search(replica, top_n=10)["results"] == expected
 
 
 def test_read_only_replicas_serve_the_index_and_refuse_writes(

@@ -1,0 +1,209 @@
+"""Qdrant backend of :class:`VectorIndex`: the first stage's vectors in a Qdrant collection.
+
+For a corpus that outgrows one machine's memory, or a first stage that several serving
+replicas share: the docstore, the token store and the manifest stay in the index folder; the
+vectors live in Qdrant (a server or cluster, by URL), one collection per index build,
+searched by inner product over its HNSW graph. A local folder (or ``:memory:``) instead of a
+URL runs qdrant-client's embedded mode, which holds the vectors in the process and searches
+them exactly: for trials and tests, one process at a time. Needs ``pip install
+'loupe[qdrant]'`` (qdrant-client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from index.vector_index import VectorIndex, as_float32_rows
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+UPSERT_BATCH = 1024
+"""Points per upsert request."""
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """Where a Qdrant collection lives: ``http(s)://host:port`` of a Qdrant server, or a local
+    folder (or ``:memory:``) for qdrant-client's embedded mode."""
+
+    location: str
+    api_key: str | None = None
+
+    @property
+    def is_server(self) -> bool:
+        """
+        >>> QdrantTarget("http://qdrant:6333").is_server, QdrantTarget("/tmp/q").is_server
+        (True, False)
+        """
+        return self.location.startswith(("http://", "https://"))
+
+    def connect(self) -> QdrantClient:
+        try:
+            from qdrant_client import QdrantClient
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "the Qdrant backend needs qdrant-client: pip install 'loupe[qdrant]'"
+            ) from exc
+        if self.is_server:
+            return QdrantClient(url=self.location, api_key=self.api_key)
+        if self.location == ":memory:":
+            return QdrantClient(location=":memory:")
+        return QdrantClient(path=str(Path(self.location)))
+
+
+def collection_name(generation: str) -> str:
+    """The collection an index build of this generation writes.
+
+    >>> collection_name("20261128T020924-eea21e")
+    'loupe-20261128T020924-eea21e'
+    """
+    return f"loupe-{generation}"
+
+
+class QdrantIndex(VectorIndex):
+    """Inner-product search over one Qdrant collection, with docstore keys as point ids."""
+
+    def __init__(self, client: QdrantClient, target: QdrantTarget, collection: str):
+        self._client = client
+        self.target = target
+        self.collection = collection
+        self._hnsw_ef: int | None = None
+        vectors = client.get_collection(collection).config.params.vectors
+        size = getattr(vectors, "size", None)
+        if size is None:
+            raise ValueError(f"Qdrant collection {collection} has no single unnamed vector")
+        self._dimension = int(size)
+
+    @classmethod
+    def create(cls, target: QdrantTarget, collection: str, dimension: int) -> QdrantIndex:
+        """A new, empty collection for ``dimension``-d vectors (one left by an interrupted
+        build of the same name is replaced)."""
+        from qdrant_client import models
+
+        client = target.connect()
+        if client.collection_exists(collection):
+            client.delete_collection(collection)
+        client.create_collection(
+            collection,
+            vectors_config=models.VectorParams(size=dimension, distance=models.Distance.DOT),
+        )
+        return cls(client, target, collection)
+
+    @classmethod
+    def open(cls, target: QdrantTarget, collection: str) -> QdrantIndex:
+        """An existing collection; ValueError when there is none."""
+        client = target.connect()
+        if not client.collection_exists(collection):
+            client.close()
+            raise ValueError(f"Qdrant at {target.location} has no collection {collection}")
+        return cls(client, target, collection)
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def __len__(self) -> int:
+        return int(self._client.count(self.collection, exact=True).count)
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Upsert ``vectors (n, dim)`` under ``keys (n,)``: a key already there is replaced."""
+        from qdrant_client import models
+
+        keys = np.asarray(keys, dtype=np.int64)
+        vectors = as_float32_rows(vectors, self.dimension)
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
+        for start in range(0, len(keys), UPSERT_BATCH):
+            batch = slice(start, start + UPSERT_BATCH)
+            self._client.upsert(
+                self.collection,
+                points=models.Batch(
+                    ids=[int(k) for k in keys[batch]], vectors=vectors[batch].tolist()
+                ),
+                wait=True,
+            )
+
+    def remove(self, keys: np.ndarray) -> None:
+        from qdrant_client import models
+
+        ids: list[int | str] = [int(k) for k in np.asarray(keys, dtype=np.int64)]
+        if ids:
+            self._client.delete(
+                self.collection, points_selector=models.PointIdsList(points=ids), wait=True
+            )
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._query(queries, k, allowed=None)
+
+    def search_among(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k ``(scores, keys)``, each ``(q, k)``, among the ``allowed`` keys only (padded
+        with -inf and -1); Qdrant filters by point id while it walks its graph."""
+        return self._query(queries, k, allowed=np.asarray(allowed, dtype=np.int64))
+
+    def _query(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from qdrant_client import models
+
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        keys = np.full((len(queries), k), -1, dtype=np.int64)
+        if allowed is not None and len(allowed) == 0:
+            return scores, keys
+        where = None
+        if allowed is not None:
+            has_id: list[int | str] = [int(key) for key in allowed]
+            where = models.Filter(must=[models.HasIdCondition(has_id=has_id)])
+        params = models.SearchParams(hnsw_ef=self._hnsw_ef) if self._hnsw_ef else None
+        requests = [
+            models.QueryRequest(query=q.tolist(), limit=k, filter=where, params=params)
+            for q in queries
+        ]
+        answers = self._client.query_batch_points(self.collection, requests=requests)
+        for row, answer in enumerate(answers):
+            for column, point in enumerate(answer.points[:k]):
+                scores[row, column] = point.score
+                keys[row, column] = int(point.id)
+        return scores, keys
+
+    @property
+    def exhaustive(self) -> bool:
+        """False: a Qdrant server searches an approximate HNSW graph (small filtered searches
+        are scored exactly from the docstore instead, see ``IndexReader.search_among``)."""
+        return False
+
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """HNSW's ``ef`` at search time (``nprobe`` has no meaning here)."""
+        if ef_search is not None:
+            self._hnsw_ef = ef_search
+
+    def save(self, path: Path) -> None:
+        """Nothing to write: Qdrant keeps the collection itself."""
+
+    def drop(self) -> None:
+        """Delete the collection from Qdrant."""
+        self._client.delete_collection(self.collection)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def drop_collections(target: QdrantTarget, collections: Iterable[str]) -> None:
+    """Delete collections of earlier builds (those that exist)."""
+    client = target.connect()
+    try:
+        for name in collections:
+            if client.collection_exists(name):
+                client.delete_collection(name)
+    finally:
+        client.close()
