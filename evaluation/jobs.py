@@ -15,6 +15,7 @@ from evaluation.calibration import CalibrationQuality, reranked_run_quality
 from evaluation.compare import Comparison, compare, plot_differences
 from evaluation.metrics import MetricsResult, evaluate, format_table
 from evaluation.report import write_report
+from index.qdrant_index import QdrantTarget
 from index.readers.corpus import read_corpus
 from index.readers.queries import read_queries
 from index.readers.trec import Run, ranked, read_qrels, read_run, write_run
@@ -49,6 +50,8 @@ class EvalConfig:
     runtime: RuntimeName = "torch"
     """Where the encoders run (``models.runtime``): auto, torch or onnx."""
     show_progress: bool = True
+    qdrant: QdrantTarget | None = None
+    """Where the index's Qdrant collection is, if not where its manifest says."""
 
     def validate(self) -> None:
         modes = [x for x in (self.run, self.candidates, self.index) if x is not None]
@@ -112,6 +115,7 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
             config.first_stage,
             runtime,
             runtimes,
+            config.qdrant,
         )
         name = f"index:{config.index.name}:{config.first_stage}"
         if reranker is not None:
@@ -166,6 +170,16 @@ def rerank_run(
     }
 
 
+def config_record(config: EvalConfig) -> dict[str, object]:
+    """The config as metrics.json records it: paths as strings, and of a Qdrant target its
+    location alone (never its API key)."""
+    record: dict[str, object] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+    }
+    record["qdrant"] = config.qdrant.location if config.qdrant is not None else None
+    return record
+
+
 def retrieve_run(
     index: Path,
     queries: dict[str, str],
@@ -177,16 +191,18 @@ def retrieve_run(
     first_stage: str = "dense",
     runtime: RuntimeConfig | None = None,
     runtimes: list[RuntimeChoice] | None = None,
+    qdrant: QdrantTarget | None = None,
 ) -> tuple[Run, dict[str, float]]:
     """First-stage retrieval, then (optionally) re-ranking of the top ``rerank_depth`` hits
     from the index's token store (documents are encoded only if the store lacks them).
 
     ``runtime``: where the query encoder runs (None: PyTorch); its choice is appended to
-    ``runtimes``.
+    ``runtimes``. ``qdrant``: where an index's Qdrant collection is (default: as its
+    manifest says).
     """
     from index.rerank import rerank_hits_many, token_store_warning
 
-    searcher = Searcher.open(index, device=device)
+    searcher = Searcher.open(index, device=device, qdrant=qdrant)
     if runtime is not None:
         chosen = apply_runtimes([searcher.encoder], runtime)
         if runtimes is not None:
@@ -242,7 +258,7 @@ def save_outputs(config: EvalConfig, result: EvalResult) -> None:
         "per_query": result.metrics.per_query,
         "timings": result.timings,
         "runtimes": [choice.to_dict() for choice in result.runtimes],
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "config": config_record(config),
     }
     if result.comparison is not None:
         comparison = asdict(result.comparison)

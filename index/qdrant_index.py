@@ -12,7 +12,7 @@ them exactly: for trials and tests, one process at a time. Needs ``pip install
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +33,7 @@ class QdrantTarget:
     folder (or ``:memory:``) for qdrant-client's embedded mode."""
 
     location: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def is_server(self) -> bool:
@@ -55,6 +55,21 @@ class QdrantTarget:
         if self.location == ":memory:":
             return QdrantClient(location=":memory:")
         return QdrantClient(path=str(Path(self.location)))
+
+
+def target_for(folder: Path | None, url: str | None, api_key: str | None) -> QdrantTarget | None:
+    """The Qdrant a command's options point at: ``url``; or, with only an API key, the
+    location the manifest of the index in ``folder`` names; None when neither is given (an
+    index is then reached where its manifest says, without a key).
+    """
+    from index.manifest import MANIFEST_NAME, Manifest
+
+    if url is not None:
+        return QdrantTarget(url, api_key)
+    if api_key is None or folder is None or not (folder / MANIFEST_NAME).is_file():
+        return None
+    location = Manifest.load(folder).qdrant_location
+    return QdrantTarget(location, api_key) if location is not None else None
 
 
 def collection_name(generation: str) -> str:

@@ -22,6 +22,8 @@ from loupe.cli_common import (
     LearningRate,
     MaxSteps,
     OutFolder,
+    QdrantApiKey,
+    QdrantUrl,
     QrelsFile,
     QueriesFile,
     QuerySplit,
@@ -145,9 +147,7 @@ def index_build(
             envvar=env("qdrant_url"),
         ),
     ] = None,
-    qdrant_api_key: Annotated[
-        str | None, typer.Option(help="Qdrant API key", envvar=env("qdrant_api_key"))
-    ] = None,
+    qdrant_api_key: QdrantApiKey = None,
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
@@ -250,6 +250,8 @@ def search(
         int,
         typer.Option(min=1, help="first-stage hits re-ranked by --reranker", envvar=env("depth")),
     ] = 100,
+    qdrant_url: QdrantUrl = None,
+    qdrant_api_key: QdrantApiKey = None,
     device: Device = None,
 ) -> None:
     """Search an index with the dual encoder, optionally re-ranked (or a service with --url,
@@ -265,9 +267,13 @@ def search(
         return
     if index is None:
         raise ValueError("pass --index (or --url to search a running service)")
+    from index.qdrant_index import target_for
     from loupe.search_command import search_local
 
-    for line in search_local(index, query, k, first_stage, where, reranker, depth, device):
+    qdrant = target_for(index, qdrant_url, qdrant_api_key)
+    for line in search_local(
+        index, query, k, first_stage, where, reranker, depth, device, qdrant=qdrant
+    ):
         typer.echo(line)
 
 
@@ -326,12 +332,15 @@ def evaluate(
             envvar=env("first_stage"),
         ),
     ] = "dense",
+    qdrant_url: QdrantUrl = None,
+    qdrant_api_key: QdrantApiKey = None,
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
 ) -> None:
     """Score a run, re-rank candidates, or retrieve from an index; write run, metrics, report."""
     from evaluation.jobs import EvalConfig, run_eval, summary_table
+    from index.qdrant_index import target_for
     from models.registry import load_reranker
 
     config = EvalConfig(
@@ -353,6 +362,7 @@ def evaluate(
         device=device,
         runtime=runtime.value,
         show_progress=not quiet,
+        qdrant=target_for(index, qdrant_url, qdrant_api_key),
     )
     config.validate()
     needs_reranker = candidates is not None or reranker is not None

@@ -45,6 +45,17 @@ Device = Annotated[
     str | None,
     typer.Option(help="torch device (cuda, cpu); default: CUDA if present", envvar=env("device")),
 ]
+QdrantUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="Qdrant URL (or local folder: qdrant-client's embedded mode) of the first stage's "
+        "vectors; an index's own manifest names it otherwise; needs loupe[qdrant]",
+        envvar=env("qdrant_url"),
+    ),
+]
+QdrantApiKey = Annotated[
+    str | None, typer.Option(help="Qdrant API key", envvar=env("qdrant_api_key"))
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars", envvar=env("quiet"))]
 FilterPairs = Annotated[
     list[str] | None,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from index.metadata_filter import MetadataFilter
 
 if TYPE_CHECKING:
+    from index.qdrant_index import QdrantTarget
     from index.searcher import Hit
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,17 @@ def search_local(
     reranker: str | None = None,
     depth: int = 100,
     device: str | None = None,
+    qdrant: QdrantTarget | None = None,
 ) -> list[str]:
     """The top ``k`` hits as lines ``rank  score  id  [P=...]  text``: the first stage's own,
     or, with ``reranker``, its top ``depth`` re-scored (from the token store where the
-    re-ranker wrote it), with the probability of relevance where the re-ranker gives one."""
+    re-ranker wrote it), with the probability of relevance where the re-ranker gives one.
+    ``qdrant``: where an index's Qdrant collection is (default: as its manifest says)."""
     from index.rerank import order_by_score, rerank_hits_many, token_store_warning
     from index.searcher import Searcher
     from models.registry import load_reranker
 
-    searcher = Searcher.open(index, device=device)
+    searcher = Searcher.open(index, device=device, qdrant=qdrant)
     try:
         hits = searcher.search([query], max(k, depth) if reranker else k, first_stage, where)[0]
         ranked: list[tuple[Hit, float, float | None]]

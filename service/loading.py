@@ -41,17 +41,13 @@ def load_query_cache(settings: ServiceSettings) -> ArrayCache | None:
 
 
 def qdrant_target(settings: ServiceSettings) -> QdrantTarget | None:
-    """Where the settings put the index's Qdrant collection: ``qdrant_url``, or with only an
-    API key, the location the index's manifest names; None: as the manifest says (or FAISS,
-    for a new index)."""
-    from index.manifest import MANIFEST_NAME, Manifest
-    from index.qdrant_index import QdrantTarget
+    """Where the settings put the index's Qdrant collection (see
+    :func:`index.qdrant_index.target_for`; None: as the manifest says, or FAISS for a new
+    index)."""
+    from index.qdrant_index import target_for
 
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    location = settings.qdrant_url
-    if location is None and key is not None and (settings.index / MANIFEST_NAME).is_file():
-        location = Manifest.load(settings.index).qdrant_location
-    return QdrantTarget(location, key) if location is not None else None
+    return target_for(settings.index, settings.qdrant_url, key)
 
 
 def open_index(settings: ServiceSettings, model: str, dimension: int) -> LiveIndex:

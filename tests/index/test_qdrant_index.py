@@ -3,18 +3,20 @@ answers as FAISS, index builds and live writes through it, and what a rebuild le
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from evaluation.jobs import EvalConfig, config_record
 from index.builder import IndexBuildConfig, build_index
 from index.errors import IndexCorruptError
 from index.faiss_index import FaissIndex
 from index.live import LiveIndex
 from index.manifest import Manifest
-from index.qdrant_index import QdrantIndex, QdrantTarget
+from index.qdrant_index import QdrantIndex, QdrantTarget, target_for
 from index.records import Document
 from index.searcher import IndexReader, Searcher
 
@@ -158,3 +160,27 @@ def test_a_missing_collection_is_a_corrupt_index(tmp_path: Path) -> None:
     client.close()
     with pytest.raises(IndexCorruptError, match="no collection"):
         IndexReader.open(folder)
+
+
+def test_commands_reach_qdrant_by_url_or_by_the_manifest_with_a_key(tmp_path: Path) -> None:
+    folder = tmp_path / "index"
+    location = str(tmp_path / "qdrant")
+    LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=QdrantTarget(location)).close()
+    assert target_for(folder, "http://qdrant:6333", "k") == QdrantTarget("http://qdrant:6333", "k")
+    assert target_for(folder, None, "k") == QdrantTarget(location, "k")
+    assert target_for(folder, None, None) is None  # as the manifest says, without a key
+    assert target_for(tmp_path / "none", None, "k") is None
+    assert "k" not in repr(QdrantTarget(location, "k"))
+
+
+def test_an_evaluation_records_where_qdrant_is_but_never_its_key(tmp_path: Path) -> None:
+    config = EvalConfig(
+        queries=tmp_path / "q.tsv",
+        qrels=tmp_path / "qrels",
+        out=tmp_path / "out",
+        index=tmp_path / "index",
+        qdrant=QdrantTarget("https://qdrant.example:6333", "secret-key"),
+    )
+    record = config_record(config)
+    assert record["qdrant"] == "https://qdrant.example:6333"
+    assert "secret-key" not in json.dumps(record)
