@@ -228,6 +228,15 @@ def from_main(value: T, world: World) -> T:
     return box[0]  # type: ignore[return-value]  # rank 0 sent a T
 
 
+def gather_objects(value: T, world: World) -> list[T]:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+    if not world.distributed:
+        return [value]
+    gathered: list[object] = [None] * world.size
+    dist.all_gather_object(gathered, value)
+    return gathered  # type: ignore[return-value]  # each rank sent a T
+
+
 def agreed_step(step: int, world: World, device: torch.device) -> int:
     """The step every rank resumed from; refuses ranks that read different checkpoints."""
     if not world.distributed:

@@ -63,23 +63,30 @@ class LiteTraining:
         c = self.config
         before = len(self.cache)
         self.model.eval()
+        world = current_world()  # the ranks share the encoding
         self.cache.ensure(
             self.model,
             {e.query for e in examples},
             c.q_len,
             show_progress=show_progress,
             desc="caching queries",
+            world=world,
         )
         docs = {e.positive for e in examples} | {n for e in examples for n in e.negatives}
         if c.train_windows > 1:
             self.cache.ensure_windows(
-                self.model, docs, c.train_windows, show_progress=show_progress
+                self.model, docs, c.train_windows, show_progress=show_progress, world=world
             )
         else:
             self.cache.ensure(
-                self.model, docs, c.d_len, show_progress=show_progress, desc="caching passages"
+                self.model,
+                docs,
+                c.d_len,
+                show_progress=show_progress,
+                desc="caching passages",
+                world=world,
             )
-        if c.cache is not None and len(self.cache) > before and current_world().is_main:
+        if c.cache is not None and len(self.cache) > before and world.is_main:
             c.cache.parent.mkdir(parents=True, exist_ok=True)
             self.cache.save(c.cache)
 

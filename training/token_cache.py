@@ -2,7 +2,9 @@
 
 With the backbone frozen, a text's token states never change, so each is computed once
 (float16) and the head trains on the cached states: hundreds of epochs cost what one
-encoding pass costs. ``save``/``load`` keep the cache across runs.
+encoding pass costs. ``save``/``load`` keep the cache across runs. Under torchrun the ranks
+share the encoding: each computes every ``size``-th batch and the states are exchanged, so
+every rank ends with the whole cache, bit for bit what one process computes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +25,9 @@ from models.late_interaction import (
     pad_matrices,
     stored_windows,
 )
+from training.distributed import World, gather_objects
+
+T = TypeVar("T")
 
 
 def text_key(text: str, max_length: int) -> str:
@@ -57,20 +63,26 @@ class TokenCache:
         batch_size: int = 32,
         show_progress: bool = True,
         desc: str = "caching token states",
+        world: World | None = None,
     ) -> None:
-        """Compute the states of the texts not cached yet."""
+        """Compute the states of the texts not cached yet (``world``: shared among its ranks,
+        every one of which must call this with the same texts)."""
+        world = world or World()
         missing = {text_key(t, max_length): t for t in texts}
         # in key order: which texts share a batch moves a state's fp16 bits slightly, so the
         # same texts must form the same batches whatever order (a set's) they come in
         items = sorted((k, t) for k, t in missing.items() if k not in self._states)
         lengths = [len(t) for _, t in items]
-        with tqdm(total=len(items), desc=desc, disable=not show_progress) as bar:
-            for ids in length_sorted_batches(lengths, batch_size):
+        batches = _share(list(length_sorted_batches(lengths, batch_size)), world)
+        computed: dict[str, np.ndarray] = {}
+        with tqdm(total=sum(map(len, batches)), desc=desc, disable=not show_progress) as bar:
+            for ids in batches:
                 raw = model.backbone_tokens([items[i][1] for i in ids], max_length)
                 for row, i in enumerate(ids):
                     n = int(raw.mask[row].sum())
-                    self._states[items[i][0]] = raw.tokens[row, :n].to(torch.float16).cpu().numpy()
+                    computed[items[i][0]] = raw.tokens[row, :n].to(torch.float16).cpu().numpy()
                 bar.update(len(ids))
+        self._add_from_every_rank(computed, world)
 
     @torch.inference_mode()
     def ensure_windows(
@@ -82,23 +94,33 @@ class TokenCache:
         batch_size: int = 32,
         show_progress: bool = True,
         desc: str = "caching passage windows",
+        world: World | None = None,
     ) -> None:
         """Compute the states of the texts' windows not cached yet: up to ``windows`` of
-        ``model``'s ``d_len``-token windows per text, stored end to end."""
+        ``model``'s ``d_len``-token windows per text, stored end to end (``world``: see
+        :meth:`ensure`)."""
+        world = world or World()
         c = model.config
         overlap = c.window_overlap or 0
         missing = {windows_key(t, c.d_len, overlap, windows): t for t in texts}
         items = sorted((k, t) for k, t in missing.items() if k not in self._states)  # see ensure
-        keys, pending = [k for k, _ in items], [t for _, t in items]
         chunk = 16 * batch_size  # texts per call: progress in steps, bounded float32 memory
-        with tqdm(total=len(pending), desc=desc, disable=not show_progress) as bar:
-            for start in range(0, len(pending), chunk):
+        chunks = _share([items[s : s + chunk] for s in range(0, len(items), chunk)], world)
+        computed: dict[str, np.ndarray] = {}
+        with tqdm(total=sum(map(len, chunks)), desc=desc, disable=not show_progress) as bar:
+            for part in chunks:
                 states = model.windowed_outputs(
-                    pending[start : start + chunk], windows, lambda raw: raw.embeddings, batch_size
+                    [t for _, t in part], windows, lambda raw: raw.embeddings, batch_size
                 )
-                for key, matrix in zip(keys[start : start + chunk], states, strict=True):
-                    self._states[key] = matrix
+                for (key, _), matrix in zip(part, states, strict=True):
+                    computed[key] = matrix
                 bar.update(len(states))
+        self._add_from_every_rank(computed, world)
+
+    def _add_from_every_rank(self, computed: dict[str, np.ndarray], world: World) -> None:
+        """Keep the states this rank computed and those every other rank did."""
+        for states in gather_objects(computed, world):
+            self._states.update(states)
 
     def window_batch(
         self,
@@ -137,3 +159,13 @@ class TokenCache:
         for i, key in enumerate(data["keys"]):
             cache._states[str(key)] = states[offsets[i] : offsets[i + 1]]
         return cache
+
+
+def _share(batches: list[T], world: World) -> list[T]:
+    """This rank's batches of a list every rank builds alike: every ``size``-th, from its
+    rank on (all of them in a world of one).
+
+    >>> _share([0, 1, 2, 3, 4], World(rank=1, size=2)), _share([0, 1], World())
+    ([1, 3], [0, 1])
+    """
+    return batches[world.rank :: world.size]

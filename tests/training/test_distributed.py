@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,42 @@ def _rank(rank: int, size: int, port: int, out: str, model_dir: str, triples: st
         folder = Path(out) / f"lite-{windows}"
         lite = _lite_config(folder, Path(model_dir), Path(triples), 2, windows)
         train_lite(lite, show_progress=False)
+    encoded = _cache_texts(Path(out) / f"cache-rank{rank}.npz", Path(model_dir), world)
+    torch.save(encoded, Path(out) / f"cache-rank{rank}-encoded.pt")
+
+
+CACHE_TEXTS = [f"passage number {i} " + "word " * (i % 7) for i in range(21)]
+
+
+def _cache_texts(path: Path, model_dir: Path, world: World) -> list[str]:
+    """Cache :data:`CACHE_TEXTS` (cut at 16 tokens, and as 4-token windows) in batches of 2
+    on this world's ranks, save the cache, and return the texts this rank encoded."""
+    from models.late_interaction import TokenMatrices
+    from training.lite_job import LiteTraining
+    from training.token_cache import TokenCache
+
+    model = LiteTraining(_lite_config(path.parent, model_dir, path, 2, 3)).model
+    encoded: list[str] = []
+    windowed = model.windowed_outputs
+
+    def counting(texts: Any, *args: Any, **kwargs: Any) -> Any:
+        encoded.extend(texts)
+        return windowed(texts, *args, **kwargs)
+
+    model.windowed_outputs = counting  # type: ignore[method-assign]
+    cache = TokenCache()
+    cache.ensure_windows(model, CACHE_TEXTS, 3, batch_size=1, show_progress=False, world=world)
+    model.windowed_outputs = windowed  # type: ignore[method-assign]
+    backbone_tokens = model.backbone_tokens
+
+    def counting_tokens(texts: Sequence[str], max_length: int) -> TokenMatrices:
+        encoded.extend(texts)
+        return backbone_tokens(texts, max_length)
+
+    model.backbone_tokens = counting_tokens  # type: ignore[method-assign]
+    cache.ensure(model, CACHE_TEXTS, 16, batch_size=2, show_progress=False, world=world)
+    cache.save(path)
+    return encoded
 
 
 def _lite_config(
@@ -281,3 +317,28 @@ def test_gathered_negatives_make_two_lite_ranks_one_process_with_twice_the_batch
     ranks = load_file(out / f"lite-{windows}" / "best" / "model.safetensors")
     for key, value in trained.items():
         torch.testing.assert_close(ranks[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_ranks_share_the_token_cache_and_each_ends_with_all_of_it(
+    two_ranks: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Each rank encodes every other batch (or chunk of windows) of the texts to cache; the
+    states are exchanged, and both ranks hold every state, bit for bit what one process
+    computes alone."""
+    import numpy as np
+
+    from training.token_cache import TokenCache
+
+    out, model_dir, _ = two_ranks
+    encoded = [torch.load(out / f"cache-rank{r}-encoded.pt") for r in range(2)]
+    assert encoded[0] and encoded[1]
+    assert len(encoded[0]) + len(encoded[1]) == 2 * len(CACHE_TEXTS)  # windows, then cut
+    alone = _cache_texts(tmp_path / "cache.npz", model_dir, World())
+    assert sorted(alone) == sorted(encoded[0] + encoded[1])
+    single = TokenCache.load(tmp_path / "cache.npz")
+    assert len(single) == 2 * len(CACHE_TEXTS)
+    for r in range(2):
+        shared = TokenCache.load(out / f"cache-rank{r}.npz")
+        assert set(shared._states) == set(single._states)
+        for key, states in single._states.items():
+            np.testing.assert_array_equal(shared._states[key], states)
