@@ -162,6 +162,9 @@ class Engine:
         re-ranker shares the encoder, its query matrices (the models never change)."""
         self._writes = 0
         self._write_lock = threading.Lock()
+        self._retired: LiveIndex | None = None
+        """The index a reload replaced: closed at the next reload or at shutdown, so that a
+        read still running on it (document reads run outside the model thread) finishes."""
 
     # --- descriptions ---------------------------------------------------------------------
 
@@ -217,6 +220,23 @@ class Engine:
     def read_only(self) -> bool:
         """Whether the index takes no writes (a serving replica)."""
         return self.index.read_only
+
+    @property
+    def index_generation(self) -> str:
+        """The build (or snapshot) of the index served."""
+        return self.index.manifest.generation
+
+    def replace_index(self, index: LiveIndex) -> None:
+        """Serve ``index`` from now on (a read-only service's reload; run it on the model
+        thread, between batches). The replaced index is closed at the next replacement."""
+        if index.manifest.dimension != self.encoder.dim:
+            raise ValueError(
+                f"the new index holds {index.manifest.dimension}-d vectors; "
+                f"encoder {self.encoder.model_name} gives {self.encoder.dim}-d"
+            )
+        if self._retired is not None:
+            self._retired.close()
+        self._retired, self.index = self.index, index
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -660,3 +680,5 @@ class Engine:
         if dirty:
             self.snapshot()
         self.index.close()
+        if self._retired is not None:
+            self._retired.close()

@@ -87,6 +87,21 @@ def open_read_only(settings: ServiceSettings) -> LiveIndex:
     )
 
 
+def open_rebuilt_index(settings: ServiceSettings, engine: Engine) -> LiveIndex | None:
+    """The index folder opened afresh when its manifest names another generation than the
+    engine serves (a build or a snapshot replaced it), else None."""
+    from index.manifest import Manifest
+    from index.rerank import token_store_warning
+
+    if Manifest.load(settings.index).generation == engine.index_generation:
+        return None
+    index = open_read_only(settings)
+    mismatch = token_store_warning(engine.reranker, index.reader)
+    if mismatch is not None:
+        log.warning("index %s: %s", settings.index, mismatch)
+    return index
+
+
 def load_engine(settings: ServiceSettings) -> Engine:
     """Load the models and open (or create) the index named by ``settings``.
 

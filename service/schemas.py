@@ -418,6 +418,9 @@ class ReadyResponse(BaseModel):
     documents: int | None = None
     read_only: bool | None = None
     """Whether this service serves its index read-only (document writes answer 403)."""
+    index_generation: str | None = None
+    """The build (or snapshot) of the index served: a read-only replica's changes when it
+    reloads a rebuilt index."""
     error: ErrorDetail | None = None
 
 

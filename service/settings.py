@@ -82,6 +82,10 @@ class ServiceSettings(BaseSettings):
     """Requests waiting per queue; beyond it the answer is 429 with Retry-After."""
     request_timeout_s: float = Field(120.0, gt=0)
     """Longest a request waits for its model work before a 504."""
+    index_reload_s: float = Field(30.0, ge=0)
+    """A read-only service reads the index folder's manifest this often and, once a build
+    (or the writing service's snapshot) has replaced it, serves the new index without a
+    restart; 0: never."""
     snapshot_every: int = Field(1000, ge=1)
     """Persist the FAISS index after this many document writes (and on shutdown)."""
     document_cache_mb: int = Field(256, ge=0)

@@ -36,6 +36,7 @@ class ServiceState:
         self.error: str | None = None
         self.runtime: Runtime | None = None
         self._loading: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +49,10 @@ class ServiceState:
                 self._loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loading
+            if self._watching is not None:
+                self._watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watching
             runtime, self.runtime = self.runtime, None
             if runtime is not None:
                 await runtime.stop()
@@ -69,3 +74,39 @@ class ServiceState:
         self.runtime, self.status = runtime, "ok"
         self.metrics.documents.set(engine.document_count())
         self.metrics.caches.caches = engine.caches()
+        if engine.read_only and self.settings.index_reload_s > 0:
+            self._watching = asyncio.create_task(self._watch_index(runtime), name="loupe-reload")
+
+    async def _watch_index(self, runtime: Runtime) -> None:
+        """Serve a rebuilt index once its manifest replaces the one served: opened in a worker
+        thread, swapped in on the model thread between batches. A new index that fails to
+        open is reported once, and the current one stays."""
+        from service.loading import open_rebuilt_index
+
+        failed: str | None = None
+        while True:
+            await asyncio.sleep(self.settings.index_reload_s)
+            try:
+                index = await asyncio.to_thread(open_rebuilt_index, self.settings, runtime.engine)
+                if index is None:
+                    continue
+                old = runtime.engine.index_generation
+                try:
+                    await runtime.run(runtime.engine.replace_index, index)
+                except BaseException:
+                    index.close()
+                    raise
+                failed = None
+                log.info(
+                    "serving index %s generation %s (was %s), %d documents",
+                    self.settings.index,
+                    runtime.engine.index_generation,
+                    old,
+                    runtime.engine.document_count(),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if str(exc) != failed:
+                    log.warning("index %s not reloaded: %s", self.settings.index, exc)
+                failed = str(exc)

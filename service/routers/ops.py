@@ -35,7 +35,11 @@ async def ready(state: ServiceState = Depends(get_state)) -> JSONResponse:
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
     count = await asyncio.to_thread(runtime.engine.document_count)
     answer = ReadyResponse(
-        ready=True, status="ok", documents=count, read_only=runtime.engine.read_only
+        ready=True,
+        status="ok",
+        documents=count,
+        read_only=runtime.engine.read_only,
+        index_generation=runtime.engine.index_generation,
     )
     return JSONResponse(answer.model_dump(exclude_none=True))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -264,6 +265,50 @@ def test_a_service_keeps_its_vectors_in_qdrant(
 
     replica = make_client(index=folder, read_only=True, qdrant_url=qdrant)
     assert search(replica, top_n=10)["results"] == expected
+
+
+def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
+    make_app: Callable[..., FastAPI],
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    """A read-only replica notices that a new manifest replaced the one it serves (here the
+    writing service's shutdown snapshot) and serves the new index: its documents and its
+    generation; a manifest that fails to open leaves the replica serving what it had."""
+    folder = tmp_path / "index"
+
+    def write(documents: list[dict[str, Any]]) -> None:
+        with TestClient(make_app(index=folder)) as writer:
+            wait_ready(writer)
+            add(writer, documents)
+
+    def served(replica: TestClient) -> set[str]:
+        return {hit["id"] for hit in search(replica, top_n=10)["results"]}
+
+    write(CORPUS[:2])
+    replica = make_client(index=folder, read_only=True, index_reload_s=0.05)
+    first = replica.get("/ready").json()["index_generation"]
+    assert served(replica) == {CORPUS[0]["id"], CORPUS[1]["id"]}
+
+    write(CORPUS[2:])
+    deadline = time.monotonic() + 20
+    while replica.get("/ready").json()["index_generation"] == first:
+        assert time.monotonic() < deadline, "the replica never reloaded"
+        time.sleep(0.05)
+    assert served(replica) == {d["id"] for d in CORPUS}
+    assert replica.get("/ready").json()["documents"] == len(CORPUS)
+
+    second = replica.get("/ready").json()["index_generation"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(generation="broken", docstore_file="docstore-missing.sqlite")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="service.state"):
+        time.sleep(0.5)  # ten reload intervals
+    assert replica.get("/ready").json()["index_generation"] == second
+    assert served(replica) == {d["id"] for d in CORPUS}
+    warnings = [r for r in caplog.records if "not reloaded" in r.getMessage()]
+    assert len(warnings) == 1 and "docstore-missing.sqlite" in warnings[0].getMessage()
 
 
 def test_read_only_replicas_serve_the_index_and_refuse_writes(

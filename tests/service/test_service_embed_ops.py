@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from index.manifest import Manifest
 from tests.service.helpers import assert_error, engine_loader_for, wait_ready
 
 
@@ -81,11 +82,14 @@ def test_health_and_ready_while_loading(make_settings, tiny_models):
         release.set()
         wait_ready(client)
         assert client.get("/health").json() == {"status": "ok"}
-        assert client.get("/ready").json() == {
+        ready = client.get("/ready").json()
+        generation = Manifest.load(make_settings().index).generation
+        assert ready == {
             "ready": True,
             "status": "ok",
             "documents": 0,
             "read_only": False,
+            "index_generation": generation,
         }
 
 
