@@ -217,13 +217,20 @@ def test_selectors_and_targets_point_at_the_api_pods() -> None:
     assert service_port["targetPort"] in {p["name"] for p in container(deployment, "api")["ports"]}
     target = find(resources, "HorizontalPodAutoscaler", "loupe-api")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "loupe-api")
-    gpu = find(with_gpu_patches(resources), "Deployment", "loupe-api")
-    assert container(gpu, "api")["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert environment(container(gpu, "api"))["LOUPE_DEVICE"] == "cuda"
+    gpu = with_gpu_patches(resources)
+    for kind, name, container_name in (
+        ("Deployment", "loupe-api", "api"),
+        ("Job", "loupe-index-build", "index-build"),
+    ):
+        patched = container(find(gpu, kind, name), container_name)
+        assert patched["resources"]["limits"]["nvidia.com/gpu"] == 1
+        own = {v["name"] for v in container(find(resources, kind, name), container_name)["env"]}
+        assert own < set(environment(patched))  # the patch adds to the environment
+        assert environment(patched)["LOUPE_DEVICE"] == "cuda"
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-@pytest.mark.parametrize("overlay", ["base", "gpu"])
+@pytest.mark.parametrize("overlay", ["base", "gpu", "qdrant"])
 def test_kustomize_renders_valid_resources(overlay: str) -> None:
     rendered = subprocess.run(
         ["kubectl", "kustomize", str(KUBERNETES / overlay)],
@@ -233,7 +240,12 @@ def test_kustomize_renders_valid_resources(overlay: str) -> None:
     assert validation_errors(resources) == []
     (config_map,) = [r for r in resources if r["kind"] == "ConfigMap"]
     assert config_map["metadata"]["name"].startswith("loupe-settings-")  # hashed: rolls pods
-    assert config_map["data"] == settings_literals()
+    expected = settings_literals()
+    if overlay == "qdrant":
+        (generator,) = kustomization(KUBERNETES / "qdrant")["configMapGenerator"]
+        expected |= dict(literal.split("=", 1) for literal in generator["literals"])
+        assert "LOUPE_QDRANT_URL" in expected
+    assert config_map["data"] == expected
     names = [
         source["configMapRef"]["name"]
         for r in resources if r["kind"] in ("Deployment", "Job")
