@@ -368,12 +368,13 @@ def index_stored_vectors(
 def upload_stored_vectors(
     store: DocStore, dimension: int, target: QdrantTarget, collection: str
 ) -> QdrantIndex:
-    """A new Qdrant collection holding the vectors the docstore holds, sent a chunk at a
-    time."""
+    """A new Qdrant collection holding the vectors the docstore holds, with their documents'
+    metadata as payloads, sent a chunk at a time."""
     index = QdrantIndex.create(target, collection, dimension)
     try:
         for chunk_keys, vectors in store.iter_vectors():
-            index.add(chunk_keys, vectors)
+            documents = store.get_by_keys(chunk_keys)
+            index.add(chunk_keys, vectors, [documents[int(k)].metadata for k in chunk_keys])
     except BaseException:
         index.close()
         raise

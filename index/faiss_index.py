@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -105,7 +107,13 @@ class FaissIndex(VectorIndex):
         self._cpu_index.train(sample)
         self._to_gpu()
 
-    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+    def add(
+        self,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Add the vectors (FAISS keeps no metadata: filters go through the docstore)."""
         if not self.is_trained:
             raise RuntimeError("train the index before adding vectors")
         self._cpu_index.add_with_ids(

@@ -214,7 +214,9 @@ class LiveIndex(FirstStageSearch):
             self._passing_after_write(replaced, list(zip(keys, documents, vectors, strict=True)))
             if replaced:
                 self._remove_keys(replaced)
-            self.reader.vectors.add(np.asarray(keys, dtype=np.int64), vectors)
+            self.reader.vectors.add(
+                np.asarray(keys, dtype=np.int64), vectors, [d.metadata for d in documents]
+            )
             return keys
 
     def delete(self, doc_id: str) -> bool:
@@ -268,7 +270,9 @@ class LiveIndex(FirstStageSearch):
         with self._lock:
             if where is not None:
                 kept = self._kept(where)
-                return self.reader.search_among(query_vectors, k, kept.keys, kept.vectors)
+                return self.reader.search_among(
+                    query_vectors, k, kept.keys, kept.vectors, where=where
+                )
             extra = min(len(self._tombstones), 10 * k + 100)
             hits = self.reader.search_vectors(query_vectors, k + extra)
         return [row[:k] for row in hits]

@@ -11,20 +11,23 @@ them exactly: for trials and tests, one process at a time. Needs ``pip install
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from index.metadata_filter import MetadataFilter
 from index.vector_index import VectorIndex, as_float32_rows
 
 if TYPE_CHECKING:
-    from qdrant_client import QdrantClient
+    from qdrant_client import QdrantClient, models
 
 UPSERT_BATCH = 1024
 """Points per upsert request."""
+EXACT_FLOAT_INTEGERS = 2**53
+"""Numbers a filter compares as Qdrant ranges do (as doubles) without losing precision."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,47 @@ def collection_name(generation: str) -> str:
     return f"loupe-{generation}"
 
 
+def qdrant_filter(where: MetadataFilter) -> models.Filter | None:
+    """``where`` as a Qdrant filter over the points' payloads (each document's metadata), or
+    None where one cannot say it: a field name Qdrant would read as a path (``.``, ``[``) or
+    an integer beyond a double's precision. Strings and booleans match by value, numbers by
+    a range of one value (so ``1`` matches ``1.0``, as in the docstore). Qdrant also matches
+    a value inside a list, which the docstore does not: callers check the hits.
+
+    >>> f = qdrant_filter(MetadataFilter.from_mapping({"lang": ["en", "de"], "year": 2024}))
+    >>> [len(field.should) for field in f.must]
+    [2, 1]
+    >>> qdrant_filter(MetadataFilter.from_mapping({"a.b": 1})) is None
+    True
+    """
+    from qdrant_client import models
+
+    fields: list[models.Condition] = []
+    for name, values in where.fields:
+        if any(c in name for c in ".[]"):
+            return None
+        options: list[models.Condition] = []
+        for value in values:
+            if isinstance(value, bool | str):
+                options.append(
+                    models.FieldCondition(key=name, match=models.MatchValue(value=value))
+                )
+            elif abs(value) >= EXACT_FLOAT_INTEGERS:
+                return None
+            else:
+                number = float(value)
+                options.append(
+                    models.FieldCondition(key=name, range=models.Range(gte=number, lte=number))
+                )
+        fields.append(models.Filter(should=options))
+    return models.Filter(must=fields)
+
+
 class QdrantIndex(VectorIndex):
-    """Inner-product search over one Qdrant collection, with docstore keys as point ids."""
+    """Inner-product search over one Qdrant collection, with docstore keys as point ids and
+    each document's metadata as the point's payload."""
+
+    keeps_metadata = True
 
     def __init__(self, client: QdrantClient, target: QdrantTarget, collection: str):
         self._client = client
@@ -126,20 +168,30 @@ class QdrantIndex(VectorIndex):
     def __len__(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
 
-    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Upsert ``vectors (n, dim)`` under ``keys (n,)``: a key already there is replaced."""
+    def add(
+        self,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Upsert ``vectors (n, dim)`` under ``keys (n,)``, each with its document's
+        ``metadata`` as payload (none given: an empty payload); a key already there is
+        replaced, payload and all."""
         from qdrant_client import models
 
         keys = np.asarray(keys, dtype=np.int64)
         vectors = as_float32_rows(vectors, self.dimension)
-        if len(keys) != len(vectors):
-            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
+        if len(keys) != len(vectors) or (metadata is not None and len(metadata) != len(keys)):
+            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors and their metadata")
         for start in range(0, len(keys), UPSERT_BATCH):
             batch = slice(start, start + UPSERT_BATCH)
+            payloads = [dict(m) for m in metadata[batch]] if metadata is not None else None
             self._client.upsert(
                 self.collection,
                 points=models.Batch(
-                    ids=[int(k) for k in keys[batch]], vectors=vectors[batch].tolist()
+                    ids=[int(k) for k in keys[batch]],
+                    vectors=vectors[batch].tolist(),
+                    payloads=payloads,
                 ),
                 wait=True,
             )
@@ -154,31 +206,37 @@ class QdrantIndex(VectorIndex):
             )
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._query(queries, k, allowed=None)
+        return self._query(queries, k, None)
 
     def search_among(
         self, queries: np.ndarray, k: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(scores, keys)``, each ``(q, k)``, among the ``allowed`` keys only (padded
-        with -inf and -1); Qdrant filters by point id while it walks its graph."""
-        return self._query(queries, k, allowed=np.asarray(allowed, dtype=np.int64))
+        with -inf and -1); Qdrant filters by point id while it walks its graph (every id
+        goes with each request: :meth:`search_where` is lighter where it applies)."""
+        from qdrant_client import models
+
+        has_id: list[int | str] = [int(key) for key in np.asarray(allowed, dtype=np.int64)]
+        if not has_id:
+            return _no_hits(len(np.atleast_2d(queries)), k)
+        return self._query(queries, k, models.Filter(must=[models.HasIdCondition(has_id=has_id)]))
+
+    def search_where(
+        self, queries: np.ndarray, k: int, where: MetadataFilter
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Top-k ``(scores, keys)``, each ``(q, k)``, among the points whose payload passes
+        :func:`qdrant_filter` of ``where``; None where it cannot be said in Qdrant's terms.
+        A document whose metadata holds a list may pass here and not in the docstore."""
+        condition = qdrant_filter(where)
+        return None if condition is None else self._query(queries, k, condition)
 
     def _query(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+        self, queries: np.ndarray, k: int, where: models.Filter | None
     ) -> tuple[np.ndarray, np.ndarray]:
         from qdrant_client import models
 
-        if k < 1:
-            raise ValueError("k must be at least 1")
         queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        keys = np.full((len(queries), k), -1, dtype=np.int64)
-        if allowed is not None and len(allowed) == 0:
-            return scores, keys
-        where = None
-        if allowed is not None:
-            has_id: list[int | str] = [int(key) for key in allowed]
-            where = models.Filter(must=[models.HasIdCondition(has_id=has_id)])
+        scores, keys = _no_hits(len(queries), k)
         params = models.SearchParams(hnsw_ef=self._hnsw_ef) if self._hnsw_ef else None
         requests = [
             models.QueryRequest(query=q.tolist(), limit=k, filter=where, params=params)
@@ -222,3 +280,10 @@ def drop_collections(target: QdrantTarget, collections: Iterable[str]) -> None:
                 client.delete_collection(name)
     finally:
         client.close()
+
+
+def _no_hits(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, keys)``, each ``(queries, k)``, of no hits: -inf and -1."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    return np.full((queries, k), -np.inf, dtype=np.float32), np.full((queries, k), -1, np.int64)

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -193,7 +194,7 @@ class IndexReader(FirstStageSearch):
         """Add vectors of documents stored after the FAISS snapshot (docstore is the truth)."""
         added = 0
         for keys, vectors in self.docstore.iter_vectors(after_key=self.manifest.max_key):
-            self.vectors.add(keys, vectors)
+            self.vectors.add(keys, vectors, self._metadata(keys))
             added += len(keys)
         if added:
             log.info("added %d documents stored after the index snapshot", added)
@@ -212,7 +213,7 @@ class IndexReader(FirstStageSearch):
         if where is None:
             scores, keys = self.vectors.search(query_vectors, k)
             return self._hits(scores, keys)
-        return self.search_among(query_vectors, k, self.docstore.keys_matching(where))
+        return self.search_among(query_vectors, k, self.docstore.keys_matching(where), where=where)
 
     def search_among(
         self,
@@ -220,11 +221,18 @@ class IndexReader(FirstStageSearch):
         k: int,
         allowed: np.ndarray,
         allowed_vectors: np.ndarray | None = None,
+        where: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits among the docstore keys ``allowed (n,)`` (see :meth:`search_vectors`);
         where they are scored exactly, from ``allowed_vectors (n, dim)`` (row i the vector
-        of ``allowed[i]``) if given, else from the docstore."""
+        of ``allowed[i]``) if given, else from the docstore. ``where``: the filter that
+        passes ``allowed``, which a Qdrant index applies itself (see
+        :meth:`_search_qdrant_where`) rather than being sent every key."""
         if not self.searches_exactly(len(allowed)):
+            if where is not None and isinstance(self.vectors, QdrantIndex):
+                hits = self._search_qdrant_where(query_vectors, k, where)
+                if hits is not None:
+                    return hits
             scores, keys = self.vectors.search_among(query_vectors, k, allowed)
         else:
             if allowed_vectors is None:
@@ -233,6 +241,22 @@ class IndexReader(FirstStageSearch):
                 np.atleast_2d(query_vectors), allowed, allowed_vectors, k
             )
         return self._hits(scores, keys)
+
+    def _search_qdrant_where(
+        self, query_vectors: np.ndarray, k: int, where: MetadataFilter
+    ) -> list[list[Hit]] | None:
+        """Top-k hits by Qdrant's own filter over the payloads, if it can say ``where`` and
+        every hit passes ``where`` in the docstore too (a list in the metadata may pass
+        Qdrant's match and not the docstore's); None otherwise."""
+        assert isinstance(self.vectors, QdrantIndex)
+        found = self.vectors.search_where(query_vectors, k, where)
+        if found is None:
+            return None
+        hits = self._hits(*found)
+        if all(where.matches(hit.document.metadata) for row in hits for hit in row):
+            return hits
+        log.debug("Qdrant's filter passed documents the docstore's does not; filtering by id")
+        return None
 
     def searches_exactly(self, allowed: int) -> bool:
         """Whether a search among this many allowed documents scores their stored vectors
@@ -253,6 +277,13 @@ class IndexReader(FirstStageSearch):
         index/lexical.py), among the documents ``where`` passes if given."""
         scores, keys = self.docstore.lexical_search(queries, k, where)
         return self._hits(scores, keys)
+
+    def _metadata(self, keys: np.ndarray) -> list[dict[str, Any]] | None:
+        """The documents' metadata for a vector index that keeps it (else None)."""
+        if not self.vectors.keeps_metadata:
+            return None
+        documents = self.docstore.get_by_keys(keys)
+        return [documents[int(key)].metadata for key in keys]
 
     def _hits(self, scores: np.ndarray, keys: np.ndarray) -> list[list[Hit]]:
         wanted = {int(x) for x in keys.ravel() if x >= 0}

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +21,18 @@ class VectorIndex(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    keeps_metadata: bool = False
+    """Whether :meth:`add` keeps the documents' metadata (to filter on it)."""
+
     @abstractmethod
-    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Add ``vectors (n, dim)`` float32 under ``keys (n,)`` int64."""
+    def add(
+        self,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Add ``vectors (n, dim)`` float32 under ``keys (n,)`` int64, with each document's
+        ``metadata`` where the backend :attr:`keeps_metadata` (others ignore it)."""
 
     @abstractmethod
     def remove(self, keys: np.ndarray) -> None:

@@ -16,6 +16,7 @@ from index.errors import IndexCorruptError
 from index.faiss_index import FaissIndex
 from index.live import LiveIndex
 from index.manifest import Manifest
+from index.metadata_filter import MetadataFilter
 from index.qdrant_index import QdrantIndex, QdrantTarget, target_for
 from index.records import Document
 from index.searcher import IndexReader, Searcher
@@ -81,7 +82,7 @@ def test_short_answers_are_padded_and_upserts_replace() -> None:
 
 
 def test_a_built_index_with_qdrant_vectors_searches_as_the_faiss_one(
-    tmp_path: Path, tiny_corpus: Path, tiny_encoder
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = QdrantTarget(str(tmp_path / "qdrant"))
     config = IndexBuildConfig(corpus=tiny_corpus, out=tmp_path / "q", show_progress=False)
@@ -103,6 +104,14 @@ def test_a_built_index_with_qdrant_vectors_searches_as_the_faiss_one(
         for q, f in answers:
             assert [h.document.id for h in q] == [h.document.id for h in f]
             np.testing.assert_allclose([h.score for h in q], [h.score for h in f], atol=1e-5)
+        # the build gave each point its document's metadata: Qdrant filters by payload
+        import index.searcher
+
+        monkeypatch.setattr(index.searcher, "EXACT_FILTER_LIMIT", 0)
+        monkeypatch.setattr(QdrantIndex, "search_among", None)  # not by key
+        where = MetadataFilter.from_mapping({"lang": "en"})
+        (hits,) = with_qdrant.search(["cats"], k=4, where=where)
+        assert [h.document.id for h in hits] == ["d4"]
     finally:
         with_qdrant.reader.close()
         with_faiss.reader.close()
@@ -184,3 +193,92 @@ def test_an_evaluation_records_where_qdrant_is_but_never_its_key(tmp_path: Path)
     record = config_record(config)
     assert record["qdrant"] == "https://qdrant.example:6333"
     assert "secret-key" not in json.dumps(record)
+
+
+def filtered_corpus() -> tuple[list[Document], np.ndarray]:
+    """60 documents with metadata of every kind a filter compares, and 8-d vectors."""
+    documents = []
+    for i in range(60):
+        metadata: dict[str, object] = {
+            "lang": "en" if i % 2 else "de",
+            "year": 2020 + i % 3 if i % 5 else float(2020 + i % 3),  # 2021 and 2021.0
+            "flag": i % 4 == 0,
+            "tag": ["a", "b"] if i % 6 == 0 else "a" if i % 3 == 0 else "c",
+            "a.b": i % 2,
+        }
+        documents.append(Document(id=f"d{i}", text=f"text {i}", metadata=metadata))
+    return documents, random_unit_vectors(60, 8, seed=3)
+
+
+def test_filtered_searches_ask_qdrant_by_payload_and_agree_with_the_docstore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter Qdrant can say goes to Qdrant as a payload filter, not as a list of every
+    passing key; where Qdrant's matching passes more (a value inside a list) or cannot say
+    the filter (a field name with a dot), the search falls back to the keys. Either way the
+    hits are the docstore's."""
+    import index.searcher
+
+    monkeypatch.setattr(index.searcher, "EXACT_FILTER_LIMIT", 0)  # through the vector index
+    by_id: list[str] = []
+    by_id_search = QdrantIndex.search_among
+
+    def counting(self: QdrantIndex, *args: object) -> tuple[np.ndarray, np.ndarray]:
+        by_id.append("called")
+        return by_id_search(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QdrantIndex, "search_among", counting)
+    documents, vectors = filtered_corpus()
+    live = LiveIndex.open_or_create(
+        tmp_path / "index", model="m", dimension=8, qdrant=QdrantTarget(str(tmp_path / "q"))
+    )
+    live.add(documents, vectors)
+    list_tagged = next(i for i, d in enumerate(documents) if isinstance(d.metadata["tag"], list))
+    try:
+        cases: list[tuple[dict[str, object], bool]] = [
+            ({"lang": "en"}, False),
+            ({"year": 2021}, False),  # 2021.0 passes too
+            ({"flag": True, "lang": ["en", "de"]}, False),
+            ({"year": [2020, 2022], "flag": False}, False),
+            ({"tag": "a"}, True),  # Qdrant also passes ["a", "b"]: hits checked, then by key
+            ({"a.b": 1}, True),  # a path to Qdrant: by key
+        ]
+        for mapping, falls_back in cases:
+            where = MetadataFilter.from_mapping(mapping)
+            # for "tag", the query is a list-tagged document's own vector: Qdrant's best hit
+            query = vectors[list_tagged][None] if "tag" in mapping else vectors[:1] * -1
+            passing = [i for i, d in enumerate(documents) if where.matches(d.metadata)]
+            order = sorted(passing, key=lambda i: -float(vectors[i] @ query[0]))
+            by_id.clear()
+            (hits,) = live.search_vectors(query, 5, where)
+            assert [h.document.id for h in hits] == [documents[i].id for i in order[:5]]
+            assert bool(by_id) == falls_back, mapping
+    finally:
+        live.close()
+
+
+def test_documents_caught_up_after_a_crash_keep_their_payload(tmp_path: Path) -> None:
+    """Documents stored after the last snapshot whose points never reached Qdrant (a crash
+    between the two writes) are upserted on the next writable open, metadata and all."""
+    target = QdrantTarget(str(tmp_path / "q"))
+    folder = tmp_path / "index"
+    documents, vectors = filtered_corpus()
+    live = LiveIndex.open_or_create(folder, model="m", dimension=8, qdrant=target)
+    live.add(documents[:30], vectors[:30])
+    live.snapshot()
+    keys = live.add(documents[30:], vectors[30:])
+    live.reader.vectors.remove(np.asarray(keys))  # as if the process died before the upsert
+    live.close()
+
+    reopened = LiveIndex.open(folder, qdrant=target)
+    try:
+        assert len(reopened.reader.vectors) == 60
+        qdrant = reopened.reader.vectors
+        assert isinstance(qdrant, QdrantIndex)
+        for key, document, vector in zip(keys, documents[30:], vectors[30:], strict=True):
+            # found by its own payload: caught up with its metadata
+            where = MetadataFilter.from_mapping({"lang": document.metadata["lang"]})
+            found = qdrant.search_where(vector[None], 1, where)
+            assert found is not None and int(found[1][0, 0]) == key
+    finally:
+        reopened.close()
