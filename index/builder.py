@@ -208,36 +208,30 @@ def write_snapshot(
     """Persist the vector index (a FAISS file written under a temporary name and renamed into
     place; a Qdrant collection keeps itself), then the manifest naming it, atomically; then
     delete the files of earlier generations."""
-    if isinstance(index, QdrantIndex):
-        vectors = {
-            "vectors_backend": "qdrant",
-            "vectors_file": "",
-            "vectors_sha256": "",
-            "qdrant_location": index.target.location,
-            "qdrant_collection": index.collection,
-            "factory": "qdrant",
-        }
-    else:
+    qdrant = index if isinstance(index, QdrantIndex) else None
+    vectors_name = sha256 = ""
+    if qdrant is None:
         vectors_name = f"vectors-{generation}.faiss"
         tmp = folder / f".{vectors_name}.tmp"
         index.save(tmp)
         os.replace(tmp, folder / vectors_name)
-        vectors = {
-            "vectors_file": vectors_name,
-            "vectors_sha256": sha256_file(folder / vectors_name),
-            "factory": factory,
-        }
+        sha256 = sha256_file(folder / vectors_name)
     manifest = Manifest(
         model=model,
         dimension=index.dimension,
         count=len(index),
+        factory="qdrant" if qdrant is not None else factory,
+        vectors_file=vectors_name,
+        vectors_sha256=sha256,
         docstore_file=docstore_file,
         max_key=max_key,
         generation=generation,
         token_store_file=token_store_file,
         token_store=token_store or {},
         bm25_dir=bm25_dir,
-        **vectors,  # type: ignore[arg-type]
+        vectors_backend="qdrant" if qdrant is not None else "faiss",
+        qdrant_location=qdrant.target.location if qdrant is not None else None,
+        qdrant_collection=qdrant.collection if qdrant is not None else None,
     )
     manifest.save(folder)
     remove_stale_generations(folder, manifest)

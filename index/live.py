@@ -2,9 +2,9 @@
 
 The docstore is written first (it is the source of truth); the FAISS index in memory (or the
 Qdrant collection) follows. ``snapshot`` persists the FAISS index and a new manifest
-atomically. After a crash, opening
-the folder replays documents stored after the last snapshot (see ``IndexReader.catch_up``)
-and skips deleted ones, so nothing acknowledged is lost.
+atomically. After a crash, opening the folder replays documents stored after the last
+snapshot (see ``IndexReader.catch_up``) and skips deleted ones, so nothing acknowledged is
+lost.
 """
 
 from __future__ import annotations

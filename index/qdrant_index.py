@@ -263,10 +263,6 @@ class QdrantIndex(VectorIndex):
     def save(self, path: Path) -> None:
         """Nothing to write: Qdrant keeps the collection itself."""
 
-    def drop(self) -> None:
-        """Delete the collection from Qdrant."""
-        self._client.delete_collection(self.collection)
-
     def close(self) -> None:
         self._client.close()
 
