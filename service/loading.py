@@ -87,14 +87,19 @@ def open_read_only(settings: ServiceSettings) -> LiveIndex:
     )
 
 
-def open_rebuilt_index(settings: ServiceSettings, engine: Engine) -> LiveIndex | None:
-    """The index folder opened afresh when its manifest names another generation than the
-    engine serves (a build or a snapshot replaced it), else None."""
+def rebuilt_generation(settings: ServiceSettings, engine: Engine) -> str | None:
+    """The generation the index folder's manifest names when it is not the one the engine
+    serves (a build or a snapshot replaced it), else None."""
     from index.manifest import Manifest
+
+    generation = Manifest.load(settings.index).generation
+    return generation if generation != engine.index_generation else None
+
+
+def open_rebuilt_index(settings: ServiceSettings, engine: Engine) -> LiveIndex:
+    """The index folder opened afresh, read-only, to replace the one the engine serves."""
     from index.rerank import token_store_warning
 
-    if Manifest.load(settings.index).generation == engine.index_generation:
-        return None
     index = open_read_only(settings)
     mismatch = token_store_warning(engine.reranker, index.reader)
     if mismatch is not None:

@@ -79,34 +79,40 @@ class ServiceState:
 
     async def _watch_index(self, runtime: Runtime) -> None:
         """Serve a rebuilt index once its manifest replaces the one served: opened in a worker
-        thread, swapped in on the model thread between batches. A new index that fails to
-        open is reported once, and the current one stays."""
-        from service.loading import open_rebuilt_index
+        thread, swapped in on the model thread between batches. A generation that fails to
+        open is reported once and not tried again; the current index stays."""
+        from service.loading import open_rebuilt_index, rebuilt_generation
 
-        failed: str | None = None
+        engine, folder = runtime.engine, self.settings.index
+        failed: str | None = None  # the generation, or the unreadable manifest's error
         while True:
             await asyncio.sleep(self.settings.index_reload_s)
             try:
-                index = await asyncio.to_thread(open_rebuilt_index, self.settings, runtime.engine)
-                if index is None:
-                    continue
-                old = runtime.engine.index_generation
+                generation = await asyncio.to_thread(rebuilt_generation, self.settings, engine)
+            except Exception as exc:  # no manifest, or an unreadable one: try again later
+                if str(exc) != failed:
+                    log.warning("index %s not reloaded: %s", folder, exc)
+                failed = str(exc)
+                continue
+            if generation is None or generation == failed:
+                continue
+            old = engine.index_generation
+            try:
+                index = await asyncio.to_thread(open_rebuilt_index, self.settings, engine)
                 try:
-                    await runtime.run(runtime.engine.replace_index, index)
+                    await runtime.run(engine.replace_index, index)
                 except BaseException:
                     index.close()
                     raise
-                failed = None
-                log.info(
-                    "serving index %s generation %s (was %s), %d documents",
-                    self.settings.index,
-                    runtime.engine.index_generation,
-                    old,
-                    runtime.engine.document_count(),
-                )
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
-                if str(exc) != failed:
-                    log.warning("index %s not reloaded: %s", self.settings.index, exc)
-                failed = str(exc)
+                log.warning("index %s generation %s not served: %s", folder, generation, exc)
+                failed = generation
+                continue
+            failed = None
+            log.info(
+                "serving index %s generation %s (was %s), %d documents",
+                folder,
+                generation,
+                old,
+                engine.document_count(),
+            )

@@ -272,6 +272,7 @@ def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
     make_client: Callable[..., TestClient],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """A read-only replica notices that a new manifest replaced the one it serves (here the
     writing service's shutdown snapshot) and serves the new index: its documents and its
@@ -300,6 +301,16 @@ def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
     assert replica.get("/ready").json()["documents"] == len(CORPUS)
 
     second = replica.get("/ready").json()["index_generation"]
+    import service.loading
+
+    opened: list[object] = []
+    open_read_only = service.loading.open_read_only
+
+    def counting(settings: Any) -> Any:
+        opened.append(settings)
+        return open_read_only(settings)
+
+    monkeypatch.setattr(service.loading, "open_read_only", counting)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest.update(generation="broken", docstore_file="docstore-missing.sqlite")
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -307,8 +318,9 @@ def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
         time.sleep(0.5)  # ten reload intervals
     assert replica.get("/ready").json()["index_generation"] == second
     assert served(replica) == {d["id"] for d in CORPUS}
-    warnings = [r for r in caplog.records if "not reloaded" in r.getMessage()]
+    warnings = [r for r in caplog.records if "not served" in r.getMessage()]
     assert len(warnings) == 1 and "docstore-missing.sqlite" in warnings[0].getMessage()
+    assert len(opened) == 1  # a generation that failed is not opened again
 
 
 def test_read_only_replicas_serve_the_index_and_refuse_writes(
