@@ -218,6 +218,27 @@ def index_export(
     typer.echo(f"wrote {count} documents to {out}")
 
 
+@index_app.command("info")
+@user_errors
+def index_info(
+    index: Annotated[Path, typer.Option(help="index folder to describe", envvar=env("index"))],
+    verify: Annotated[
+        bool, typer.Option(help="also check the FAISS file against the manifest's checksum")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Describe an index folder: its generation, encoder, documents, vector backend, token
+    store and sizes (read from its files; the vectors are not loaded)."""
+    import json
+
+    from index.inspect import index_info as describe
+
+    info = describe(index, verify=verify)
+    typer.echo(json.dumps(info.as_dict(), indent=2) if as_json else "\n".join(info.lines()))
+    if info.checksum_ok is False:
+        raise typer.Exit(1)
+
+
 @app.command("search")
 @user_errors
 def search(
