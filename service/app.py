@@ -59,9 +59,9 @@ def create_app(
         app.include_router(router)
     # Added last = outermost: metrics see every answer, auth runs before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    api_key = settings.api_key_value()
-    if api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    api_keys = settings.api_keys()
+    if api_keys:
+        app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
     return app
 

@@ -8,6 +8,7 @@ whatever its body. ``/health``, ``/ready``, ``/metrics`` and ``/docs`` stay open
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,24 +42,34 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def key_matches(token: str | None, api_key: str) -> bool:
-    """Constant-time comparison of a presented token with the configured key."""
-    return token is not None and secrets.compare_digest(token.encode(), api_key.encode())
+def key_matches(token: str | None, api_keys: Sequence[str]) -> bool:
+    """Whether a presented token is one of the configured keys, each compared in constant
+    time (and every key compared, so the time says nothing about which one matched).
+
+    >>> key_matches("b", ["a", "b"]), key_matches("c", ["a", "b"]), key_matches(None, ["a"])
+    (True, False, False)
+    """
+    if token is None:
+        return False
+    matches = [secrets.compare_digest(token.encode(), key.encode()) for key in api_keys]
+    return any(matches)
 
 
 class ApiKeyMiddleware:
-    """Answers 401 on protected paths unless the Bearer token equals ``api_key``."""
+    """Answers 401 on protected paths unless the Bearer token is one of ``api_keys``."""
 
-    def __init__(self, app: ASGIApp, api_key: str):
+    def __init__(self, app: ASGIApp, api_keys: Sequence[str]):
+        if not api_keys:
+            raise ValueError("give at least one API key")
         self.app = app
-        self.api_key = api_key
+        self.api_keys = tuple(api_keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_protected(str(scope.get("path", ""))):
             headers = dict(scope.get("headers") or [])
             raw = headers.get(b"authorization")
             token = bearer_token(raw.decode("latin-1") if raw else None)
-            if not key_matches(token, self.api_key):
+            if not key_matches(token, self.api_keys):
                 message = (
                     "missing API key: send 'Authorization: Bearer <key>'"
                     if token is None

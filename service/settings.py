@@ -59,7 +59,9 @@ class ServiceSettings(BaseSettings):
     index_factory: str = "Flat"
     """FAISS factory for a new empty index (Flat or HNSW32; IVF needs training data)."""
     api_key: SecretStr | None = None
-    """When set, ``/v1`` and ``/v2`` routes need ``Authorization: Bearer <key>``."""
+    """When set, ``/v1`` and ``/v2`` routes need ``Authorization: Bearer <key>``. Several
+    keys separated by commas are each accepted: to rotate a key, serve the old and the new
+    one, move the clients over, then drop the old."""
 
     max_documents: int = Field(1000, ge=1)
     """Documents (or inputs) per request; more give 413."""
@@ -108,3 +110,12 @@ class ServiceSettings(BaseSettings):
         if self.api_key is None:
             return None
         return self.api_key.get_secret_value() or None
+
+    def api_keys(self) -> tuple[str, ...]:
+        """The keys a request may present (none: auth is off).
+
+        >>> ServiceSettings(api_key=" old-key, new-key ,").api_keys()
+        ('old-key', 'new-key')
+        """
+        value = self.api_key_value() or ""
+        return tuple(key.strip() for key in value.split(",") if key.strip())

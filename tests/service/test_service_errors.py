@@ -31,6 +31,18 @@ def test_api_key_required_when_configured(make_client: Callable[..., TestClient]
         assert client.get(path).status_code == 200, path
 
 
+def test_several_keys_are_each_accepted_while_one_rotates(
+    make_client: Callable[..., TestClient],
+):
+    client = make_client(api_key="old-key,new-key")
+    for key in ("old-key", "new-key"):
+        ok = client.post("/v1/rerank", json=RERANK, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200, ok.text
+    for key in ("old-key,new-key", "old", "other"):
+        refused = client.post("/v1/rerank", json=RERANK, headers={"Authorization": f"Bearer {key}"})
+        assert_error(refused, 401, "unauthorized")
+
+
 def test_no_api_key_configured_means_open(client: TestClient):
     assert client.post("/v1/rerank", json=RERANK).status_code == 200
 
