@@ -102,6 +102,8 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     last checkpoint instead of starting over."""
     started = time.perf_counter()
     out = config.out
+    if config.qdrant is not None:  # fail now, not after hours of encoding
+        config.qdrant.connect().close()
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_manifest(out)
     encoder = encoder or TextEncoder(

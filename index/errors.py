@@ -21,3 +21,7 @@ class IndexCorruptError(RuntimeError):
 
 class ReadOnlyIndexError(RuntimeError):
     """A write asked of an index opened read-only (a serving replica)."""
+
+
+class VectorStoreUnavailableError(RuntimeError):
+    """The server holding an index's vectors (Qdrant) cannot be reached or refused a call."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from index.errors import VectorStoreUnavailableError
 from index.metadata_filter import MetadataFilter
 from index.vector_index import VectorIndex, as_float32_rows
 
@@ -47,17 +48,27 @@ class QdrantTarget:
         return self.location.startswith(("http://", "https://"))
 
     def connect(self) -> QdrantClient:
+        """A client, checked by one call: VectorStoreUnavailableError (naming the location)
+        when Qdrant cannot be reached, refuses the key, or the embedded folder is in use."""
         try:
             from qdrant_client import QdrantClient
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(
                 "the Qdrant backend needs qdrant-client: pip install 'loupe[qdrant]'"
             ) from exc
-        if self.is_server:
-            return QdrantClient(url=self.location, api_key=self.api_key)
-        if self.location == ":memory:":
-            return QdrantClient(location=":memory:")
-        return QdrantClient(path=str(Path(self.location)))
+        try:
+            if self.is_server:
+                client = QdrantClient(url=self.location, api_key=self.api_key)
+            elif self.location == ":memory:":
+                client = QdrantClient(location=":memory:")
+            else:
+                client = QdrantClient(path=str(Path(self.location)))
+            client.get_collections()
+        except Exception as exc:  # connection refused, timeout, 401/403, folder locked
+            raise VectorStoreUnavailableError(
+                f"cannot use Qdrant at {self.location}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return client
 
 
 def target_for(folder: Path | None, url: str | None, api_key: str | None) -> QdrantTarget | None:

@@ -24,13 +24,18 @@ def user_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from index.errors import IndexCorruptError, MalformedInputError
+        from index.errors import (
+            IndexCorruptError,
+            MalformedInputError,
+            VectorStoreUnavailableError,
+        )
 
         try:
             return func(*args, **kwargs)
         except (
             MalformedInputError,
             IndexCorruptError,
+            VectorStoreUnavailableError,
             FileNotFoundError,
             PermissionError,
             ValueError,

@@ -12,7 +12,7 @@ from qdrant_client import QdrantClient
 
 from evaluation.jobs import EvalConfig, config_record
 from index.builder import IndexBuildConfig, build_index
-from index.errors import IndexCorruptError
+from index.errors import IndexCorruptError, VectorStoreUnavailableError
 from index.faiss_index import FaissIndex
 from index.live import LiveIndex
 from index.manifest import Manifest
@@ -282,3 +282,22 @@ def test_documents_caught_up_after_a_crash_keep_their_payload(tmp_path: Path) ->
             assert found is not None and int(found[1][0, 0]) == key
     finally:
         reopened.close()
+
+
+def test_an_unreachable_qdrant_fails_the_build_before_any_encoding(
+    tmp_path: Path, tiny_corpus: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from loupe.cli import app
+
+    out = tmp_path / "index"
+    unreachable = QdrantTarget("http://127.0.0.1:1")  # nothing listens on port 1
+    config = IndexBuildConfig(corpus=tiny_corpus, out=out, show_progress=False, qdrant=unreachable)
+    with pytest.raises(VectorStoreUnavailableError, match="cannot use Qdrant at http://127"):
+        build_index(config, encoder=None)  # the encoder would load after the check
+    assert not out.exists()
+    arguments = ["index", "build", "--corpus", str(tiny_corpus), "--out", str(out)]
+    result = CliRunner().invoke(app, [*arguments, "--qdrant-url", unreachable.location, "-q"])
+    assert result.exit_code == 2
+    assert "cannot use Qdrant" in result.output and "Traceback" not in result.output
