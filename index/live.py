@@ -9,6 +9,7 @@ lost.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 
 from index.builder import write_snapshot
 from index.docstore import DocStore
-from index.errors import ReadOnlyIndexError
+from index.errors import ReadOnlyIndexError, VectorStoreUnavailableError
 from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation
 from index.metadata_filter import MetadataFilter
@@ -29,6 +30,8 @@ from index.records import Document
 from index.searcher import FirstStageSearch, Hit, IndexReader
 from index.token_quantization import TokenDtype
 from index.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
 
 # How documents added while serving keep their token matrices when the index has no token
 # store to follow: the same default as ``loupe index build``.
@@ -138,6 +141,10 @@ class LiveIndex(FirstStageSearch):
         searches then read the vectors from the docstore each time)."""
         self._lock = threading.RLock()
         self._tombstones: set[int] = set()
+        self._unsynced_from: int | None = None
+        """The first key the docstore holds and the vector store (Qdrant) may lack, after a
+        failed write there: the next snapshot sends them again, or keeps them after its
+        ``max_key`` so that the next open catches them up."""
         self._passing: OrderedDict[Hashable, _KeptFilter] = OrderedDict()
         """Recent filters by ``MetadataFilter.key``, kept current by writes."""
 
@@ -214,9 +221,15 @@ class LiveIndex(FirstStageSearch):
             self._passing_after_write(replaced, list(zip(keys, documents, vectors, strict=True)))
             if replaced:
                 self._remove_keys(replaced)
-            self.reader.vectors.add(
-                np.asarray(keys, dtype=np.int64), vectors, [d.metadata for d in documents]
-            )
+            try:
+                self.reader.vectors.add(
+                    np.asarray(keys, dtype=np.int64), vectors, [d.metadata for d in documents]
+                )
+            except VectorStoreUnavailableError:
+                first = min(keys) if keys else None
+                if first is not None:
+                    self._unsynced_from = min(self._unsynced_from or first, first)
+                raise
             return keys
 
     def delete(self, doc_id: str) -> bool:
@@ -367,13 +380,16 @@ class LiveIndex(FirstStageSearch):
         with self._lock:
             old = self.reader.manifest
             self.reader.docstore.checkpoint()
+            max_key = self.reader.docstore.max_key()
+            if self._unsynced_from is not None:
+                max_key = self._resync(max_key)
             manifest = write_snapshot(
                 self.reader.folder,
                 self.reader.vectors,
                 model=old.model,
                 factory=old.factory,
                 docstore_file=old.docstore_file,
-                max_key=self.reader.docstore.max_key(),
+                max_key=max_key,
                 generation=new_generation(),
                 token_store_file=old.token_store_file,
                 token_store=old.token_store,
@@ -381,6 +397,22 @@ class LiveIndex(FirstStageSearch):
             )
             self.reader.manifest = manifest
             return manifest
+
+    def _resync(self, max_key: int) -> int:
+        """Send the vector store the documents a failed write left out (from
+        ``_unsynced_from`` on); the ``max_key`` a snapshot may record: all of it when they
+        got there, else the key before them (the next open catches them up)."""
+        assert self._unsynced_from is not None
+        try:
+            for keys, vectors in self.reader.docstore.iter_vectors(self._unsynced_from - 1):
+                self.reader.vectors.add(keys, vectors, self.reader.metadata_for(keys))
+        except VectorStoreUnavailableError as exc:
+            log.warning(
+                "documents from key %d wait for the vector store: %s", self._unsynced_from, exc
+            )
+            return min(max_key, self._unsynced_from - 1)
+        self._unsynced_from = None
+        return max_key
 
     def close(self) -> None:
         self.reader.close()

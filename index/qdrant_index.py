@@ -11,7 +11,8 @@ them exactly: for trials and tests, one process at a time. Needs ``pip install
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,8 +177,19 @@ class QdrantIndex(VectorIndex):
     def dimension(self) -> int:
         return self._dimension
 
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """Qdrant's own failures (down, timed out, refusing) as VectorStoreUnavailableError."""
+        try:
+            yield
+        except Exception as exc:
+            raise VectorStoreUnavailableError(
+                f"Qdrant at {self.target.location} failed to {what}: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def __len__(self) -> int:
-        return int(self._client.count(self.collection, exact=True).count)
+        with self._calling("count points"):
+            return int(self._client.count(self.collection, exact=True).count)
 
     def add(
         self,
@@ -197,24 +209,23 @@ class QdrantIndex(VectorIndex):
         for start in range(0, len(keys), UPSERT_BATCH):
             batch = slice(start, start + UPSERT_BATCH)
             payloads = [dict(m) for m in metadata[batch]] if metadata is not None else None
-            self._client.upsert(
-                self.collection,
-                points=models.Batch(
-                    ids=[int(k) for k in keys[batch]],
-                    vectors=vectors[batch].tolist(),
-                    payloads=payloads,
-                ),
-                wait=True,
+            points = models.Batch(
+                ids=[int(k) for k in keys[batch]],
+                vectors=vectors[batch].tolist(),
+                payloads=payloads,
             )
+            with self._calling("store points"):
+                self._client.upsert(self.collection, points=points, wait=True)
 
     def remove(self, keys: np.ndarray) -> None:
         from qdrant_client import models
 
         ids: list[int | str] = [int(k) for k in np.asarray(keys, dtype=np.int64)]
         if ids:
-            self._client.delete(
-                self.collection, points_selector=models.PointIdsList(points=ids), wait=True
-            )
+            with self._calling("delete points"):
+                self._client.delete(
+                    self.collection, points_selector=models.PointIdsList(points=ids), wait=True
+                )
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._query(queries, k, None)
@@ -253,7 +264,8 @@ class QdrantIndex(VectorIndex):
             models.QueryRequest(query=q.tolist(), limit=k, filter=where, params=params)
             for q in queries
         ]
-        answers = self._client.query_batch_points(self.collection, requests=requests)
+        with self._calling("search"):
+            answers = self._client.query_batch_points(self.collection, requests=requests)
         for row, answer in enumerate(answers):
             for column, point in enumerate(answer.points[:k]):
                 scores[row, column] = point.score

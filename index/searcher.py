@@ -194,7 +194,7 @@ class IndexReader(FirstStageSearch):
         """Add vectors of documents stored after the FAISS snapshot (docstore is the truth)."""
         added = 0
         for keys, vectors in self.docstore.iter_vectors(after_key=self.manifest.max_key):
-            self.vectors.add(keys, vectors, self._metadata(keys))
+            self.vectors.add(keys, vectors, self.metadata_for(keys))
             added += len(keys)
         if added:
             log.info("added %d documents stored after the index snapshot", added)
@@ -278,7 +278,7 @@ class IndexReader(FirstStageSearch):
         scores, keys = self.docstore.lexical_search(queries, k, where)
         return self._hits(scores, keys)
 
-    def _metadata(self, keys: np.ndarray) -> list[dict[str, Any]] | None:
+    def metadata_for(self, keys: np.ndarray) -> list[dict[str, Any]] | None:
         """The documents' metadata for a vector index that keeps it (else None)."""
         if not self.vectors.keeps_metadata:
             return None

@@ -104,6 +104,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, error_type, message)
 
 
+async def _vector_store_error(request: Request, exc: Exception) -> JSONResponse:
+    """The server holding the vectors (Qdrant) is down or refusing: retry later."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "vector_store_unavailable", str(exc), headers={"Retry-After": "5"})
+
+
 async def _read_only_error(request: Request, exc: Exception) -> JSONResponse:
     """A write that reached a read-only index (the routes refuse them before any work)."""
     return error_response(403, "read_only", str(exc))
@@ -111,8 +117,9 @@ async def _read_only_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Answer HTTP and validation errors in the common shape (500s: see ``middleware``)."""
-    from index.errors import ReadOnlyIndexError
+    from index.errors import ReadOnlyIndexError, VectorStoreUnavailableError
 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ReadOnlyIndexError, _read_only_error)
+    app.add_exception_handler(VectorStoreUnavailableError, _vector_store_error)

@@ -301,3 +301,65 @@ def test_an_unreachable_qdrant_fails_the_build_before_any_encoding(
     result = CliRunner().invoke(app, [*arguments, "--qdrant-url", unreachable.location, "-q"])
     assert result.exit_code == 2
     assert "cannot use Qdrant" in result.output and "Traceback" not in result.output
+
+
+class FailingCalls:
+    """Makes a Qdrant client's ``name`` method raise while ``failing`` is set."""
+
+    def __init__(self, index: QdrantIndex, name: str, monkeypatch: pytest.MonkeyPatch):
+        self.failing = True
+        client = index._client
+        real = getattr(client, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            if self.failing:
+                raise ConnectionError("qdrant is down")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(client, name, call)
+
+
+def test_a_write_qdrant_missed_is_sent_again_at_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = QdrantTarget(str(tmp_path / "q"))
+    live = LiveIndex.open_or_create(tmp_path / "index", model="m", dimension=4, qdrant=target)
+    live.add([Document(id="a", text="a")], np.eye(4)[:1])
+    assert isinstance(live.reader.vectors, QdrantIndex)
+    outage = FailingCalls(live.reader.vectors, "upsert", monkeypatch)
+    with pytest.raises(VectorStoreUnavailableError, match="failed to store points"):
+        live.add([Document(id="b", text="b")], np.eye(4)[1:2])
+    assert len(live) == 2 and len(live.reader.vectors) == 1  # stored, not yet in Qdrant
+    outage.failing = False
+    manifest = live.snapshot()
+    assert len(live.reader.vectors) == 2 and manifest.max_key == live.docstore.max_key()
+    (hits,) = live.search_vectors(np.eye(4)[1:2], 1)
+    assert hits[0].document.id == "b"
+    live.close()
+
+
+def test_documents_qdrant_still_lacks_at_the_snapshot_are_caught_up_on_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = QdrantTarget(str(tmp_path / "q"))
+    folder = tmp_path / "index"
+    live = LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=target)
+    live.add([Document(id="a", text="a")], np.eye(4)[:1])
+    assert isinstance(live.reader.vectors, QdrantIndex)
+    FailingCalls(live.reader.vectors, "upsert", monkeypatch)  # down until the end
+    with pytest.raises(VectorStoreUnavailableError):
+        live.add([Document(id="b", text="b", metadata={"n": 1})], np.eye(4)[1:2])
+    manifest = live.snapshot()
+    assert manifest.max_key < live.docstore.max_key()  # "b" stays after the snapshot
+    live.close()
+    monkeypatch.undo()
+
+    reopened = LiveIndex.open(folder, qdrant=target)
+    try:
+        assert len(reopened.reader.vectors) == 2
+        qdrant = reopened.reader.vectors
+        assert isinstance(qdrant, QdrantIndex)
+        found = qdrant.search_where(np.eye(4)[1:2], 1, MetadataFilter.from_mapping({"n": 1}))
+        assert found is not None and int(found[1][0, 0]) == reopened.docstore.max_key()
+    finally:
+        reopened.close()

@@ -267,6 +267,34 @@ def test_a_service_keeps_its_vectors_in_qdrant(
     assert search(replica, top_n=10)["results"] == expected
 
 
+def test_a_qdrant_outage_answers_503_and_loses_no_acknowledged_write(
+    make_client: Callable[..., TestClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """While Qdrant fails, searches and writes answer 503 ``vector_store_unavailable`` with
+    Retry-After, the service stays up, and once Qdrant is back a retried write lands."""
+    client = make_client(index=tmp_path / "index", qdrant_url=str(tmp_path / "qdrant"))
+    add(client, CORPUS[:2])
+    qdrant = service_state(client).runtime.engine.index.reader.vectors._client
+    calls = {name: getattr(qdrant, name) for name in ("query_batch_points", "upsert")}
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("qdrant is down")
+
+    for name in calls:
+        monkeypatch.setattr(qdrant, name, down)
+    failed = client.post("/v1/search", json={"query": "magnifying lens"})
+    assert_error(failed, 503, "vector_store_unavailable")
+    assert failed.headers["Retry-After"] == "5"
+    written = client.post("/v1/documents", json={"documents": CORPUS[2:3]})
+    assert_error(written, 503, "vector_store_unavailable")
+    assert client.get("/health").status_code == 200
+    for name, call in calls.items():
+        monkeypatch.setattr(qdrant, name, call)
+    add(client, CORPUS[2:3])  # the client retries
+    found = {hit["id"] for hit in search(client, top_n=10)["results"]}
+    assert found == {d["id"] for d in CORPUS[:3]}
+
+
 def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
     make_app: Callable[..., FastAPI],
     make_client: Callable[..., TestClient],
