@@ -4,6 +4,8 @@ answers as FAISS, index builds and live writes through it, and what a rebuild le
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,26 @@ def collections(location: Path) -> set[str]:
         return {c.name for c in client.get_collections().collections}
     finally:
         client.close()
+
+
+def new_live(tmp_path: Path, dimension: int = 4) -> tuple[Path, QdrantTarget, LiveIndex]:
+    """An empty index folder whose vectors go to an embedded Qdrant beside it: the folder,
+    the Qdrant target and the index, open."""
+    folder, target = tmp_path / "index", QdrantTarget(str(tmp_path / "qdrant"))
+    live = LiveIndex.open_or_create(folder, model="m", dimension=dimension, qdrant=target)
+    return folder, target, live
+
+
+@contextmanager
+def reopened(folder: Path, target: QdrantTarget) -> Iterator[tuple[LiveIndex, QdrantIndex]]:
+    """The index in ``folder`` opened writable again (catching up what its snapshot lacks),
+    with its Qdrant index."""
+    live = LiveIndex.open(folder, qdrant=target)
+    try:
+        assert isinstance(live.reader.vectors, QdrantIndex)
+        yield live, live.reader.vectors
+    finally:
+        live.close()
 
 
 def test_qdrant_answers_as_flat_faiss_does() -> None:
@@ -130,9 +152,7 @@ def test_a_qdrant_build_takes_no_faiss_factory(tmp_path: Path, tiny_corpus: Path
 def test_live_writes_reach_qdrant_and_read_only_replicas_see_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = QdrantTarget(str(tmp_path / "qdrant"))
-    folder = tmp_path / "index"
-    live = LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=target)
+    folder, _, live = new_live(tmp_path)
     documents = [Document(id=f"d{i}", text=f"text {i}") for i in range(3)]
     live.add(documents, np.eye(4)[:3])
     live.snapshot()
@@ -160,9 +180,8 @@ def test_live_writes_reach_qdrant_and_read_only_replicas_see_them(
 
 
 def test_a_missing_collection_is_a_corrupt_index(tmp_path: Path) -> None:
-    target = QdrantTarget(str(tmp_path / "qdrant"))
-    folder = tmp_path / "index"
-    LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=target).close()
+    folder, target, live = new_live(tmp_path)
+    live.close()
     manifest = Manifest.load(folder)
     client = QdrantClient(path=target.location)
     client.delete_collection(str(manifest.qdrant_collection))
@@ -260,28 +279,21 @@ def test_filtered_searches_ask_qdrant_by_payload_and_agree_with_the_docstore(
 def test_documents_caught_up_after_a_crash_keep_their_payload(tmp_path: Path) -> None:
     """Documents stored after the last snapshot whose points never reached Qdrant (a crash
     between the two writes) are upserted on the next writable open, metadata and all."""
-    target = QdrantTarget(str(tmp_path / "q"))
-    folder = tmp_path / "index"
     documents, vectors = filtered_corpus()
-    live = LiveIndex.open_or_create(folder, model="m", dimension=8, qdrant=target)
+    folder, target, live = new_live(tmp_path, dimension=8)
     live.add(documents[:30], vectors[:30])
     live.snapshot()
     keys = live.add(documents[30:], vectors[30:])
     live.reader.vectors.remove(np.asarray(keys))  # as if the process died before the upsert
     live.close()
 
-    reopened = LiveIndex.open(folder, qdrant=target)
-    try:
-        assert len(reopened.reader.vectors) == 60
-        qdrant = reopened.reader.vectors
-        assert isinstance(qdrant, QdrantIndex)
+    with reopened(folder, target) as (_, qdrant):
+        assert len(qdrant) == 60
         for key, document, vector in zip(keys, documents[30:], vectors[30:], strict=True):
             # found by its own payload: caught up with its metadata
             where = MetadataFilter.from_mapping({"lang": document.metadata["lang"]})
             found = qdrant.search_where(vector[None], 1, where)
             assert found is not None and int(found[1][0, 0]) == key
-    finally:
-        reopened.close()
 
 
 def test_an_unreachable_qdrant_fails_the_build_before_any_encoding(
@@ -319,16 +331,22 @@ class FailingCalls:
         monkeypatch.setattr(client, name, call)
 
 
-def test_a_write_qdrant_missed_is_sent_again_at_the_snapshot(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = QdrantTarget(str(tmp_path / "q"))
-    live = LiveIndex.open_or_create(tmp_path / "index", model="m", dimension=4, qdrant=target)
+def write_b_while_qdrant_is_down(live: LiveIndex, monkeypatch: pytest.MonkeyPatch) -> FailingCalls:
+    """Add document "a", then, with Qdrant's upserts failing, document "b" (metadata
+    ``{"n": 1}``, vector ``e1``): the write fails; return the outage, still on."""
     live.add([Document(id="a", text="a")], np.eye(4)[:1])
     assert isinstance(live.reader.vectors, QdrantIndex)
     outage = FailingCalls(live.reader.vectors, "upsert", monkeypatch)
     with pytest.raises(VectorStoreUnavailableError, match="failed to store points"):
-        live.add([Document(id="b", text="b")], np.eye(4)[1:2])
+        live.add([Document(id="b", text="b", metadata={"n": 1})], np.eye(4)[1:2])
+    return outage
+
+
+def test_a_write_qdrant_missed_is_sent_again_at_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, live = new_live(tmp_path)
+    outage = write_b_while_qdrant_is_down(live, monkeypatch)
     assert len(live) == 2 and len(live.reader.vectors) == 1  # stored, not yet in Qdrant
     outage.failing = False
     manifest = live.snapshot()
@@ -341,25 +359,14 @@ def test_a_write_qdrant_missed_is_sent_again_at_the_snapshot(
 def test_documents_qdrant_still_lacks_at_the_snapshot_are_caught_up_on_the_next_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = QdrantTarget(str(tmp_path / "q"))
-    folder = tmp_path / "index"
-    live = LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=target)
-    live.add([Document(id="a", text="a")], np.eye(4)[:1])
-    assert isinstance(live.reader.vectors, QdrantIndex)
-    FailingCalls(live.reader.vectors, "upsert", monkeypatch)  # down until the end
-    with pytest.raises(VectorStoreUnavailableError):
-        live.add([Document(id="b", text="b", metadata={"n": 1})], np.eye(4)[1:2])
+    folder, target, live = new_live(tmp_path)
+    write_b_while_qdrant_is_down(live, monkeypatch)  # and down until the end
     manifest = live.snapshot()
     assert manifest.max_key < live.docstore.max_key()  # "b" stays after the snapshot
     live.close()
     monkeypatch.undo()
 
-    reopened = LiveIndex.open(folder, qdrant=target)
-    try:
-        assert len(reopened.reader.vectors) == 2
-        qdrant = reopened.reader.vectors
-        assert isinstance(qdrant, QdrantIndex)
+    with reopened(folder, target) as (live, qdrant):
+        assert len(qdrant) == 2
         found = qdrant.search_where(np.eye(4)[1:2], 1, MetadataFilter.from_mapping({"n": 1}))
-        assert found is not None and int(found[1][0, 0]) == reopened.docstore.max_key()
-    finally:
-        reopened.close()
+        assert found is not None and int(found[1][0, 0]) == live.docstore.max_key()
