@@ -14,6 +14,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -74,6 +75,15 @@ class ServiceMetrics:
         self.documents = Gauge(
             "loupe_index_documents", "Documents in the index.", registry=self.registry
         )
+        self.generation = Info(
+            "loupe_index", "The index generation served.", registry=self.registry
+        )
+        self.reloads = Counter(
+            "loupe_index_reloads",
+            "Rebuilt indexes a read-only service served (served) or failed to open (failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.caches = CacheCollector()
         self.registry.register(self.caches)
 
@@ -90,6 +100,14 @@ class ServiceMetrics:
 
     def rejected(self, queue: str) -> None:
         self.rejections.labels(queue).inc()
+
+    def serving(self, generation: str) -> None:
+        """The index generation now served."""
+        self.generation.info({"generation": generation})
+
+    def reload(self, outcome: str) -> None:
+        """A rebuilt index was served (``served``) or failed to open (``failed``)."""
+        self.reloads.labels(outcome).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -74,6 +74,7 @@ class ServiceState:
         self.runtime, self.status = runtime, "ok"
         self.metrics.documents.set(engine.document_count())
         self.metrics.caches.caches = engine.caches()
+        self.metrics.serving(engine.index_generation)
         if engine.read_only and self.settings.index_reload_s > 0:
             self._watching = asyncio.create_task(self._watch_index(runtime), name="loupe-reload")
 
@@ -106,9 +107,12 @@ class ServiceState:
                     raise
             except Exception as exc:
                 log.warning("index %s generation %s not served: %s", folder, generation, exc)
+                self.metrics.reload("failed")
                 failed = generation
                 continue
             failed = None
+            self.metrics.serving(generation)
+            self.metrics.reload("served")
             log.info(
                 "serving index %s generation %s (was %s), %d documents",
                 folder,

@@ -327,6 +327,10 @@ def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
         time.sleep(0.05)
     assert served(replica) == {d["id"] for d in CORPUS}
     assert replica.get("/ready").json()["documents"] == len(CORPUS)
+    new_generation = replica.get("/ready").json()["index_generation"]
+    metrics = replica.get("/metrics").text
+    assert f'loupe_index_info{{generation="{new_generation}"}} 1.0' in metrics
+    assert 'loupe_index_reloads_total{outcome="served"} 1.0' in metrics
 
     second = replica.get("/ready").json()["index_generation"]
     import service.loading
@@ -349,6 +353,9 @@ def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
     warnings = [r for r in caplog.records if "not served" in r.getMessage()]
     assert len(warnings) == 1 and "docstore-missing.sqlite" in warnings[0].getMessage()
     assert len(opened) == 1  # a generation that failed is not opened again
+    metrics = replica.get("/metrics").text
+    assert 'loupe_index_reloads_total{outcome="failed"} 1.0' in metrics
+    assert f'loupe_index_info{{generation="{second}"}} 1.0' in metrics
 
 
 def test_read_only_replicas_serve_the_index_and_refuse_writes(
