@@ -204,6 +204,11 @@ class Engine:
         return self.encoder.max_length
 
     @property
+    def special_tokens(self) -> int:
+        """Special tokens the encoder adds to one text ([CLS] and [SEP] for BERT)."""
+        return int(self.encoder.backbone.tokenizer.num_special_tokens_to_add(pair=False))
+
+    @property
     def rerank_max_length(self) -> int:
         """Tokens of a document the re-ranker reads (across its windows)."""
         return reranker_max_tokens(self.reranker) or self.max_length

@@ -160,11 +160,12 @@ class TeiEmbedRequest(_Request):
     normalize: bool = Field(True, description="unit-length vectors (Loupe gives only those)")
     truncate: bool | None = Field(
         False,
-        description="skip the max_text_chars check (413 above it); the encoder reads each "
-        "text's first tokens either way",
+        description="skip the max_text_chars check (413 above it) and cut each text to the "
+        "encoder's tokens from the truncation_direction side",
     )
     truncation_direction: TeiTruncationDirection = Field(
-        "right", description="only 'right': the encoder reads a text's beginning"
+        "right",
+        description="with truncate: 'right' keeps a text's first tokens, 'left' its last",
     )
     prompt_name: str | None = Field(None, description="accepted when null; no prompts here")
     dimensions: int | None = Field(None, ge=1, description="the encoder's dimension, if given")

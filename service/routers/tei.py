@@ -85,8 +85,6 @@ async def embed_tei(
         raise ApiError(422, "inputs: must hold at least one text")
     if not body.normalize:
         raise ApiError(422, "normalize: Loupe returns unit-length vectors only")
-    if body.truncation_direction.lower() == "left":
-        raise ApiError(422, "truncation_direction: the encoder reads a text's beginning only")
     if body.prompt_name is not None:
         raise ApiError(422, "prompt_name: this encoder has no prompts")
     if body.dimensions is not None and body.dimensions != engine.dimension:
@@ -96,6 +94,11 @@ async def embed_tei(
     check_count(len(texts), settings, "inputs")
     if not body.truncate:
         check_lengths(texts, settings, "inputs", hint="; pass truncate: true to cut them")
+    elif body.truncation_direction.lower() == "left":
+        # keep each text's last tokens; the encoder then cuts nothing more (on the model
+        # thread: the tokenizer is not shared across threads)
+        room = engine.max_length - engine.special_tokens
+        texts, _ = await runtime.run(engine.truncate, texts, room, True)
     done = await submit(
         runtime.embed, texts, engine.estimate_tokens(texts), settings.request_timeout_s
     )

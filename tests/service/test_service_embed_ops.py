@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from index.manifest import Manifest
-from tests.service.helpers import assert_error, engine_loader_for, wait_ready
+from tests.service.helpers import assert_error, engine_loader_for, service_state, wait_ready
 
 
 def test_embed_list_string_and_objects(client: TestClient, tiny_models):
@@ -236,7 +236,6 @@ def test_tei_embed_answers_a_list_of_vectors(make_client, tmp_path) -> None:
     np.testing.assert_allclose(single, expected[:1], rtol=1e-6)
     refused: list[dict[str, Any]] = [
         {"inputs": texts, "normalize": False},
-        {"inputs": texts, "truncation_direction": "left"},
         {"inputs": texts, "prompt_name": "query"},
         {"inputs": texts, "dimensions": 3},
         {"inputs": []},
@@ -250,5 +249,21 @@ def test_tei_embed_answers_a_list_of_vectors(make_client, tmp_path) -> None:
         in assert_error(client.post("/embed", json={"inputs": long_text}), 413)["message"]
     )
     assert client.post("/embed", json={"inputs": long_text, "truncate": True}).status_code == 200
+    # truncation from the left keeps a text's end: as if only its end had been sent
+    head, tail = "loupe lens magnifier " * 200, "banana fruit potassium " * 200
+    engine = service_state(client).runtime.engine
+    room = engine.max_length - engine.special_tokens
+    kept_tail = engine.truncate([head + tail], room, keep_end=True)[0][0]
+    assert tail.endswith(kept_tail) and len(kept_tail) < len(tail)
+    left, right, alone = (
+        client.post("/embed", json=body).json()[0]
+        for body in (
+            {"inputs": head + tail, "truncate": True, "truncation_direction": "Left"},
+            {"inputs": head + tail, "truncate": True},
+            {"inputs": kept_tail},
+        )
+    )
+    np.testing.assert_allclose(left, alone, atol=1e-5)
+    assert float(np.dot(left, right)) < 0.9  # the start and the end differ
     keyed = make_client(api_key="s3cret", index=tmp_path / "keyed")
     assert_error(keyed.post("/embed", json={"inputs": texts}), 401, "unauthorized")
