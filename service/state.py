@@ -18,6 +18,9 @@ from service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 Status = Literal["loading", "ok", "failed"]
+LOAD_RETRY_S = 5.0
+"""How long loading waits before trying again when the vector store (Qdrant) is not reachable
+yet, as when it starts beside the service."""
 EngineLoader = Callable[[ServiceSettings], Engine]
 
 
@@ -63,12 +66,21 @@ class ServiceState:
             await asyncio.shield(self._loading)
 
     async def _load(self) -> None:
-        try:
-            engine = await asyncio.to_thread(self.loader, self.settings)
-        except Exception as exc:
-            log.exception("loading failed")
-            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            return
+        from index.errors import VectorStoreUnavailableError
+
+        while True:
+            try:
+                engine = await asyncio.to_thread(self.loader, self.settings)
+                break
+            except VectorStoreUnavailableError as exc:  # Qdrant not up yet: wait for it
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s; trying again in %.0f s", exc, LOAD_RETRY_S)
+                await asyncio.sleep(LOAD_RETRY_S)
+            except Exception as exc:
+                log.exception("loading failed")
+                self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+                return
+        self.error = None
         runtime = Runtime(engine, self.settings, self.metrics)
         await runtime.start()
         self.runtime, self.status = runtime, "ok"

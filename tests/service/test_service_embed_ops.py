@@ -112,6 +112,36 @@ def test_failed_load_is_reported(make_settings):
         assert "no such model" in error["message"]
 
 
+def test_loading_waits_for_an_unreachable_vector_store(make_settings, tiny_models, monkeypatch):
+    """While Qdrant cannot be reached (it may start beside the service), loading tries again
+    and /ready says why it waits; the service then loads."""
+    import service.state
+    from index.errors import VectorStoreUnavailableError
+    from service.app import create_app
+
+    monkeypatch.setattr(service.state, "LOAD_RETRY_S", 0.3)
+    load = engine_loader_for(*tiny_models)
+    attempts: list[int] = []
+
+    def loader(settings):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise VectorStoreUnavailableError("cannot use Qdrant at http://qdrant:6333")
+        return load(settings)
+
+    with TestClient(create_app(make_settings(), engine_loader=loader)) as client:
+        for _ in range(100):  # until the first attempt has failed
+            waiting = client.get("/ready")
+            if waiting.status_code != 503 or "Qdrant" in waiting.json()["error"]["message"]:
+                break
+            threading.Event().wait(0.005)
+        assert waiting.status_code == 503 and waiting.json()["status"] == "loading"
+        assert "cannot use Qdrant" in waiting.json()["error"]["message"]
+        wait_ready(client)
+        assert len(attempts) == 3
+        assert client.get("/health").json() == {"status": "ok"}
+
+
 def test_real_loader_starts_from_a_corpus(make_settings, tmp_path, service_model_dir):
     """``load_engine`` with ``--corpus``: the first start indexes it; the next does not."""
     from service.loading import load_engine
