@@ -10,6 +10,7 @@ from typing import Any
 
 from index.docstore import DocStore
 from index.manifest import Manifest, sha256_file
+from index.qdrant_index import QdrantIndex, QdrantTarget
 from index.token_store import TokenStore
 
 
@@ -38,6 +39,8 @@ class IndexInfo:
     bm25: bool
     checksum_ok: bool | None = None
     """Whether the FAISS file matches the manifest's checksum (None: not checked)."""
+    qdrant_points: int | None = None
+    """Points the Qdrant collection holds (checked with ``verify``; None otherwise)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,12 +72,17 @@ class IndexInfo:
             )
         if self.checksum_ok is not None:
             rows.append(("checksum", "ok" if self.checksum_ok else "MISMATCH"))
+        if self.qdrant_points is not None:
+            rows.append(("qdrant points", str(self.qdrant_points)))
         return [f"{name}: {value}" for name, value in rows]
 
 
-def index_info(folder: Path, *, verify: bool = False) -> IndexInfo:
+def index_info(
+    folder: Path, *, verify: bool = False, qdrant: QdrantTarget | None = None
+) -> IndexInfo:
     """Describe the index in ``folder``; ``verify``: also check the FAISS file's checksum
-    (reads the whole file)."""
+    (reads the whole file), or count the Qdrant collection's points (connects to Qdrant,
+    at ``qdrant`` if given, else where the manifest says)."""
     manifest = Manifest.load(folder)
     docstore_path = folder / manifest.docstore_file
     with DocStore(docstore_path, read_only=True) as docstore:
@@ -84,8 +92,16 @@ def index_info(folder: Path, *, verify: bool = False) -> IndexInfo:
     docstore_bytes = sum(p.stat().st_size for p in folder.glob(f"{manifest.docstore_file}*"))
     vectors_bytes: int | None = None
     checksum_ok: bool | None = None
+    qdrant_points: int | None = None
     if manifest.vectors_backend == "qdrant":
         vectors = f"qdrant {manifest.qdrant_collection} at {manifest.qdrant_location}"
+        if verify and manifest.qdrant_collection and manifest.qdrant_location:
+            target = qdrant or QdrantTarget(manifest.qdrant_location)
+            collection = QdrantIndex.open(target, manifest.qdrant_collection)
+            try:
+                qdrant_points = len(collection)
+            finally:
+                collection.close()
     else:
         vectors = f"faiss {manifest.factory}"
         path = folder / manifest.vectors_file
@@ -107,6 +123,7 @@ def index_info(folder: Path, *, verify: bool = False) -> IndexInfo:
         token_store=_token_store_info(folder, manifest),
         bm25=manifest.bm25_dir is not None,
         checksum_ok=checksum_ok,
+        qdrant_points=qdrant_points,
     )
 
 

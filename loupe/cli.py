@@ -223,17 +223,23 @@ def index_export(
 def index_info(
     index: Annotated[Path, typer.Option(help="index folder to describe", envvar=env("index"))],
     verify: Annotated[
-        bool, typer.Option(help="also check the FAISS file against the manifest's checksum")
+        bool,
+        typer.Option(help="also check the FAISS file's checksum, or count Qdrant's points"),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    qdrant_url: QdrantUrl = None,
+    qdrant_api_key: QdrantApiKey = None,
 ) -> None:
     """Describe an index folder: its generation, encoder, documents, vector backend, token
-    store and sizes (read from its files; the vectors are not loaded)."""
+    store and sizes (read from its files; the vectors are not loaded). --verify checks the
+    FAISS file's checksum, or counts the Qdrant collection's points."""
     import json
 
     from index.inspect import index_info as describe
+    from index.qdrant_index import target_for
 
-    info = describe(index, verify=verify)
+    qdrant = target_for(index, qdrant_url, qdrant_api_key)
+    info = describe(index, verify=verify, qdrant=qdrant)
     typer.echo(json.dumps(info.as_dict(), indent=2) if as_json else "\n".join(info.lines()))
     if info.checksum_ok is False:
         raise typer.Exit(1)

@@ -70,4 +70,5 @@ def test_info_counts_documents_added_since_the_snapshot_and_names_qdrant(tmp_pat
     collection = Manifest.load(folder).qdrant_collection
     assert (info.documents, info.snapshot_documents) == (3, 0)
     assert info.vectors == f"qdrant {collection} at {target.location}"
-    assert info.vectors_bytes is None and info.token_store is None
+    assert info.vectors_bytes is None and info.token_store is None and info.qdrant_points is None
+    assert index_info(folder, verify=True).qdrant_points == 3
