@@ -1,4 +1,5 @@
-"""``POST /v1/embed``: first-stage vectors, for clients that bring their own index."""
+"""``POST /v1/embed`` (and ``/v1/embeddings``, the path OpenAI's and Jina's SDKs call):
+first-stage vectors, for clients that bring their own index."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def encode_base64(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
+@router.post(
+    "/v1/embeddings",
+    response_model=EmbedResponse,
+    responses=MODEL_ERRORS,
+    summary="Embed texts (OpenAI's and Jina's path; the same as /v1/embed)",
+)
 @router.post(
     "/v1/embed",
     response_model=EmbedResponse,

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from service.client import AsyncLoupeClient, LoupeClient, LoupeError
@@ -149,3 +150,26 @@ def test_the_clients_send_both_cohere_caps() -> None:
         "max_tokens_per_doc": 64,
         "max_chunks_per_doc": 2,
     }
+
+
+def test_openai_sdk_embeddings_against_the_server(live_server):
+    """OpenAI's SDK, pointed at the service, gets /v1/embed's vectors (it asks for base64 and
+    decodes them itself); its key is the service's API key."""
+    openai = pytest.importorskip("openai")
+    server = live_server(api_key="k")
+    wait_ready(server.url)
+    texts = [d["text"] for d in CORPUS[:3]]
+    direct = httpx.post(
+        f"{server.url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}
+    ).json()
+    client = openai.OpenAI(api_key="k", base_url=f"{server.url}/v1")
+    response = client.embeddings.create(model="any", input=texts)
+    assert [d.index for d in response.data] == [0, 1, 2]
+    for got, want in zip(response.data, direct["data"], strict=True):
+        np.testing.assert_allclose(got.embedding, want["embedding"], atol=1e-6)
+    assert response.usage.total_tokens == direct["usage"]["total_tokens"]
+    single = client.embeddings.create(model="any", input=texts[0], encoding_format="float")
+    np.testing.assert_allclose(single.data[0].embedding, direct["data"][0]["embedding"], atol=1e-6)
+    wrong = openai.OpenAI(api_key="wrong", base_url=f"{server.url}/v1", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.embeddings.create(model="any", input=texts)
