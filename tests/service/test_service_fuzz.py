@@ -46,7 +46,12 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "/v1/documents/delete": {"filter": {"topic": "none of them"}},
     "/v1/embed": {"input": ["a loupe", "b"]},
-    "/embed": {"inputs": ["a loupe", "b"], "normalize": True, "truncate": True},
+    "/embed": {
+        "inputs": ["a loupe", "b"],
+        "normalize": True,
+        "truncate": True,
+        "truncation_direction": "left",
+    },
     "/v1/generate": {"text": "a loupe", "num_generations": 1},
 }
 LISTING = {"limit": "3", "include_text": "true", "filter": '{"topic": "a"}'}
