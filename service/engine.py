@@ -679,11 +679,15 @@ class Engine:
         self.index.snapshot()
 
     def close(self) -> None:
-        """Snapshot if anything was written since the last snapshot, then close the index."""
+        """Snapshot if anything was written since the last snapshot, then close the index
+        (also when the snapshot fails, as with Qdrant down: the last manifest stays, and the
+        next start catches up the documents stored after it)."""
         with self._write_lock:
             dirty = self._writes > 0
-        if dirty:
-            self.snapshot()
-        self.index.close()
-        if self._retired is not None:
-            self._retired.close()
+        try:
+            if dirty:
+                self.snapshot()
+        finally:
+            self.index.close()
+            if self._retired is not None:
+                self._retired.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from service.engine import (
 from service.generation import GenerateJob, GenerateOutcome
 from service.settings import ServiceSettings
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -80,5 +82,7 @@ class Runtime:
             await batcher.stop()
         try:
             await self.run(self.engine.close)
+        except Exception:  # the index is closed; its last manifest stays (see Engine.close)
+            log.exception("the shutdown snapshot failed")
         finally:
             self.executor.shutdown(wait=True)

@@ -295,6 +295,33 @@ def test_a_qdrant_outage_answers_503_and_loses_no_acknowledged_write(
     assert found == {d["id"] for d in CORPUS[:3]}
 
 
+def test_a_shutdown_with_qdrant_down_closes_and_the_next_start_catches_up(
+    make_app: Callable[..., FastAPI],
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The shutdown snapshot fails while Qdrant is down; the service still shuts down and
+    closes its index, and the next start serves every acknowledged document."""
+    folder, qdrant_path = tmp_path / "index", str(tmp_path / "qdrant")
+    with TestClient(make_app(index=folder, qdrant_url=qdrant_path)) as writer:
+        wait_ready(writer)
+        add(writer, CORPUS[:2])
+        before = Manifest.load(folder).max_key
+        qdrant = service_state(writer).runtime.engine.index.reader.vectors._client
+
+        def down(*args: object, **kwargs: object) -> None:
+            raise ConnectionError("qdrant is down")
+
+        monkeypatch.setattr(qdrant, "count", down)
+    assert Manifest.load(folder).max_key == before  # no snapshot was written
+    monkeypatch.undo()
+    restarted = make_client(index=folder, qdrant_url=qdrant_path)
+    assert {hit["id"] for hit in search(restarted, top_n=10)["results"]} == {
+        d["id"] for d in CORPUS[:2]
+    }
+
+
 def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
     make_app: Callable[..., FastAPI],
     make_client: Callable[..., TestClient],
