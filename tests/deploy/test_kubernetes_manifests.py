@@ -45,8 +45,10 @@ def base_resources() -> list[Resource]:
     return [doc for name in listed for doc in read_yaml(KUBERNETES / "base" / name)]
 
 
-def settings_literals() -> dict[str, str]:
-    (generator,) = kustomization(KUBERNETES / "base")["configMapGenerator"]
+def settings_literals(folder: str = "base") -> dict[str, str]:
+    """The settings a kustomization's ConfigMap generator writes (an overlay's: what it
+    merges into the base's)."""
+    (generator,) = kustomization(KUBERNETES / folder)["configMapGenerator"]
     return dict(literal.split("=", 1) for literal in generator["literals"])
 
 
@@ -242,8 +244,7 @@ def test_kustomize_renders_valid_resources(overlay: str) -> None:
     assert config_map["metadata"]["name"].startswith("loupe-settings-")  # hashed: rolls pods
     expected = settings_literals()
     if overlay == "qdrant":
-        (generator,) = kustomization(KUBERNETES / "qdrant")["configMapGenerator"]
-        expected |= dict(literal.split("=", 1) for literal in generator["literals"])
+        expected |= settings_literals("qdrant")
         assert "LOUPE_QDRANT_URL" in expected
     assert config_map["data"] == expected
     names = [
