@@ -183,6 +183,8 @@ def test_every_setting_names_something_loupe_reads() -> None:
     build_reads = cli_envvars(cli_command("index", "build"))
     for name in settings_literals():
         assert name in serve_reads, f"{name} is not read by loupe serve"
+    for name in settings_literals("qdrant"):  # the Job and the replicas both act on it
+        assert name in serve_reads and name in build_reads, name
     resources = base_resources() + with_gpu_patches(base_resources())
     for deployment in [r for r in resources if r["kind"] == "Deployment"]:
         assert set(environment(container(deployment, "api"))) <= serve_reads
