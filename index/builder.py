@@ -165,7 +165,11 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         index: VectorIndex
         if config.qdrant is not None:
             index = upload_stored_vectors(
-                store, encoder.dim, config.qdrant, collection_name(generation)
+                store,
+                encoder.dim,
+                config.qdrant,
+                collection_name(generation),
+                show_progress=config.show_progress,
             )
         else:
             index = index_stored_vectors(store, encoder.dim, config.factory, store.all_keys())
@@ -362,15 +366,23 @@ def index_stored_vectors(
 
 
 def upload_stored_vectors(
-    store: DocStore, dimension: int, target: QdrantTarget, collection: str
+    store: DocStore,
+    dimension: int,
+    target: QdrantTarget,
+    collection: str,
+    show_progress: bool = False,
 ) -> QdrantIndex:
     """A new Qdrant collection holding the vectors the docstore holds, with their documents'
     metadata as payloads, sent a chunk at a time."""
     index = QdrantIndex.create(target, collection, dimension)
     try:
-        for chunk_keys, vectors in store.iter_vectors():
-            documents = store.get_by_keys(chunk_keys)
-            index.add(chunk_keys, vectors, [documents[int(k)].metadata for k in chunk_keys])
+        with tqdm(
+            total=len(store), desc="sending to Qdrant", unit="doc", disable=not show_progress
+        ) as bar:
+            for chunk_keys, vectors in store.iter_vectors():
+                documents = store.get_by_keys(chunk_keys)
+                index.add(chunk_keys, vectors, [documents[int(k)].metadata for k in chunk_keys])
+                bar.update(len(chunk_keys))
     except BaseException:
         index.close()
         raise
