@@ -218,6 +218,27 @@ def index_export(
     typer.echo(f"wrote {count} documents to {out}")
 
 
+@index_app.command("remove")
+@user_errors
+def index_remove(
+    index: Annotated[Path, typer.Option(help="index folder to delete", envvar=env("index"))],
+    yes: Annotated[bool, typer.Option("--yes", help="delete without asking")] = False,
+    qdrant_url: QdrantUrl = None,
+    qdrant_api_key: QdrantApiKey = None,
+) -> None:
+    """Delete an index version for good: its folder and, if its vectors are in Qdrant, its
+    collection there (deleting the folder alone would leave the collection). Refuses a
+    folder that holds no index."""
+    from index.qdrant_index import target_for
+    from index.remove import remove_index
+
+    if not yes:
+        typer.confirm(f"delete the index in {index} and everything it holds?", abort=True)
+    removed = remove_index(index, target_for(index, qdrant_url, qdrant_api_key))
+    also = f" and Qdrant collection {removed.collection}" if removed.collection else ""
+    typer.echo(f"deleted {removed.folder}{also}")
+
+
 @index_app.command("info")
 @user_errors
 def index_info(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from index.builder import IndexBuildConfig, build_index
@@ -72,3 +73,24 @@ def test_info_counts_documents_added_since_the_snapshot_and_names_qdrant(tmp_pat
     assert info.vectors == f"qdrant {collection} at {target.location}"
     assert info.vectors_bytes is None and info.token_store is None and info.qdrant_points is None
     assert index_info(folder, verify=True).qdrant_points == 3
+
+
+def test_remove_deletes_the_folder_and_its_qdrant_collection(tmp_path: Path) -> None:
+    folder = tmp_path / "index"
+    target = QdrantTarget(str(tmp_path / "qdrant"))
+    LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=target).close()
+    collection = Manifest.load(folder).qdrant_collection
+    runner = CliRunner()
+    refused = runner.invoke(app, ["index", "remove", "--index", str(folder)], input="n\n")
+    assert refused.exit_code == 1 and folder.is_dir()  # asked, and told no
+    not_an_index = runner.invoke(app, ["index", "remove", "--index", str(tmp_path), "--yes"])
+    assert not_an_index.exit_code == 2 and "not a Loupe index" in not_an_index.output
+    result = runner.invoke(app, ["index", "remove", "--index", str(folder), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"Qdrant collection {collection}" in result.output
+    assert not folder.exists()
+    client = QdrantClient(path=target.location)
+    try:
+        assert not client.collection_exists(str(collection))
+    finally:
+        client.close()
