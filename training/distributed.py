@@ -228,13 +228,18 @@ def from_main(value: T, world: World) -> T:
     return box[0]  # type: ignore[return-value]  # rank 0 sent a T
 
 
-def gather_objects(value: T, world: World) -> list[T]:
-    """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+def from_each_rank(value: T, world: World) -> Iterator[T]:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank, one rank
+    at a time: a caller that consumes each before the next holds one other rank's value at
+    once, not all of them (an all-gather would). Each step is a collective: every rank must
+    consume all of it."""
     if not world.distributed:
-        return [value]
-    gathered: list[object] = [None] * world.size
-    dist.all_gather_object(gathered, value)
-    return gathered  # type: ignore[return-value]  # each rank sent a T
+        yield value
+        return
+    for source in range(world.size):
+        box: list[object] = [value if world.rank == source else None]
+        dist.broadcast_object_list(box, src=source)
+        yield box[0]  # type: ignore[misc]  # the source rank sent a T
 
 
 def agreed_step(step: int, world: World, device: torch.device) -> int:

@@ -25,7 +25,7 @@ from models.late_interaction import (
     pad_matrices,
     stored_windows,
 )
-from training.distributed import World, gather_objects
+from training.distributed import World, from_each_rank
 
 T = TypeVar("T")
 
@@ -118,8 +118,9 @@ class TokenCache:
         self._add_from_every_rank(computed, world)
 
     def _add_from_every_rank(self, computed: dict[str, np.ndarray], world: World) -> None:
-        """Keep the states this rank computed and those every other rank did."""
-        for states in gather_objects(computed, world):
+        """Keep the states this rank computed and those every other rank did (received one
+        rank at a time, so the exchange holds one other rank's share at once)."""
+        for states in from_each_rank(computed, world):
             self._states.update(states)
 
     def window_batch(
