@@ -351,6 +351,13 @@ def _open_vectors(
         return index
     if manifest.vectors_backend != "faiss":
         raise IndexCorruptError(f"{folder}: unknown vectors backend {manifest.vectors_backend!r}")
+    if qdrant is not None:
+        log.warning(
+            "%s keeps its vectors in a FAISS file: Qdrant at %s is not used (a Qdrant URL "
+            "applies to indexes built with one; rebuild with --qdrant-url to move them)",
+            folder,
+            qdrant.location,
+        )
     vectors_path = folder / manifest.vectors_file
     if not vectors_path.is_file():
         raise IndexCorruptError(f"{folder}: manifest names {vectors_path.name}, which is missing")

@@ -370,3 +370,17 @@ def test_documents_qdrant_still_lacks_at_the_snapshot_are_caught_up_on_the_next_
         assert len(qdrant) == 2
         found = qdrant.search_where(np.eye(4)[1:2], 1, MetadataFilter.from_mapping({"n": 1}))
         assert found is not None and int(found[1][0, 0]) == live.docstore.max_key()
+
+
+def test_a_qdrant_url_on_a_faiss_index_is_reported_not_used(
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "index"
+    build_index(IndexBuildConfig(corpus=tiny_corpus, out=out, show_progress=False), tiny_encoder)
+    with caplog.at_level("WARNING", logger="index.searcher"):
+        reader = IndexReader.open(out, qdrant=QdrantTarget(str(tmp_path / "qdrant")))
+    try:
+        assert len(reader.vectors) == 4 and not (tmp_path / "qdrant").exists()
+        assert "keeps its vectors in a FAISS file" in caplog.text
+    finally:
+        reader.close()
