@@ -93,19 +93,27 @@ class ServiceState:
     async def _watch_index(self, runtime: Runtime) -> None:
         """Serve a rebuilt index once its manifest replaces the one served: opened in a worker
         thread, swapped in on the model thread between batches. A generation that fails to
-        open is reported once and not tried again; the current index stays."""
+        open is reported once and not tried again; the current index stays. An unreadable
+        manifest or an unreachable vector store (Qdrant) is tried again at the next check."""
+        from index.errors import VectorStoreUnavailableError
         from service.loading import open_rebuilt_index, rebuilt_generation
 
         engine, folder = runtime.engine, self.settings.index
-        failed: str | None = None  # the generation, or the unreadable manifest's error
+        failed: str | None = None  # a generation that failed to open
+        warned: str | None = None  # the last transient problem logged
+
+        def warn_once(message: str) -> None:
+            nonlocal warned
+            if message != warned:
+                log.warning(message)
+            warned = message
+
         while True:
             await asyncio.sleep(self.settings.index_reload_s)
             try:
                 generation = await asyncio.to_thread(rebuilt_generation, self.settings, engine)
             except Exception as exc:  # no manifest, or an unreadable one: try again later
-                if str(exc) != failed:
-                    log.warning("index %s not reloaded: %s", folder, exc)
-                failed = str(exc)
+                warn_once(f"index {folder} not reloaded: {exc}")
                 continue
             if generation is None or generation == failed:
                 continue
@@ -117,12 +125,15 @@ class ServiceState:
                 except BaseException:
                     index.close()
                     raise
+            except VectorStoreUnavailableError as exc:  # transient: this generation again later
+                warn_once(f"index {folder} generation {generation} waits: {exc}")
+                continue
             except Exception as exc:
                 log.warning("index %s generation %s not served: %s", folder, generation, exc)
                 self.metrics.reload("failed")
                 failed = generation
                 continue
-            failed = None
+            failed = warned = None
             self.metrics.serving(generation)
             self.metrics.reload("served")
             log.info(

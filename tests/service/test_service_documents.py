@@ -322,6 +322,44 @@ def test_a_shutdown_with_qdrant_down_closes_and_the_next_start_catches_up(
     }
 
 
+def test_a_reload_waits_out_an_unreachable_vector_store(
+    make_app: Callable[..., FastAPI],
+    make_client: Callable[..., TestClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A rebuilt generation whose vector store cannot be reached yet is tried again at the
+    next check (not given up, as a generation that fails to open is)."""
+    import service.loading
+    from index.errors import VectorStoreUnavailableError
+
+    folder = tmp_path / "index"
+    with TestClient(make_app(index=folder)) as writer:
+        wait_ready(writer)
+        add(writer, CORPUS[:2])
+    replica = make_client(index=folder, read_only=True, index_reload_s=0.05)
+    first = replica.get("/ready").json()["index_generation"]
+    open_read_only = service.loading.open_read_only
+    attempts: list[int] = []
+
+    def unreachable_twice(settings: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise VectorStoreUnavailableError("cannot use Qdrant at http://qdrant:6333")
+        return open_read_only(settings)
+
+    monkeypatch.setattr(service.loading, "open_read_only", unreachable_twice)
+    with TestClient(make_app(index=folder)) as writer:
+        wait_ready(writer)
+        add(writer, CORPUS[2:])
+    deadline = time.monotonic() + 20
+    while replica.get("/ready").json()["index_generation"] == first:
+        assert time.monotonic() < deadline, "the replica gave the generation up"
+        time.sleep(0.05)
+    assert len(attempts) == 3
+    assert replica.get("/ready").json()["documents"] == len(CORPUS)
+
+
 def test_a_read_only_replica_serves_a_rebuilt_index_without_a_restart(
     make_app: Callable[..., FastAPI],
     make_client: Callable[..., TestClient],
