@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from index.vector_index import no_hits
+
 
 def top_k_inner_product(
     queries: np.ndarray, keys: np.ndarray, vectors: np.ndarray, k: int
@@ -17,9 +19,7 @@ def top_k_inner_product(
     >>> s.tolist(), k.tolist()
     ([[2.0, 0.5, -inf]], [[9, 7, -1]])
     """
-    q = len(queries)
-    scores = np.full((q, k), -np.inf, dtype=np.float32)
-    labels = np.full((q, k), -1, dtype=np.int64)
+    scores, labels = no_hits(len(queries), k)
     if len(keys) == 0:
         return scores, labels
     sims = np.asarray(queries, dtype=np.float32) @ np.asarray(vectors, dtype=np.float32).T

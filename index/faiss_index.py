@@ -11,7 +11,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.vector_index import VectorIndex, as_float32_rows
+from index.vector_index import VectorIndex, as_float32_rows, no_hits
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,7 @@ class FaissIndex(VectorIndex):
             raise ValueError("k must be at least 1")
         queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
         if len(self) == 0:
-            q = len(queries)
-            return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
+            return no_hits(len(queries), k)
         scores, keys = self._search_index.search(queries, k)
         return scores, keys
 
@@ -152,8 +151,7 @@ class FaissIndex(VectorIndex):
             raise ValueError("k must be at least 1")
         queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
         if len(self) == 0 or len(allowed) == 0:
-            q = len(queries)
-            return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
+            return no_hits(len(queries), k)
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         inner = _inner_index(self._cpu_index)
         params: faiss.SearchParameters

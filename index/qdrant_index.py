@@ -21,7 +21,7 @@ import numpy as np
 
 from index.errors import VectorStoreUnavailableError
 from index.metadata_filter import MetadataFilter
-from index.vector_index import VectorIndex, as_float32_rows
+from index.vector_index import VectorIndex, as_float32_rows, no_hits
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -240,7 +240,8 @@ class QdrantIndex(VectorIndex):
 
         has_id: list[int | str] = [int(key) for key in np.asarray(allowed, dtype=np.int64)]
         if not has_id:
-            return _no_hits(len(np.atleast_2d(queries)), k)
+            _require_k(k)
+            return no_hits(len(np.atleast_2d(queries)), k)
         return self._query(queries, k, models.Filter(must=[models.HasIdCondition(has_id=has_id)]))
 
     def search_where(
@@ -257,8 +258,9 @@ class QdrantIndex(VectorIndex):
     ) -> tuple[np.ndarray, np.ndarray]:
         from qdrant_client import models
 
+        _require_k(k)
         queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
-        scores, keys = _no_hits(len(queries), k)
+        scores, keys = no_hits(len(queries), k)
         params = models.SearchParams(hnsw_ef=self._hnsw_ef) if self._hnsw_ef else None
         requests = [
             models.QueryRequest(query=q.tolist(), limit=k, filter=where, params=params)
@@ -301,8 +303,6 @@ def drop_collections(target: QdrantTarget, collections: Iterable[str]) -> None:
         client.close()
 
 
-def _no_hits(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, keys)``, each ``(queries, k)``, of no hits: -inf and -1."""
+def _require_k(k: int) -> None:
     if k < 1:
         raise ValueError("k must be at least 1")
-    return np.full((queries, k), -np.inf, dtype=np.float32), np.full((queries, k), -1, np.int64)

@@ -74,3 +74,14 @@ def as_float32_rows(vectors: np.ndarray, dimension: int) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != dimension:
         raise ValueError(f"expected vectors of shape (n, {dimension}), got {array.shape}")
     return array
+
+
+def no_hits(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, keys)``, each ``(queries, k)``, holding no hit: -inf and key -1, the padding
+    of every search past its last hit.
+
+    >>> scores, keys = no_hits(1, 2)
+    >>> scores.tolist(), keys.tolist()
+    ([[-inf, -inf]], [[-1, -1]])
+    """
+    return np.full((queries, k), -np.inf, dtype=np.float32), np.full((queries, k), -1, np.int64)

@@ -147,11 +147,7 @@ class Engine:
         generator: QueryGenerator | None = None,
         query_cache: ArrayCache | None = None,
     ):
-        if index.manifest.dimension != encoder.dim:
-            raise ValueError(
-                f"encoder {encoder.model_name} gives {encoder.dim}-d vectors; "
-                f"the index holds {index.manifest.dimension}-d"
-            )
+        _check_dimension(encoder, index)
         self.encoder = encoder
         self.reranker = reranker
         self.index = index
@@ -204,9 +200,11 @@ class Engine:
         return self.encoder.max_length
 
     @property
-    def special_tokens(self) -> int:
-        """Special tokens the encoder adds to one text ([CLS] and [SEP] for BERT)."""
-        return int(self.encoder.backbone.tokenizer.num_special_tokens_to_add(pair=False))
+    def text_token_limit(self) -> int:
+        """Tokens of a text the encoder reads, its special tokens ([CLS], [SEP]) not counted:
+        what :meth:`truncate` keeps for it."""
+        specials = self.encoder.backbone.tokenizer.num_special_tokens_to_add(pair=False)
+        return self.max_length - int(specials)
 
     @property
     def rerank_max_length(self) -> int:
@@ -234,11 +232,7 @@ class Engine:
     def replace_index(self, index: LiveIndex) -> None:
         """Serve ``index`` from now on (a read-only service's reload; run it on the model
         thread, between batches). The replaced index is closed at the next replacement."""
-        if index.manifest.dimension != self.encoder.dim:
-            raise ValueError(
-                f"the new index holds {index.manifest.dimension}-d vectors; "
-                f"encoder {self.encoder.model_name} gives {self.encoder.dim}-d"
-            )
+        _check_dimension(self.encoder, index)
         if self._retired is not None:
             self._retired.close()
         self._retired, self.index = self.index, index
@@ -691,3 +685,12 @@ class Engine:
             self.index.close()
             if self._retired is not None:
                 self._retired.close()
+
+
+def _check_dimension(encoder: TextEncoder, index: LiveIndex) -> None:
+    """ValueError unless the index holds vectors of the encoder's dimension."""
+    if index.manifest.dimension != encoder.dim:
+        raise ValueError(
+            f"encoder {encoder.model_name} gives {encoder.dim}-d vectors; "
+            f"the index holds {index.manifest.dimension}-d"
+        )

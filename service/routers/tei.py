@@ -97,8 +97,7 @@ async def embed_tei(
     elif body.truncation_direction.lower() == "left":
         # keep each text's last tokens; the encoder then cuts nothing more (on the model
         # thread: the tokenizer is not shared across threads)
-        room = engine.max_length - engine.special_tokens
-        texts, _ = await runtime.run(engine.truncate, texts, room, True)
+        texts, _ = await runtime.run(engine.truncate, texts, engine.text_token_limit, True)
     done = await submit(
         runtime.embed, texts, engine.estimate_tokens(texts), settings.request_timeout_s
     )

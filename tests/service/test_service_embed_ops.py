@@ -282,8 +282,7 @@ def test_tei_embed_answers_a_list_of_vectors(make_client, tmp_path) -> None:
     # truncation from the left keeps a text's end: as if only its end had been sent
     head, tail = "loupe lens magnifier " * 200, "banana fruit potassium " * 200
     engine = service_state(client).runtime.engine
-    room = engine.max_length - engine.special_tokens
-    kept_tail = engine.truncate([head + tail], room, keep_end=True)[0][0]
+    kept_tail = engine.truncate([head + tail], engine.text_token_limit, keep_end=True)[0][0]
     assert tail.endswith(kept_tail) and len(kept_tail) < len(tail)
     left, right, alone = (
         client.post("/embed", json=body).json()[0]
