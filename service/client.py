@@ -27,6 +27,7 @@ from service.schemas import (
     DocumentsPage,
     DocumentsResponse,
     EmbedResponse,
+    GenerateResponse,
     HealthResponse,
     ListedDocument,
     ModelsResponse,
@@ -145,6 +146,27 @@ class _Calls:
     @staticmethod
     def embed(texts: Sequence[str]) -> _Call:
         return _Call("POST", "/v1/embed", {"input": list(texts)})
+
+    @staticmethod
+    def generate(
+        text: str,
+        num_generations: int,
+        max_length: int | None,
+        iterations: int,
+        temperature: float,
+        seed: int | None,
+        model: str | None,
+    ) -> _Call:
+        body = {
+            "text": text,
+            "num_generations": num_generations,
+            "max_length": max_length,
+            "iterations": iterations,
+            "temperature": temperature,
+            "seed": seed,
+            "model": model,
+        }
+        return _Call("POST", "/v1/generate", _drop_none(body))
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -294,7 +316,26 @@ class LoupeClient:
         return self._do(_Calls.delete_documents(ids, filter), DeleteDocumentsResponse)
 
     def embed(self, texts: Sequence[str]) -> EmbedResponse:
+        """The first-stage encoder's vectors for ``texts``, in order."""
         return self._do(_Calls.embed(texts), EmbedResponse)
+
+    def generate(
+        self,
+        text: str,
+        *,
+        num_generations: int = 3,
+        max_length: int | None = None,
+        iterations: int = 4,
+        temperature: float = 0.0,
+        seed: int | None = 0,
+        model: str | None = None,
+    ) -> GenerateResponse:
+        """Distinct queries for the passage ``text`` from the service's GMLM decoder, best
+        first; :class:`LoupeError` with status 503 when the service runs without one."""
+        call = _Calls.generate(
+            text, num_generations, max_length, iterations, temperature, seed, model
+        )
+        return self._do(call, GenerateResponse)
 
     def models(self) -> ModelsResponse:
         return self._do(_Call("GET", "/v1/models"), ModelsResponse)
@@ -418,6 +459,22 @@ class AsyncLoupeClient:
 
     async def embed(self, texts: Sequence[str]) -> EmbedResponse:
         return await self._do(_Calls.embed(texts), EmbedResponse)
+
+    async def generate(
+        self,
+        text: str,
+        *,
+        num_generations: int = 3,
+        max_length: int | None = None,
+        iterations: int = 4,
+        temperature: float = 0.0,
+        seed: int | None = 0,
+        model: str | None = None,
+    ) -> GenerateResponse:
+        call = _Calls.generate(
+            text, num_generations, max_length, iterations, temperature, seed, model
+        )
+        return await self._do(call, GenerateResponse)
 
     async def models(self) -> ModelsResponse:
         return await self._do(_Call("GET", "/v1/models"), ModelsResponse)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -41,6 +42,16 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
             raise RuntimeError(f"service failed to load: {response.json()}")
         time.sleep(0.02)
     raise TimeoutError("service not ready")
+
+
+def wait_url_ready(url: str, timeout: float = 30.0) -> None:
+    """Poll a live server's ``/ready`` until 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/ready").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready")
 
 
 def engine_loader_for(encoder: Any, reranker: Any) -> Callable[[ServiceSettings], Engine]:

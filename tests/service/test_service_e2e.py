@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import numpy as np
 import pytest
 
 from service.client import AsyncLoupeClient, LoupeClient, LoupeError
+from tests.service.helpers import wait_url_ready
 
 CORPUS = [
     {"id": f"doc-{i}", "text": text, "metadata": {"i": i}}
@@ -26,19 +26,10 @@ CORPUS = [
 ]
 
 
-def wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if httpx.get(f"{url}/ready").status_code == 200:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready")
-
-
 def test_server_end_to_end(live_server):
     server = live_server(api_key="k")
     assert httpx.get(f"{server.url}/health").json()["status"] in ("loading", "ok")
-    wait_ready(server.url)
+    wait_url_ready(server.url)
     with LoupeClient(server.url, api_key="k") as client:
         assert client.ready() and client.health().status == "ok"
         added = client.add_documents(CORPUS)
@@ -114,7 +105,7 @@ def test_server_end_to_end(live_server):
 def test_cohere_v2_sdk_against_the_server(live_server):
     cohere = pytest.importorskip("cohere")
     server = live_server(api_key="k")
-    wait_ready(server.url)
+    wait_url_ready(server.url)
     docs = [d["text"] for d in CORPUS]
     query = "what magnifies small things"
     direct = httpx.post(
@@ -157,7 +148,7 @@ def test_openai_sdk_embeddings_against_the_server(live_server):
     decodes them itself); its key is the service's API key."""
     openai = pytest.importorskip("openai")
     server = live_server(api_key="k")
-    wait_ready(server.url)
+    wait_url_ready(server.url)
     texts = [d["text"] for d in CORPUS[:3]]
     direct = httpx.post(
         f"{server.url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}

@@ -1,19 +1,23 @@
-"""``POST /v1/generate`` on a tiny (untrained) GMLM: shapes, limits, errors, batching."""
+"""``POST /v1/generate`` on a tiny (untrained) GMLM: shapes, limits, errors, batching, and the
+Python clients' ``generate``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
 from models.gmlm import GenerativeMaskedLM, GmlmConfig
 from models.gmlm_decoding import DecodingConfig
+from service.client import AsyncLoupeClient, LoupeClient, LoupeError
 from service.generation import GenerateJob, QueryGenerator
-from tests.service.helpers import assert_error
+from tests.service.helpers import assert_error, wait_url_ready
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +111,28 @@ def test_concurrent_requests_all_succeed_and_alike_settings_decode_together(
     assert len(outcomes) == 4 and sorted(calls) == [1, 3]
     alone = generator.generate_many([GenerateJob("text 1", greedy)])[0]
     assert [g.text for g in alone.generations] == [g.text for g in outcomes[1].generations]
+
+
+def test_the_clients_generate_against_a_live_server(live_server, gmlm_folder: Path) -> None:
+    server = live_server(generator=str(gmlm_folder))
+    wait_url_ready(server.url)
+    text = "Cats are small domesticated felines."
+    direct = httpx.post(
+        f"{server.url}/v1/generate", json={"text": text, "num_generations": 2, "max_length": 5}
+    ).json()
+    with LoupeClient(server.url) as client:
+        answer = client.generate(text, num_generations=2, max_length=5)
+        with pytest.raises(LoupeError) as refused:
+            client.generate(text, max_length=11)  # the generator writes at most 10
+    assert [g.model_dump() for g in answer.generations] == direct["generations"]
+    assert answer.model == direct["model"] and answer.usage.total_tokens > 0
+    assert refused.value.status_code == 422 and "max_length" in refused.value.message
+
+    async def generate_async() -> list[str]:
+        async with AsyncLoupeClient(server.url) as client:
+            sampled = await client.generate(text, num_generations=2, temperature=1.0, seed=5)
+            again = await client.generate(text, num_generations=2, temperature=1.0, seed=5)
+        assert sampled.generations == again.generations
+        return [g.text for g in sampled.generations]
+
+    assert 1 <= len(asyncio.run(generate_async())) <= 2
