@@ -160,6 +160,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         if token_writer is not None:
             token_writer.close()
         store.set_meta("model", encoder.model_name)
+        store.forget_removed_vectors()  # the vectors index only what is stored (see below)
         store.checkpoint()
         max_key = store.max_key()
         index: VectorIndex

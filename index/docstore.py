@@ -44,7 +44,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     dtype TEXT NOT NULL DEFAULT 'float16',
     scales BLOB
 );
+CREATE TABLE IF NOT EXISTS removed_vectors (key INTEGER PRIMARY KEY);
 """
+"""``removed_vectors``: keys whose documents are gone (deleted or replaced) while the vector
+index as saved may still hold their vectors (a FAISS snapshot written before the delete, a
+Qdrant that missed it, an index that cannot remove, as HNSW). The index hides them in
+searches and forgets them here once their removal is saved (see index/live.py)."""
 
 # Columns added to ``tokens`` after its first release; older docstores gain them on open.
 _TOKEN_COLUMNS_ADDED = {
@@ -263,6 +268,24 @@ class DocStore:
         deleted = self._conn.executemany("DELETE FROM documents WHERE key = ?", rows).rowcount
         self._counted(-max(0, deleted))
         self._conn.executemany("DELETE FROM tokens WHERE key = ?", rows)
+        self._conn.executemany("INSERT OR IGNORE INTO removed_vectors (key) VALUES (?)", rows)
+
+    def removed_vector_keys(self) -> np.ndarray:
+        """Keys ``(n,)``, ascending, of documents gone whose vectors the saved vector index
+        may still hold (none in a docstore written before this was kept)."""
+        if not self._table_exists("removed_vectors"):
+            return np.zeros(0, dtype=np.int64)
+        with self._lock:
+            rows = self._conn.execute("SELECT key FROM removed_vectors ORDER BY key").fetchall()
+        return np.asarray([row[0] for row in rows], dtype=np.int64)
+
+    def forget_removed_vectors(self, keep: Iterable[int] = ()) -> None:
+        """Forget the removed keys (their removal from the vector index is saved), all but
+        those in ``keep``."""
+        kept = {int(key) for key in keep}
+        gone = [(int(k),) for k in self.removed_vector_keys().tolist() if int(k) not in kept]
+        with self._writing():
+            self._conn.executemany("DELETE FROM removed_vectors WHERE key = ?", gone)
 
     def get_tokens(self, keys: Iterable[int], fingerprint: str) -> dict[int, np.ndarray]:
         """Stored ``(tokens_i, dim)`` matrices of the keys that have them under

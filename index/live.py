@@ -140,13 +140,24 @@ class LiveIndex(FirstStageSearch):
         """Bytes of passing vectors kept across recent filters (0: none; their exact
         searches then read the vectors from the docstore each time)."""
         self._lock = threading.RLock()
-        self._tombstones: set[int] = set()
+        self._unremoved: set[int] = set()
+        """Tombstones whose removal failed for want of the vector store (Qdrant down): the
+        next snapshot asks again."""
         self._unsynced_from: int | None = None
         """The first key the docstore holds and the vector store (Qdrant) may lack, after a
         failed write there: the next snapshot sends them again, or keeps them after its
         ``max_key`` so that the next open catches them up."""
         self._passing: OrderedDict[Hashable, _KeptFilter] = OrderedDict()
         """Recent filters by ``MetadataFilter.key``, kept current by writes."""
+        self._settle_removed_vectors()
+
+    def _settle_removed_vectors(self) -> None:
+        """Remove, where the index can, the vectors of documents deleted before this open
+        that the saved vector index may still hold (a snapshot older than the delete, a
+        missed Qdrant delete); the reader hides them meanwhile, and those it cannot remove
+        (HNSW) for good."""
+        if not self.read_only and self.reader.hidden:
+            self._remove_keys(sorted(self.reader.hidden))
 
     @classmethod
     def open(
@@ -267,10 +278,27 @@ class LiveIndex(FirstStageSearch):
             self._remove_keys(keys)
 
     def _remove_keys(self, keys: list[int]) -> None:
+        """Remove the keys' vectors, or hide them: until the vector store is back (the next
+        snapshot asks again), or for good where the index cannot remove (HNSW; until the
+        next rebuild). The docstore's record of them is forgotten once a removal is saved."""
+        vectors, hidden = self.reader.vectors, self.reader.hidden
         try:
-            self.reader.vectors.remove(np.asarray(keys, dtype=np.int64))
-        except RuntimeError:  # HNSW cannot remove: hide the keys until the next rebuild
-            self._tombstones.update(keys)
+            vectors.remove(np.asarray(keys, dtype=np.int64))
+        except VectorStoreUnavailableError as exc:
+            log.warning(
+                "%d deleted documents stay hidden until the vector store is back: %s",
+                len(keys),
+                exc,
+            )
+            hidden.update(keys)
+            self._unremoved.update(keys)
+            return
+        except RuntimeError:  # HNSW cannot remove
+            hidden.update(keys)
+            return
+        hidden.difference_update(keys)
+        if vectors.saves_writes:
+            self.reader.docstore.forget_removed_vectors(hidden)
 
     def search_vectors(
         self, query_vectors: np.ndarray, k: int, where: MetadataFilter | None = None
@@ -286,9 +314,7 @@ class LiveIndex(FirstStageSearch):
                 return self.reader.search_among(
                     query_vectors, k, kept.keys, kept.vectors, where=where
                 )
-            extra = min(len(self._tombstones), 10 * k + 100)
-            hits = self.reader.search_vectors(query_vectors, k + extra)
-        return [row[:k] for row in hits]
+            return self.reader.search_vectors(query_vectors, k)
 
     def search_lexical(
         self, queries: Sequence[str], k: int, where: MetadataFilter | None = None
@@ -383,6 +409,8 @@ class LiveIndex(FirstStageSearch):
             max_key = self.reader.docstore.max_key()
             if self._unsynced_from is not None:
                 max_key = self._resync(max_key)
+            if self._unremoved:
+                self._retry_removals()
             manifest = write_snapshot(
                 self.reader.folder,
                 self.reader.vectors,
@@ -396,7 +424,20 @@ class LiveIndex(FirstStageSearch):
                 bm25_dir=old.bm25_dir,
             )
             self.reader.manifest = manifest
+            self.reader.docstore.forget_removed_vectors(self.reader.hidden)
             return manifest
+
+    def _retry_removals(self) -> None:
+        """Ask the vector store again to remove what it missed; those it now removes are no
+        longer hidden."""
+        keys = sorted(self._unremoved)
+        try:
+            self.reader.vectors.remove(np.asarray(keys, dtype=np.int64))
+        except VectorStoreUnavailableError as exc:
+            log.warning("%d deleted documents still wait for the vector store: %s", len(keys), exc)
+            return
+        self._unremoved.clear()
+        self.reader.hidden.difference_update(keys)
 
     def _resync(self, max_key: int) -> int:
         """Send the vector store the documents a failed write left out (from

@@ -137,6 +137,7 @@ class QdrantIndex(VectorIndex):
     each document's metadata as the point's payload."""
 
     keeps_metadata = True
+    saves_writes = True
 
     def __init__(self, client: QdrantClient, target: QdrantTarget, collection: str):
         self._client = client

@@ -144,6 +144,10 @@ class IndexReader(FirstStageSearch):
         self.vectors = vectors
         self.tokens = tokens
         self.bm25 = bm25
+        self.hidden: set[int] = set(docstore.removed_vector_keys().tolist())
+        """Keys of documents gone whose vectors the vector index may still hold (see
+        DocStore.removed_vector_keys): searches fetch that many more hits, so that they take
+        no place among the k."""
 
     @classmethod
     def open(
@@ -211,8 +215,8 @@ class IndexReader(FirstStageSearch):
         exactly from the passing documents' stored vectors.
         """
         if where is None:
-            scores, keys = self.vectors.search(query_vectors, k)
-            return self._hits(scores, keys)
+            scores, keys = self.vectors.search(query_vectors, k + self._hidden_margin(k))
+            return [row[:k] for row in self._hits(scores, keys)]
         return self.search_among(query_vectors, k, self.docstore.keys_matching(where), where=where)
 
     def search_among(
@@ -249,14 +253,19 @@ class IndexReader(FirstStageSearch):
         every hit passes ``where`` in the docstore too (a list in the metadata may pass
         Qdrant's match and not the docstore's); None otherwise."""
         assert isinstance(self.vectors, QdrantIndex)
-        found = self.vectors.search_where(query_vectors, k, where)
+        found = self.vectors.search_where(query_vectors, k + self._hidden_margin(k), where)
         if found is None:
             return None
-        hits = self._hits(*found)
+        hits = [row[:k] for row in self._hits(*found)]
         if all(where.matches(hit.document.metadata) for row in hits for hit in row):
             return hits
         log.debug("Qdrant's filter passed documents the docstore's does not; filtering by id")
         return None
+
+    def _hidden_margin(self, k: int) -> int:
+        """Hits to fetch beyond k for the hidden keys that may come first (capped, so that
+        a long-lived HNSW index with many deletes still searches cheaply)."""
+        return min(len(self.hidden), 10 * k + 100)
 
     def searches_exactly(self, allowed: int) -> bool:
         """Whether a search among this many allowed documents scores their stored vectors

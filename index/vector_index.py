@@ -24,6 +24,10 @@ class VectorIndex(ABC):
     keeps_metadata: bool = False
     """Whether :meth:`add` keeps the documents' metadata (to filter on it)."""
 
+    saves_writes: bool = False
+    """Whether an add or remove is saved once it returns (a server's collection), rather
+    than with the next :meth:`save` (an index in memory)."""
+
     @abstractmethod
     def add(
         self,
@@ -36,7 +40,8 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def remove(self, keys: np.ndarray) -> None:
-        """Remove keys; unknown keys are ignored."""
+        """Remove keys; unknown keys are ignored. A RuntimeError where the index cannot
+        remove (HNSW)."""
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

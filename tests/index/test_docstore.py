@@ -114,3 +114,24 @@ def test_the_kept_count_follows_every_write_and_a_failed_one(tmp_path: Path) -> 
         assert len(store) == counted() == 4  # rolled back, and counted again
         store.upsert([doc(30)])
         assert len(store) == counted() == 5
+
+
+def test_the_keys_of_deleted_and_replaced_documents_are_kept_until_forgotten(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "docs.sqlite"
+    with DocStore(path) as store:
+        keys, _ = store.upsert(
+            [Document(str(i), "t", metadata={"i": i}) for i in range(5)], np.eye(5)
+        )
+        _, replaced = store.upsert([Document("0", "new")], np.eye(5)[:1])
+        store.delete_many(["1", "missing"])
+        store.delete_matching(MetadataFilter.from_mapping({"i": 2}))
+        assert replaced == [keys[0]]
+        assert store.removed_vector_keys().tolist() == keys[:3]
+        store.forget_removed_vectors(keep={keys[1]})
+    with DocStore(path, read_only=True) as store:
+        assert store.removed_vector_keys().tolist() == [keys[1]]
+    with DocStore(path) as store:
+        store.forget_removed_vectors()
+        assert store.removed_vector_keys().tolist() == []

@@ -7,6 +7,7 @@ import numpy as np
 
 from index.live import LiveIndex
 from index.records import Document
+from tests.index.vectors import ranked_documents
 
 
 def test_add_delete_snapshot_and_recover(tmp_path: Path) -> None:
@@ -128,3 +129,37 @@ def test_a_read_only_docstore_on_read_only_media_opens_immutable(
     (tmp_path / "docs.sqlite-wal").write_bytes(b"pending changes")
     with pytest.raises(OSError, match="write-ahead log"):
         DocStore(path, read_only=True)
+
+
+def test_deletes_a_crash_kept_out_of_the_snapshot_take_no_place(tmp_path: Path) -> None:
+    folder = tmp_path / "live"
+    live = LiveIndex.open_or_create(folder, model="m", dimension=4)
+    query = ranked_documents(live)
+    live.snapshot()
+    assert live.delete_many(["0", "1"]) == ["0", "1"]
+    live.close()  # as if the process died here: the snapshot still holds "0" and "1"
+
+    reopened = LiveIndex.open(folder)
+    assert [h.document.id for h in reopened.search_vectors(query, k=3)[0]] == ["2", "3", "4"]
+    reopened.snapshot()
+    assert reopened.docstore.removed_vector_keys().tolist() == []  # the snapshot lacks them
+    reopened.close()
+    again = LiveIndex.open(folder)
+    assert [h.document.id for h in again.search_vectors(query, k=3)[0]] == ["2", "3", "4"]
+    again.close()
+
+
+def test_hnsw_deletes_stay_hidden_after_a_restart(tmp_path: Path) -> None:
+    folder = tmp_path / "h"
+    live = LiveIndex.open_or_create(folder, model="m", dimension=4, factory="HNSW8")
+    query = ranked_documents(live)
+    live.delete_many(["0", "1"])
+    live.snapshot()
+    live.close()
+
+    for read_only in (False, True):
+        reopened = LiveIndex.open(folder, read_only=read_only)
+        hits = reopened.search_vectors(query, k=3)[0]
+        assert [h.document.id for h in hits] == ["2", "3", "4"], read_only
+        assert len(reopened.docstore.removed_vector_keys()) == 2  # HNSW still holds them
+        reopened.close()

@@ -22,6 +22,7 @@ from index.metadata_filter import MetadataFilter
 from index.qdrant_index import QdrantIndex, QdrantTarget, target_for
 from index.records import Document
 from index.searcher import IndexReader, Searcher
+from tests.index.vectors import ranked_documents
 
 MEMORY = QdrantTarget(":memory:")
 
@@ -384,3 +385,51 @@ def test_a_qdrant_url_on_a_faiss_index_is_reported_not_used(
         assert "keeps its vectors in a FAISS file" in caplog.text
     finally:
         reader.close()
+
+
+def delete_while_qdrant_is_down(
+    live: LiveIndex, monkeypatch: pytest.MonkeyPatch
+) -> tuple[np.ndarray, FailingCalls]:
+    """Add six documents (see ``ranked_documents``), then delete "0" and "1" with Qdrant's
+    deletes failing: the delete succeeds and hides them from searches, filtered by Qdrant's
+    payloads or not. Returns the query and the outage."""
+    import index.searcher
+
+    query = ranked_documents(live)
+    assert isinstance(live.reader.vectors, QdrantIndex)
+    outage = FailingCalls(live.reader.vectors, "delete", monkeypatch)
+    assert live.delete_many(["0", "1"]) == ["0", "1"]
+    assert len(live.reader.vectors) == 6  # Qdrant still holds them
+    assert [h.document.id for h in live.search_vectors(query, k=3)[0]] == ["2", "3", "4"]
+    with monkeypatch.context() as through_qdrant:
+        through_qdrant.setattr(index.searcher, "EXACT_FILTER_LIMIT", 0)
+        even = MetadataFilter.from_mapping({"n": "even"})
+        assert [h.document.id for h in live.search_vectors(query, 2, even)[0]] == ["2", "4"]
+    return query, outage
+
+
+def test_a_delete_qdrant_missed_is_asked_again_at_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, live = new_live(tmp_path)
+    query, outage = delete_while_qdrant_is_down(live, monkeypatch)
+    live.snapshot()  # still down: they stay hidden and recorded
+    assert len(live.docstore.removed_vector_keys()) == 2
+    outage.failing = False
+    live.snapshot()
+    assert len(live.reader.vectors) == 4 and len(live.docstore.removed_vector_keys()) == 0
+    assert [h.document.id for h in live.search_vectors(query, k=3)[0]] == ["2", "3", "4"]
+    live.close()
+
+
+def test_a_delete_qdrant_missed_before_a_crash_is_done_on_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, target, live = new_live(tmp_path)
+    query, _ = delete_while_qdrant_is_down(live, monkeypatch)
+    live.close()  # as if the process died, with no snapshot
+    monkeypatch.undo()
+
+    with reopened(folder, target) as (live, qdrant):
+        assert len(qdrant) == 4 and len(live.docstore.removed_vector_keys()) == 0
+        assert [h.document.id for h in live.search_vectors(query, k=3)[0]] == ["2", "3", "4"]

@@ -1,10 +1,12 @@
-"""Random unit vectors for index tests."""
+"""Vectors and documents for index tests."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from index.faiss_index import FaissIndex
+from index.live import LiveIndex
+from index.records import Document
 
 
 def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -23,3 +25,17 @@ def filled_index(factory: str, n: int, dim: int = 16) -> tuple[FaissIndex, np.nd
     index.add(keys, vectors)
     index.set_search_params(nprobe=4, ef_search=64)
     return index, keys, vectors
+
+
+def ranked_documents(live: LiveIndex) -> np.ndarray:
+    """Add six documents whose inner products with ``e0`` fall from "0" to "5", with
+    metadata ``{"n": "even" | "odd"}``; returns
+    ``e0`` as a query ``(1, 4)``."""
+    scores = np.linspace(1.0, 0.5, 6, dtype=np.float32)
+    vectors = np.zeros((6, 4), dtype=np.float32)
+    vectors[:, 0], vectors[:, 1] = scores, np.sqrt(1 - scores**2)
+    parity = ["even", "odd"]
+    live.add(
+        [Document(str(i), f"text {i}", metadata={"n": parity[i % 2]}) for i in range(6)], vectors
+    )
+    return np.eye(4, dtype=np.float32)[:1]
