@@ -88,14 +88,37 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str
     return "invalid_request", "; ".join(parts)
 
 
+UNPARSABLE_BODY = "There was an error parsing the body"
+"""FastAPI's 400 detail for a body it cannot decode (JSON that is not UTF-8 text)."""
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    status, headers = exc.status_code, dict(exc.headers or {})
     if isinstance(exc, ApiError):
         error_type, message = exc.error_type, exc.message
+    elif status == 400 and exc.detail == UNPARSABLE_BODY:  # malformed JSON, as any other
+        status, error_type = 422, "invalid_json"
+        message = "request body is not valid JSON: it cannot be decoded as UTF-8 text"
     else:
-        error_type = STATUS_TYPES.get(exc.status_code, "error")
+        error_type = STATUS_TYPES.get(status, "error")
         message = str(exc.detail)
-    return error_response(exc.status_code, error_type, message, exc.headers)
+    if status == 405:
+        headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
+    return error_response(status, error_type, message, headers)
+
+
+def allowed_methods(request: Request, first_route_allows: str) -> str:
+    """Every method some route of the path answers (Starlette's 405 names only those of the
+    first route it matched: POST alone for ``/v1/documents``, which GET lists too)."""
+    from starlette.routing import compile_path
+
+    methods = {m.strip() for m in first_route_allows.split(",") if m.strip()}
+    schema = request.app.openapi()
+    for template, operations in schema.get("paths", {}).items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

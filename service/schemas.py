@@ -31,7 +31,26 @@ def _not_blank(value: str) -> str:
     return value
 
 
-NonBlank = Annotated[str, AfterValidator(_not_blank)]
+NOT_BLANK_PATTERN = (
+    r"[^\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+"""A character that is not whitespace, as ``str.strip`` reads it, written so that JSON
+Schema (ECMA-262) and Python regular expressions read it alike.
+
+>>> import re
+>>> blank = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+>>> re.search(NOT_BLANK_PATTERN, blank) is None
+True
+>>> [m.group() for m in re.finditer(NOT_BLANK_PATTERN, blank + "x\ufeff")]
+['x', '\ufeff']
+"""
+
+NonBlank = Annotated[
+    str,
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"minLength": 1, "pattern": NOT_BLANK_PATTERN}),
+]
+"""A string with something besides whitespace in it; the OpenAPI schema says so too."""
 
 
 def _valid_filter(value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -108,7 +108,9 @@ async def add_documents(
 async def list_documents(
     runtime: Runtime = Depends(get_runtime),
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="documents per page"),
-    after: str | None = Query(None, description="the next_cursor of the previous page"),
+    after: str | None = Query(
+        None, min_length=1, description="the next_cursor of the previous page"
+    ),
     include_text: bool = Query(False, description="include each document's text"),
     filter: str | None = Query(
         None, description=f"JSON: only {FILTER_RULE}", examples=['{"topic": "food"}']

@@ -243,7 +243,34 @@ def test_docs_and_openapi(client: TestClient):
 
 def test_unknown_route_and_method_are_shaped(client: TestClient):
     assert_error(client.get("/v1/nothing"), 404, "not_found")
-    assert_error(client.get("/v1/rerank"), 405, "method_not_allowed")
+    refused = client.get("/v1/rerank")
+    assert_error(refused, 405, "method_not_allowed")
+    assert refused.headers["Allow"] == "POST"
+    # two routes share the path: Allow names the methods of both
+    refused = client.request("OPTIONS", "/v1/documents")
+    assert_error(refused, 405, "method_not_allowed")
+    assert set(refused.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    refused = client.put("/v1/documents/some-id")
+    assert set(refused.headers["Allow"].split(", ")) >= {"GET", "DELETE"}
+
+
+def test_the_schema_says_which_strings_may_not_be_blank(client: TestClient):
+    """Clients generated from the OpenAPI schema learn what the validators refuse."""
+    import re
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    query = schemas["SearchRequest"]["properties"]["query"]
+    assert query["minLength"] == 1
+    for text, accepted in [(" \u3000\x1c", False), ("\tq ", True)]:
+        assert bool(re.search(query["pattern"], text)) is accepted
+        response = client.post("/v1/search", json={"query": text})
+        assert (response.status_code == 422) is not accepted, text
+    after = next(
+        p
+        for p in client.get("/openapi.json").json()["paths"]["/v1/documents"]["get"]["parameters"]
+        if p["name"] == "after"
+    )
+    assert after["schema"]["anyOf"][0]["minLength"] == 1
 
 
 def test_app_factory_loads_nothing_at_import(make_app: Callable[..., FastAPI]):

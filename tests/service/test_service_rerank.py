@@ -158,9 +158,14 @@ def test_wrong_types_are_422(client: TestClient, body: Any):
     assert_error(client.post("/v1/rerank", json=body), 422, "invalid_request")
 
 
-@pytest.mark.parametrize("raw", ['{"query": "q", "documents": [', "not json", '{"query": "q",}'])
-def test_invalid_json_is_422(client: TestClient, raw: str):
-    response = client.post("/v1/rerank", content=raw, headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"query": "q", "documents": [', b"not json", b'{"query": "q",}', b'>\xff"U='],
+    ids=["cut", "words", "trailing comma", "not utf-8"],
+)
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v1/embed", "/embed"])
+def test_invalid_json_is_422(client: TestClient, raw: bytes, path: str):
+    response = client.post(path, content=raw, headers={"Content-Type": "application/json"})
     assert_error(response, 422, "invalid_json")
 
 
