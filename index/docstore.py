@@ -279,11 +279,14 @@ class DocStore:
             rows = self._conn.execute("SELECT key FROM removed_vectors ORDER BY key").fetchall()
         return np.asarray([row[0] for row in rows], dtype=np.int64)
 
-    def forget_removed_vectors(self, keep: Iterable[int] = ()) -> None:
-        """Forget the removed keys (their removal from the vector index is saved), all but
-        those in ``keep``."""
+    def forget_removed_vectors(
+        self, keys: Iterable[int] | None = None, *, keep: Iterable[int] = ()
+    ) -> None:
+        """Forget removed ``keys`` (default: all recorded), their removal from the vector
+        index being saved, all but those in ``keep``."""
         kept = {int(key) for key in keep}
-        gone = [(int(k),) for k in self.removed_vector_keys().tolist() if int(k) not in kept]
+        recorded = self.removed_vector_keys().tolist() if keys is None else keys
+        gone = [(int(k),) for k in recorded if int(k) not in kept]
         with self._writing():
             self._conn.executemany("DELETE FROM removed_vectors WHERE key = ?", gone)
 

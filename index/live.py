@@ -298,7 +298,7 @@ class LiveIndex(FirstStageSearch):
             return
         hidden.difference_update(keys)
         if vectors.saves_writes:
-            self.reader.docstore.forget_removed_vectors(hidden)
+            self.reader.docstore.forget_removed_vectors(keys)
 
     def search_vectors(
         self, query_vectors: np.ndarray, k: int, where: MetadataFilter | None = None
@@ -424,7 +424,7 @@ class LiveIndex(FirstStageSearch):
                 bm25_dir=old.bm25_dir,
             )
             self.reader.manifest = manifest
-            self.reader.docstore.forget_removed_vectors(self.reader.hidden)
+            self.reader.docstore.forget_removed_vectors(keep=self.reader.hidden)
             return manifest
 
     def _retry_removals(self) -> None:

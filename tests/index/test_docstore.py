@@ -129,6 +129,8 @@ def test_the_keys_of_deleted_and_replaced_documents_are_kept_until_forgotten(
         store.delete_matching(MetadataFilter.from_mapping({"i": 2}))
         assert replaced == [keys[0]]
         assert store.removed_vector_keys().tolist() == keys[:3]
+        store.forget_removed_vectors([keys[2]])
+        assert store.removed_vector_keys().tolist() == keys[:2]
         store.forget_removed_vectors(keep={keys[1]})
     with DocStore(path, read_only=True) as store:
         assert store.removed_vector_keys().tolist() == [keys[1]]
