@@ -1,4 +1,5 @@
-"""``loupe eval``: score a run, re-rank a candidate run, or retrieve from an index."""
+"""``loupe eval``: score a run, re-rank a candidate run, or retrieve from an index (without
+judgments: write the run alone, for queries whose judgments are elsewhere)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What ``loupe eval`` does; exactly one of ``run``, ``candidates`` and ``index``."""
+    """What ``loupe eval`` does; exactly one of ``run``, ``candidates`` and ``index``.
+    Without ``qrels``, every query is ranked and the run written, with no metrics."""
 
     queries: Path
-    qrels: Path
     out: Path
+    qrels: Path | None = None
     run: Path | None = None
     candidates: Path | None = None
     corpus: Path | None = None
@@ -61,12 +63,25 @@ class EvalConfig:
             raise ValueError("--candidates needs --corpus to read the passages' texts")
         if self.depth < 1 or self.rerank_depth < 1:
             raise ValueError("depths must be at least 1")
+        if self.qrels is None:
+            needing = [
+                flag
+                for flag, given in (
+                    ("--run (scoring a run)", self.run),
+                    ("--compare", self.compare),
+                    ("--measure", self.measures),
+                )
+                if given
+            ]
+            if needing:
+                raise ValueError(f"{', '.join(needing)} needs judgments: give --qrels")
 
 
 @dataclass
 class EvalResult:
     name: str
-    metrics: MetricsResult
+    metrics: MetricsResult | None
+    """None without judgments."""
     run: Run
     timings: dict[str, float] = field(default_factory=dict)
     comparison: Comparison | None = None
@@ -78,8 +93,8 @@ class EvalResult:
 def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult:
     config.validate()
     queries = read_queries(config.queries, config.query_split)
-    qrels = read_qrels(config.qrels)
-    evaluated = {q: t for q, t in queries.items() if q in qrels}
+    qrels = read_qrels(config.qrels) if config.qrels is not None else None
+    evaluated = {q: t for q, t in queries.items() if qrels is None or q in qrels}
     if not evaluated:
         raise ValueError(f"no query of {config.queries} has judgments in {config.qrels}")
     timings: dict[str, float] = {}
@@ -121,6 +136,10 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
         if reranker is not None:
             name = f"{name}>>{reranker.name}"
         name = config.name or name
+    if qrels is None:
+        result = EvalResult(name=name, metrics=None, run=run, timings=timings, runtimes=runtimes)
+        save_outputs(config, result)
+        return result
     metrics = evaluate(qrels, run, config.measures, query_ids=evaluated)
     result = EvalResult(name=name, metrics=metrics, run=run, timings=timings, runtimes=runtimes)
     if reranker is not None and config.run is None:
@@ -251,11 +270,12 @@ def save_outputs(config: EvalConfig, result: EvalResult) -> None:
     plot = None
     if result.comparison is not None:
         plot = plot_differences(result.comparison, out / "per_query_differences.png")
+    metrics = result.metrics
     payload = {
         "name": result.name,
-        "num_queries": result.metrics.num_queries,
-        "metrics": result.metrics.aggregate,
-        "per_query": result.metrics.per_query,
+        "num_queries": metrics.num_queries if metrics is not None else len(result.run),
+        "metrics": metrics.aggregate if metrics is not None else None,
+        "per_query": metrics.per_query if metrics is not None else None,
         "timings": result.timings,
         "runtimes": [choice.to_dict() for choice in result.runtimes],
         "config": config_record(config),
@@ -270,6 +290,9 @@ def save_outputs(config: EvalConfig, result: EvalResult) -> None:
 
 
 def summary_table(result: EvalResult) -> str:
+    if result.metrics is None:
+        ranked_queries = sum(1 for docs in result.run.values() if docs)
+        return f"{result.name}: {ranked_queries} queries ranked; no judgments (--qrels) to score"
     return format_table({result.name: result.metrics.aggregate}, list(result.metrics.aggregate))
 
 

@@ -12,12 +12,17 @@ if TYPE_CHECKING:
 
 
 def write_report(path: Path, result: EvalResult, config: EvalConfig, plot: Path | None) -> None:
-    measures = list(result.metrics.aggregate)
+    metrics = result.metrics
+    evaluated = (
+        f"{metrics.num_queries} judged queries evaluated"
+        if metrics is not None
+        else f"{sum(1 for docs in result.run.values() if docs)} queries ranked"
+    )
     lines = [
         f"# Evaluation: {result.name}",
         "",
-        f"- queries: `{config.queries}` ({result.metrics.num_queries} judged queries evaluated)",
-        f"- qrels: `{config.qrels}`",
+        f"- queries: `{config.queries}` ({evaluated})",
+        f"- qrels: `{config.qrels}`" if config.qrels is not None else "- qrels: none (run only)",
     ]
     for label, value in (
         ("run", config.run),
@@ -28,7 +33,11 @@ def write_report(path: Path, result: EvalResult, config: EvalConfig, plot: Path 
     ):
         if value is not None:
             lines.append(f"- {label}: `{value}`")
-    lines += ["", format_table({result.name: result.metrics.aggregate}, measures), ""]
+    if metrics is not None:
+        table = format_table({result.name: metrics.aggregate}, list(metrics.aggregate))
+        lines += ["", table, ""]
+    else:
+        lines += ["", "No judgments were given: `run.trec` holds the ranking, unscored.", ""]
     if result.timings:
         lines.append("## Timings")
         lines += [f"- {k}: {v:.2f}" for k, v in result.timings.items()]

@@ -24,7 +24,6 @@ from loupe.cli_common import (
     OutFolder,
     QdrantApiKey,
     QdrantUrl,
-    QrelsFile,
     QueriesFile,
     QuerySplit,
     Quiet,
@@ -329,7 +328,6 @@ def search(
 @user_errors
 def evaluate(
     queries: QueriesFile,
-    qrels: QrelsFile,
     out: Annotated[
         Path, typer.Option(help="folder for run.trec, metrics.json, report.md", envvar=env("out"))
     ],
@@ -380,13 +378,21 @@ def evaluate(
             envvar=env("first_stage"),
         ),
     ] = "dense",
+    qrels: Annotated[
+        Path | None,
+        typer.Option(
+            help="judgments (TREC or BEIR tsv); without them the run is written, unscored",
+            envvar=env("qrels"),
+        ),
+    ] = None,
     qdrant_url: QdrantUrl = None,
     qdrant_api_key: QdrantApiKey = None,
     device: Device = None,
     runtime: Runtime = RuntimeOption.auto,
     quiet: Quiet = False,
 ) -> None:
-    """Score a run, re-rank candidates, or retrieve from an index; write run, metrics, report."""
+    """Score a run, re-rank candidates, or retrieve from an index; write run, metrics, report
+    (without --qrels: the run alone, e.g. for queries whose judgments are held elsewhere)."""
     from evaluation.jobs import EvalConfig, run_eval, summary_table
     from index.qdrant_index import target_for
     from models.registry import load_reranker

@@ -143,6 +143,53 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path: Path, tiny_model_dir) 
     assert "c.jsonl:2" in result.output
 
 
+def test_eval_without_judgments_writes_the_run_alone(
+    tmp_path: Path, tiny_corpus: Path, tiny_model_dir
+) -> None:
+    """Queries whose judgments are held elsewhere (a leaderboard's, a TREC track's): every
+    query is ranked, as it would be with judgments, and nothing is scored."""
+    index = tmp_path / "index"
+    build = ["index", "build", "--corpus", str(tiny_corpus), "--out", str(index)]
+    assert runner.invoke(app, [*build, "--model", str(tiny_model_dir), "-q"]).exit_code == 0
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\tDogs are loyal pets.\nq2\tthe stock market\n")
+    qrels = tmp_path / "qrels.trec"
+    qrels.write_text("q1 0 d3 1\nq2 0 d2 1\n")
+    base = ["eval", "--queries", str(queries), "--index", str(index), "-q"]
+    judged = runner.invoke(app, [*base, "--qrels", str(qrels), "--out", str(tmp_path / "j")])
+    assert judged.exit_code == 0, judged.output
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "u")])
+    assert result.exit_code == 0, result.output
+    assert "2 queries ranked; no judgments" in result.output
+    run = (tmp_path / "u" / "run.trec").read_text()
+    assert run == (tmp_path / "j" / "run.trec").read_text()
+    assert {line.split()[0] for line in run.splitlines()} == {"q1", "q2"}
+    metrics = json.loads((tmp_path / "u" / "metrics.json").read_text())
+    assert metrics["metrics"] is None and metrics["num_queries"] == 2
+    assert "unscored" in (tmp_path / "u" / "report.md").read_text()
+
+    rerank = [
+        *base[:3],
+        "--candidates",
+        str(tmp_path / "u" / "run.trec"),
+        "--corpus",
+        str(tiny_corpus),
+        "--reranker",
+        str(tiny_model_dir),
+        "-q",
+    ]
+    reranked = runner.invoke(app, [*rerank, "--out", str(tmp_path / "r")])
+    assert reranked.exit_code == 0, reranked.output
+    reranked_judged = [*rerank, "--qrels", str(qrels), "--out", str(tmp_path / "rj")]
+    assert runner.invoke(app, reranked_judged).exit_code == 0
+    assert (tmp_path / "r" / "run.trec").read_text() == (tmp_path / "rj" / "run.trec").read_text()
+
+    scored = runner.invoke(
+        app, [*base[:3], "--run", str(tmp_path / "u" / "run.trec"), "--out", str(tmp_path / "s")]
+    )
+    assert scored.exit_code == 2 and "needs judgments: give --qrels" in scored.output
+
+
 def test_eval_needs_exactly_one_source(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "--queries", "q", "--qrels", "r", "--out", str(tmp_path)])
     assert result.exit_code == 2
