@@ -20,12 +20,12 @@ from index.faiss_index import FaissIndex
 from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name, drop_collections
 from index.readers.corpus import CorpusFormat, read_corpus
-from index.records import Document
+from index.records import EXPANSION_KEY, Document
 from index.token_quantization import TokenDtype
 from index.token_store import TokenStoreWriter
 from index.vector_index import VectorIndex
 from models.backbone import DEFAULT_MODEL
-from models.doc2query import DocumentExpander, ExpansionConfig, expanded_text
+from models.doc2query import DocumentExpander, ExpansionConfig
 from models.encoder import EncoderConfig, TextEncoder
 from models.index_encoding import encode_for_index
 from models.late_interaction import LateInteractionModel
@@ -34,7 +34,6 @@ from models.runtime import RuntimeConfig, apply_runtimes
 log = logging.getLogger(__name__)
 
 GENERATION_PREFIXES = ("vectors-", "docstore-", "tokens-", "bm25-")
-EXPANSION_KEY = "doc2query"
 BUILD_CONFIG_META = "build_config"
 BUILD_PROGRESS_META = "build_progress"
 """Docstore meta keys of a build: what it encodes with, and its last checkpoint."""
@@ -138,13 +137,13 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         while chunk := list(islice(documents, config.chunk_size)):
             if expander is not None:
                 chunk = expand_documents(expander, chunk)
-            texts = [indexed_text(d) for d in chunk]
+            texts = [d.first_stage_text for d in chunk]
             if token_encoder is not None and token_writer is not None:
                 # the re-ranker reads the document itself; the first stage its expansion
                 originals = [d.full_text for d in chunk]
-                vectors, matrices = encode_for_index(encoder, token_encoder, originals)
-                if expander is not None:
-                    vectors = encoder.encode(texts)
+                vectors, matrices = encode_for_index(
+                    encoder, token_encoder, originals, first_stage_texts=texts
+                )
                 keys, _ = store.upsert(chunk, vectors)
                 for key, matrix in zip(keys, matrices, strict=True):
                     token_writer.add(key, matrix)
@@ -344,7 +343,7 @@ def stored_texts(store: DocStore) -> tuple[list[int], list[str]]:
     texts: list[str] = []
     for batch in store.iter_documents():
         keys += [stored.key for stored in batch]
-        texts += [indexed_text(stored.document) for stored in batch]
+        texts += [stored.document.first_stage_text for stored in batch]
     return keys, texts
 
 
@@ -397,11 +396,6 @@ def expand_documents(expander: DocumentExpander, documents: list[Document]) -> l
         replace(d, metadata={**d.metadata, EXPANSION_KEY: q})
         for d, q in zip(documents, queries, strict=True)
     ]
-
-
-def indexed_text(document: Document) -> str:
-    """What the encoders and BM25 see: the text, plus its doc2query queries if any."""
-    return expanded_text(document.full_text, document.metadata.get(EXPANSION_KEY, []))
 
 
 def _token_encoder(config: IndexBuildConfig, encoder: TextEncoder) -> LateInteractionModel:

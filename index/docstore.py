@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from index.lexical import DROP as LEXICAL_DROP
 from index.lexical import LEXICAL_TABLE, match_expression
 from index.lexical import SCHEMA as LEXICAL_SCHEMA
 from index.metadata_filter import MetadataFilter, Scalar
-from index.records import Document
+from index.records import EXPANSION_KEY, Document
 from index.token_quantization import TokenDtype, decode_tokens, encode_tokens, payload_layout
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS documents (
     title TEXT NOT NULL DEFAULT '',
     text TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
-    vector BLOB
+    vector BLOB,
+    expansion TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -88,6 +90,7 @@ class DocStore:
             with self._lock:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._add_expansion_column()
                 self._conn.executescript(_SCHEMA)
                 self._add_missing_token_columns()
                 self._conn.commit()
@@ -126,9 +129,35 @@ class DocStore:
             ).fetchone()
         return row is not None
 
+    def _columns(self, table: str) -> set[str]:
+        return {str(row[1]) for row in self._conn.execute(f"PRAGMA table_info({table})")}
+
+    def _add_expansion_column(self) -> None:
+        """Give a docstore written before doc2query queries were kept apart its
+        ``expansion`` column, filled from each document's metadata."""
+        if not self._table_exists("documents") or "expansion" in self._columns("documents"):
+            return
+        with self._lock, self._conn:
+            self._conn.execute(
+                "ALTER TABLE documents ADD COLUMN expansion TEXT NOT NULL DEFAULT ''"
+            )
+            rows = self._conn.execute(
+                "SELECT key, doc_id, text, metadata FROM documents WHERE metadata LIKE ?",
+                (f'%"{EXPANSION_KEY}"%',),
+            ).fetchall()
+            filled = [
+                (_expansion(Document(doc_id, text, metadata=json.loads(metadata))), key)
+                for key, doc_id, text, metadata in rows
+            ]
+            self._conn.executemany("UPDATE documents SET expansion = ? WHERE key = ?", filled)
+
     def _add_lexical_index(self) -> None:
-        """Create the full-text index and its triggers, indexing what is stored already."""
-        if self._table_exists(LEXICAL_TABLE):
+        """Create the full-text index and its triggers, indexing what is stored already (and
+        re-create one written before it indexed the doc2query queries)."""
+        outdated = self._table_exists(LEXICAL_TABLE) and (
+            "expansion" not in self._columns(LEXICAL_TABLE)
+        )
+        if self._table_exists(LEXICAL_TABLE) and not outdated:
             return
         stored = len(self)
         if stored:
@@ -136,6 +165,9 @@ class DocStore:
         try:
             with self._lock, self._conn:  # one transaction: all of it or nothing
                 self._conn.execute("BEGIN")
+                if outdated:
+                    for statement in LEXICAL_DROP:
+                        self._conn.execute(statement)
                 for statement in LEXICAL_SCHEMA:
                     self._conn.execute(statement)
         except sqlite3.OperationalError as exc:  # e.g. an SQLite built without FTS5
@@ -143,11 +175,8 @@ class DocStore:
                 "%s: no full-text index (%s); lexical search is unavailable", self.path, exc
             )
 
-    def _token_columns(self) -> set[str]:
-        return {str(row[1]) for row in self._conn.execute("PRAGMA table_info(tokens)")}
-
     def _add_missing_token_columns(self) -> None:
-        present = self._token_columns()
+        present = self._columns("tokens")
         for column, statement in _TOKEN_COLUMNS_ADDED.items():
             if column not in present:
                 self._conn.execute(statement)
@@ -219,9 +248,9 @@ class DocStore:
                     self._delete_keys([int(row[0])])
                 blob = None if vectors is None else _to_blob(vectors[i])
                 cursor = self._conn.execute(
-                    "INSERT INTO documents (doc_id, title, text, metadata, vector)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata), blob),
+                    "INSERT INTO documents (doc_id, title, text, metadata, vector, expansion)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata), blob, _expansion(doc)),
                 )
                 key = int(cursor.lastrowid or 0)
                 new_keys.append(key)
@@ -298,7 +327,7 @@ class DocStore:
         with self._lock:
             # A read-only docstore written before the dtype and scales columns existed. Asked
             # on every call (microseconds): a writer opening the file later adds them.
-            legacy = "dtype" not in self._token_columns()
+            legacy = "dtype" not in self._columns("tokens")
             columns = "'float16', NULL" if legacy else "dtype, scales"
             rows = self._select_in(
                 f"SELECT key, dim, data, {columns} FROM tokens"
@@ -494,6 +523,15 @@ def _stored_document(row: tuple[Any, ...]) -> StoredDocument:
     """A ``_DOCUMENT_COLUMNS`` row as a :class:`StoredDocument`."""
     key, doc_id, title, text, metadata = row
     return StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
+
+
+def _expansion(document: Document) -> str:
+    """What the full-text index reads of a document's doc2query queries.
+
+    >>> _expansion(Document("d", "t", metadata={"doc2query": ["q one", "q two"]}))
+    'q one q two'
+    """
+    return " ".join(document.expansion)
 
 
 def _to_blob(vector: np.ndarray) -> bytes:

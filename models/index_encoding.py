@@ -24,13 +24,31 @@ def encode_for_index(
     model: LateInteractionModel,
     texts: Sequence[str],
     batch_size: int = 32,
+    first_stage_texts: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """``(vectors (n, dim) float32, [(tokens_i, d) float16 ...])`` in input order.
 
     With a shared backbone, a passage that fits in the re-ranker's ``d_len`` tokens gets
     both from one forward pass (its token states are the same at either length); longer
     passages get a second pass truncated to ``d_len``, as the re-ranker was trained.
+    ``first_stage_texts``: what the vectors encode where it is not ``texts`` (a passage
+    with its doc2query queries; those are encoded apart).
     """
+    vectors, matrices = _encode_for_index(encoder, model, texts, batch_size)
+    if first_stage_texts is not None:
+        if len(first_stage_texts) != len(texts):
+            raise ValueError("one first-stage text per text is required")
+        apart = [i for i, (a, b) in enumerate(zip(texts, first_stage_texts, strict=True)) if a != b]
+        if apart:
+            vectors[apart] = encoder.encode(
+                [first_stage_texts[i] for i in apart], batch_size=batch_size
+            )
+    return vectors, matrices
+
+
+def _encode_for_index(
+    encoder: TextEncoder, model: LateInteractionModel, texts: Sequence[str], batch_size: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
     if not shares_backbone(encoder, model):
         return encoder.encode(texts, batch_size=batch_size), model.document_matrices(texts)
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)

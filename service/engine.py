@@ -596,14 +596,18 @@ class Engine:
         A late-interaction re-ranker's token matrices are stored with the documents, so
         searching them later runs no transformer over the documents.
         """
-        flat = [doc.full_text for docs in batches for doc in docs]
+        documents = [doc for docs in batches for doc in docs]
+        flat = [doc.full_text for doc in documents]
+        first_stage = [doc.first_stage_text for doc in documents]  # with doc2query metadata
         fingerprint = None
         matrices: list[np.ndarray] = []
         if isinstance(self.reranker, LateInteractionReranker) and self.reranker.model.fingerprint:
             fingerprint = self.reranker.model.fingerprint
-            vectors, matrices = encode_for_index(self.encoder, self.reranker.model, flat)
+            vectors, matrices = encode_for_index(
+                self.encoder, self.reranker.model, flat, first_stage_texts=first_stage
+            )
         else:
-            vectors = self.encoder.encode(flat)
+            vectors = self.encoder.encode(first_stage)
         keys, start = [], 0
         for docs in batches:
             end = start + len(docs)

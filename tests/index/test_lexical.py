@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from index.docstore import DocStore
 from index.lexical import LEXICAL_TABLE
@@ -62,3 +66,74 @@ def test_a_docstore_written_before_the_index_gains_it_on_open(tmp_path: Path) ->
     assert not DocStore(path, read_only=True).has_lexical
     store = DocStore(path)
     assert store.has_lexical and found(store, "lens") == ["b"]
+
+
+def integrity_checked(store: DocStore) -> None:
+    """FTS5's own check that the index agrees with the documents table (a trigger that
+    deleted other values than it inserted would fail it)."""
+    with sqlite3.connect(store.path) as db:
+        db.execute(f"INSERT INTO {LEXICAL_TABLE}({LEXICAL_TABLE}) VALUES ('integrity-check')")
+
+
+def test_doc2query_queries_are_indexed_with_their_document(tmp_path: Path) -> None:
+    store = DocStore(tmp_path / "d.sqlite")
+    purring = {"doc2query": ["why do felines purr", 7]}  # strings only
+    store.upsert([Document("a", "Cats.", metadata=purring), Document("b", "Dogs bark.")])
+    assert found(store, "felines") == ["a"]
+    store.upsert([Document("a", "Cats.", metadata={"doc2query": ["whiskers"]})])  # replaced
+    assert found(store, "felines") == [] and found(store, "whiskers") == ["a"]
+    integrity_checked(store)
+    store.delete("a")
+    assert found(store, "whiskers") == []
+    integrity_checked(store)
+
+
+def docstore_of_old(path: Path, documents: list[Document]) -> Path:
+    """A docstore as they were before doc2query queries were indexed: no expansion column,
+    a full-text index of title and text."""
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """CREATE TABLE documents (key INTEGER PRIMARY KEY AUTOINCREMENT,
+                doc_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL DEFAULT '', text TEXT NOT NULL,
+                metadata TEXT NOT NULL DEFAULT '{}', vector BLOB);
+            CREATE VIRTUAL TABLE lexical USING fts5(title, text, content='documents',
+                content_rowid='key', tokenize='porter unicode61');
+            CREATE TRIGGER lexical_insert AFTER INSERT ON documents BEGIN
+                INSERT INTO lexical(rowid, title, text) VALUES (new.key, new.title, new.text);
+            END;"""
+        )
+        db.executemany(
+            "INSERT INTO documents (doc_id, title, text, metadata) VALUES (?, ?, ?, ?)",
+            [(d.id, d.title, d.text, json.dumps(d.metadata)) for d in documents],
+        )
+    return path
+
+
+PLAIN = [
+    Document("a", "Cats are small."),
+    Document("b", "A loupe magnifies small stones for jewellers.", title="Loupe"),
+    Document("c", "Small dogs bark at small cats."),
+]
+
+
+def test_a_docstore_indexed_before_doc2query_queries_is_reindexed_on_open(
+    tmp_path: Path,
+) -> None:
+    """A writable open adds the expansion column from the metadata and re-creates the
+    full-text index; where no document has queries, every score stays as it was."""
+    plain = docstore_of_old(tmp_path / "plain.sqlite", PLAIN)
+    with DocStore(plain, read_only=True) as old:
+        before = old.lexical_search(["small jewellers"], 3)
+    with DocStore(plain) as store:
+        after = store.lexical_search(["small jewellers"], 3)
+        np.testing.assert_array_equal(after[1], before[1])
+        np.testing.assert_allclose(after[0], before[0], rtol=1e-6)
+
+    expanded = [replace(PLAIN[0], metadata={"doc2query": ["feline size"]}), *PLAIN[1:]]
+    path = docstore_of_old(tmp_path / "expanded.sqlite", expanded)
+    with DocStore(path, read_only=True) as old:
+        assert found(old, "feline") == []
+    with DocStore(path) as store:
+        assert found(store, "feline") == ["a"]
+        store.upsert([Document("c", "Replaced.")])
+        integrity_checked(store)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -619,6 +620,21 @@ def test_lite_reranker_stores_token_matrices_of_added_documents(
     reader = service_state(client).runtime.engine.index.reader
     keys = [reader.docstore.get(d["id"]).key for d in CORPUS]
     assert all(m is not None for m in reader.token_matrices(keys, reranker.model.fingerprint))
+
+    # doc2query queries in the metadata: the first stage indexes them, the re-ranker does not
+    expanded = {"id": "cat", "text": "Cats purr.", "metadata": {"doc2query": ["why felines"]}}
+    add(client, [expanded])
+    (key,) = [reader.docstore.get("cat").key]
+    _, (vector,) = reader.docstore.vectors_for_keys([key])
+    np.testing.assert_allclose(vector, encoder.encode(["Cats purr. why felines"])[0], atol=1e-5)
+    (matrix,) = reader.token_matrices([key], reranker.model.fingerprint)
+    assert matrix is not None
+    np.testing.assert_allclose(
+        matrix, reranker.model.document_matrices(["Cats purr."])[0], atol=0.05
+    )
+    assert [h["id"] for h in search(client, query="felines", first_stage="lexical")["results"]] == [
+        "cat"
+    ]
 
 
 def count_passes(encoder: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
