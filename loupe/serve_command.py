@@ -68,6 +68,13 @@ def serve(
     api_key: Annotated[
         str | None, _option("api_key", "require 'Authorization: Bearer <key>' on /v1 and /v2")
     ] = None,
+    cors_origins: Annotated[
+        str | None,
+        _option(
+            "cors_origins",
+            "origins whose web pages may call the API from a browser (comma-separated, or *)",
+        ),
+    ] = None,
     device: Annotated[
         str | None, _option("device", "torch device (cuda, cpu); default: CUDA if present")
     ] = None,
@@ -133,6 +140,7 @@ def serve(
         "reranker": reranker,
         "generator": generator,
         "api_key": api_key,
+        "cors_origins": cors_origins,
         "device": device,
         "qdrant_url": qdrant_url,
         "qdrant_api_key": qdrant_api_key,

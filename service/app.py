@@ -8,6 +8,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service.auth import ApiKeyMiddleware
 from service.errors import install_error_handlers
@@ -63,6 +64,18 @@ def create_app(
     if api_keys:
         app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
+    origins = settings.cors_origin_list()
+    if origins:
+        # outermost: a browser's preflight carries no API key, and every answer (a 401 too)
+        # needs the headers for the page to read it
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
     return app
 
 

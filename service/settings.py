@@ -63,6 +63,10 @@ class ServiceSettings(BaseSettings):
     keys separated by commas are each accepted: to rotate a key, serve the old and the new
     one, move the clients over, then drop the old."""
 
+    cors_origins: str | None = None
+    """Origins (``https://app.example.com``, comma-separated, or ``*``) whose web pages may
+    call the API from a browser; none: no CORS headers, as for any server-side client."""
+
     max_documents: int = Field(1000, ge=1)
     """Documents (or inputs) per request; more give 413."""
     max_text_chars: int = Field(32_768, ge=1)
@@ -110,6 +114,18 @@ class ServiceSettings(BaseSettings):
         if self.api_key is None:
             return None
         return self.api_key.get_secret_value() or None
+
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins allowed to call from a browser.
+
+        >>> settings = ServiceSettings(cors_origins="https://a.example, http://localhost:3000/,")
+        >>> settings.cors_origin_list()
+        ('https://a.example', 'http://localhost:3000')
+        >>> ServiceSettings().cors_origin_list()
+        ()
+        """
+        value = self.cors_origins or ""
+        return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
     def api_keys(self) -> tuple[str, ...]:
         """The keys a request may present (none: auth is off).

@@ -41,10 +41,12 @@ def test_serve_flags_fill_the_settings(captured, tmp_path: Path):
             "--api-key", "k",
             "--corpus", str(corpus),
             "--max-batch-size", "1",
+            "--cors-origins", "https://app.example",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (settings,) = captured
+    assert settings.cors_origin_list() == ("https://app.example",)
     assert (settings.host, settings.port, settings.index) == ("0.0.0.0", 9001, tmp_path / "ix")
     assert (settings.encoder, settings.reranker, settings.corpus) == ("enc", "rr", corpus)
     assert settings.api_key_value() == "k"

@@ -43,6 +43,46 @@ def test_several_keys_are_each_accepted_while_one_rotates(
         assert_error(refused, 401, "unauthorized")
 
 
+def test_browsers_on_allowed_origins_may_call_with_a_key(make_client: Callable[..., TestClient]):
+    client = make_client(api_key="secret", cors_origins="https://app.example")
+    allowed = {"Origin": "https://app.example"}
+    preflight = client.options(
+        "/v1/rerank",
+        headers={
+            **allowed,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )  # a browser sends no key with it
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    answer = client.post(
+        "/v1/rerank", json=RERANK, headers={**allowed, "Authorization": "Bearer secret"}
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    denied = client.post("/v1/rerank", json=RERANK, headers=allowed)  # readable by the page
+    assert_error(denied, 401, "unauthorized")
+    assert denied.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    other = client.post(
+        "/v1/rerank",
+        json=RERANK,
+        headers={"Origin": "https://evil.example", "Authorization": "Bearer secret"},
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+    refused = client.options(
+        "/v1/rerank",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert refused.status_code == 400 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_no_cors_headers_unless_origins_are_configured(client: TestClient):
+    answer = client.post("/v1/rerank", json=RERANK, headers={"Origin": "https://app.example"})
+    assert answer.status_code == 200 and "Access-Control-Allow-Origin" not in answer.headers
+
+
 def test_no_api_key_configured_means_open(client: TestClient):
     assert client.post("/v1/rerank", json=RERANK).status_code == 200
 
