@@ -67,12 +67,20 @@ def error_response(
     )
 
 
+BODY_SHAPES = frozenset({"openai", "cohere"})
+"""Tags of a body taken in several shapes (``/v1/embed``): pydantic puts the shape chosen
+into an error's location, which names no field the client sent."""
+
+
 def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """``(type, message)`` for pydantic / FastAPI validation errors.
 
     >>> describe_validation_errors([{"type": "missing", "loc": ("body", "query"),
     ...                              "msg": "Field required"}])
     ('invalid_request', 'query: Field required')
+    >>> describe_validation_errors([{"type": "string_type", "loc": ("body", "cohere", "texts", 0),
+    ...                              "msg": "Input should be a valid string"}])
+    ('invalid_request', 'texts.0: Input should be a valid string')
     """
     if any(e.get("type") == "json_invalid" for e in errors):
         first = next(e for e in errors if e.get("type") == "json_invalid")
@@ -80,7 +88,9 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str
         return "invalid_json", f"request body is not valid JSON: {reason}"
     parts = []
     for error in errors[:10]:
-        loc = [str(x) for x in error.get("loc", ()) if x != "body"]
+        loc = [str(x) for x in error.get("loc", ())]
+        if loc[:1] == ["body"]:
+            loc = loc[2:] if loc[1:2] and loc[1] in BODY_SHAPES else loc[1:]
         where = ".".join(loc) or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     if len(errors) > 10:

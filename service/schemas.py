@@ -411,6 +411,82 @@ class EmbedRequest(_Request):
         return [x if isinstance(x, str) else x.text for x in items]
 
 
+class CohereTextContent(_Request):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class CohereEmbedInput(_Request):
+    content: list[CohereTextContent] = Field(min_length=1)
+
+
+COHERE_EMBEDDING_TYPES = ("float", "base64")
+"""The ``embedding_types`` Loupe gives (Cohere's int8 and binary forms are its own
+quantisations of its own models)."""
+
+
+class CohereEmbedRequest(_Request):
+    """Cohere's embed request, as its v1 (``texts``) and v2 (``texts`` or ``inputs``) SDKs
+    send it."""
+
+    texts: list[str] | None = None
+    inputs: list[CohereEmbedInput] | None = None
+    images: list[str] | None = None
+    model: str | None = None
+    input_type: (
+        Literal["search_document", "search_query", "classification", "clustering", "image"] | None
+    ) = Field(None, description="accepted; the encoder embeds queries and documents alike")
+    embedding_types: list[str] | None = Field(
+        None, description=f"any of {', '.join(COHERE_EMBEDDING_TYPES)}"
+    )
+    truncate: Literal["NONE", "START", "END"] | None = Field(
+        None, description="an over-long text: refused (NONE), or cut at its START or END"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="tokens read of each text")
+    output_dimension: int | None = Field(None, ge=1)
+    priority: int | None = None
+
+    @model_validator(mode="after")
+    def _texts_or_inputs(self) -> CohereEmbedRequest:
+        if self.images:
+            raise ValueError("images: Loupe embeds text only")
+        if (self.texts is None) == (self.inputs is None):
+            raise ValueError("give exactly one of texts and inputs")
+        if self.input_type == "image":
+            raise ValueError("input_type: Loupe embeds text only")
+        unknown = sorted(set(self.embedding_types or ()) - set(COHERE_EMBEDDING_TYPES))
+        if unknown:
+            raise ValueError(
+                f"embedding_types: Loupe gives {', '.join(COHERE_EMBEDDING_TYPES)}, not "
+                f"{', '.join(unknown)}"
+            )
+        return self
+
+    def text_list(self) -> list[str]:
+        """The texts, an input's text parts joined by a space."""
+        if self.texts is not None:
+            return list(self.texts)
+        return [" ".join(part.text for part in item.content) for item in self.inputs or ()]
+
+
+class CohereEmbeddingsByType(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    float_: list[list[float]] | None = Field(None, alias="float")
+    base64: list[str] | None = None
+
+
+class CohereEmbedResponse(BaseModel):
+    """Cohere's embed answer: ``embeddings_floats`` (v1 without ``embedding_types``) or
+    ``embeddings_by_type``."""
+
+    id: str
+    response_type: Literal["embeddings_floats", "embeddings_by_type"]
+    embeddings: list[list[float]] | CohereEmbeddingsByType
+    texts: list[str]
+    meta: RerankMeta
+
+
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int

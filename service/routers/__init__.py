@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from service.routers import documents, embed, generate, models, ops, rerank, search, tei
+from service.routers import (
+    cohere_embed,
+    documents,
+    embed,
+    generate,
+    models,
+    ops,
+    rerank,
+    search,
+    tei,
+)
 
 ALL = (
     ops.router,
@@ -12,6 +22,7 @@ ALL = (
     search.router,
     documents.router,
     embed.router,
+    cohere_embed.router,
     generate.router,
 )
 

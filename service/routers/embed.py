@@ -1,43 +1,76 @@
 """``POST /v1/embed`` (and ``/v1/embeddings``, the path OpenAI's and Jina's SDKs call):
-first-stage vectors, for clients that bring their own index."""
+first-stage vectors, for clients that bring their own index. ``/v1/embed`` also takes
+Cohere's v1 body (``texts``), which Cohere's v1 SDK sends to that path."""
 
 from __future__ import annotations
 
-import base64
+from typing import Annotated, Any
 
-import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
+from pydantic import Discriminator, Tag
 
 from service.deps import get_runtime, submit
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
+from service.routers.cohere_embed import embed_cohere
+from service.routers.embed_encoding import encode_base64
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
-from service.schemas import Embedding, EmbedRequest, EmbedResponse, Usage
+from service.schemas import (
+    CohereEmbedRequest,
+    CohereEmbedResponse,
+    Embedding,
+    EmbedRequest,
+    EmbedResponse,
+    Usage,
+)
 
 router = APIRouter(tags=["embed"])
 
 
-def encode_base64(vector: np.ndarray) -> str:
-    """Little-endian float32 bytes, base64 (OpenAI's ``encoding_format="base64"``).
+def request_shape(body: Any) -> str:
+    """``cohere`` for Cohere's body (``texts`` or ``inputs``, no ``input``), else
+    ``openai`` (OpenAI's and Jina's).
 
-    >>> encode_base64(np.array([1.0], dtype=np.float32))
-    'AACAPw=='
+    >>> request_shape({"texts": ["a"]}), request_shape({"input": "a"}), request_shape([])
+    ('cohere', 'openai', 'openai')
     """
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    if isinstance(body, CohereEmbedRequest):
+        return "cohere"
+    cohere = (
+        isinstance(body, dict) and "input" not in body and ("texts" in body or "inputs" in body)
+    )
+    return "cohere" if cohere else "openai"
+
+
+AnyEmbedRequest = Annotated[
+    Annotated[EmbedRequest, Tag("openai")] | Annotated[CohereEmbedRequest, Tag("cohere")],
+    Discriminator(request_shape),
+]
+
+
+@router.post(
+    "/v1/embed",
+    response_model=EmbedResponse | CohereEmbedResponse,
+    response_model_exclude_none=True,
+    responses=MODEL_ERRORS,
+    summary="Embed texts with the first-stage encoder (OpenAI / Jina shaped, or Cohere's v1)",
+)
+async def embed_any(
+    body: Annotated[AnyEmbedRequest, Body()], runtime: Runtime = Depends(get_runtime)
+) -> EmbedResponse | CohereEmbedResponse:
+    """One unit-length vector per input, in input order, answered in the request's own
+    shape: OpenAI's and Jina's (``input``), or Cohere's v1 (``texts``)."""
+    if isinstance(body, CohereEmbedRequest):
+        return await embed_cohere(body, runtime, api_version="1")
+    return await embed(body, runtime)
 
 
 @router.post(
     "/v1/embeddings",
     response_model=EmbedResponse,
     responses=MODEL_ERRORS,
-    summary="Embed texts (OpenAI's and Jina's path; the same as /v1/embed)",
-)
-@router.post(
-    "/v1/embed",
-    response_model=EmbedResponse,
-    responses=MODEL_ERRORS,
-    summary="Embed texts with the first-stage encoder (OpenAI / Jina shaped)",
+    summary="Embed texts (OpenAI's and Jina's path and shape)",
 )
 async def embed(body: EmbedRequest, runtime: Runtime = Depends(get_runtime)) -> EmbedResponse:
     """One unit-length vector per input, in input order."""

@@ -19,6 +19,7 @@ ALIASES = {
     "/embed": "TEI",
     "/v2/rerank": "Cohere v2 (the client uses /v1/rerank)",
     "/v1/embeddings": "OpenAI (the client uses /v1/embed)",
+    "/v2/embed": "Cohere v2 (the client uses /v1/embed)",
     "/metrics": "Prometheus",
 }
 """Routes another API's clients call, not Loupe's."""

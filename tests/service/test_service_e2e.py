@@ -164,3 +164,35 @@ def test_openai_sdk_embeddings_against_the_server(live_server):
     wrong = openai.OpenAI(api_key="wrong", base_url=f"{server.url}/v1", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.embeddings.create(model="any", input=texts)
+
+
+def test_cohere_sdks_embed_against_the_server(live_server):
+    """Cohere's v1 SDK posts its body to /v1/embed and its v2 SDK to /v2/embed: both get the
+    vectors Loupe's own /v1/embed gives."""
+    cohere = pytest.importorskip("cohere")
+    server = live_server(api_key="k")
+    wait_url_ready(server.url)
+    texts = [d["text"] for d in CORPUS[:3]]
+    own = httpx.post(
+        f"{server.url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}
+    ).json()
+    expected = [d["embedding"] for d in own["data"]]
+
+    v1 = cohere.Client(api_key="k", base_url=server.url)
+    floats = v1.embed(texts=texts, model="embed-english-v3.0", input_type="search_document")
+    np.testing.assert_allclose(floats.embeddings, expected, atol=1e-6)
+    assert floats.texts == texts
+
+    v2 = cohere.ClientV2(api_key="k", base_url=server.url)
+    by_type = v2.embed(
+        texts=texts,
+        model="embed-english-v3.0",
+        input_type="search_query",
+        embedding_types=["float"],
+    )
+    np.testing.assert_allclose(by_type.embeddings.float_, expected, atol=1e-6)
+    with pytest.raises(cohere.errors.UnprocessableEntityError):
+        v2.embed(texts=texts, model="m", input_type="search_query", embedding_types=["int8"])
+    wrong = cohere.ClientV2(api_key="wrong", base_url=server.url)
+    with pytest.raises(cohere.errors.UnauthorizedError):
+        wrong.embed(texts=texts, model="m", input_type="search_query")

@@ -44,7 +44,7 @@ def test_embed_base64(client: TestClient):
 def test_embed_bad_inputs(client: TestClient, tiny_models):
     post = lambda body: client.post("/v1/embed", json=body)  # noqa: E731
     assert_error(post({"input": []}), 422, "invalid_request")
-    assert_error(post({"texts": ["x"]}), 422, "invalid_request")
+    assert_error(post({"texts": ["x"], "input": ["x"]}), 422, "invalid_request")
     assert_error(post({"input": [1]}), 422, "invalid_request")
     assert_error(post({"input": ["x"], "dimensions": 7}), 422, "invalid_request")
     assert_error(post({"input": ["x"], "encoding_format": "int8"}), 422, "invalid_request")
@@ -52,6 +52,69 @@ def test_embed_bad_inputs(client: TestClient, tiny_models):
     assert_error(post({"input": ["x" * 1_000_000]}), 413, "text_too_long")
     ok = post({"input": ["x"], "dimensions": tiny_models[0].dim, "user": "u", "task": "t"})
     assert ok.status_code == 200, ok.text
+
+
+def test_embed_takes_cohere_bodies_at_v1_and_v2(client: TestClient):
+    """Cohere's body (``texts`` or ``inputs``) gets Cohere's answer, with the vectors the
+    OpenAI-shaped request gets; v1 without embedding_types answers plain float lists."""
+    texts = ["a loupe", "a lens"]
+    expected = [
+        d["embedding"] for d in client.post("/v1/embed", json={"input": texts}).json()["data"]
+    ]
+    v1 = client.post("/v1/embed", json={"texts": texts, "model": "embed-english-v3.0"}).json()
+    assert v1["response_type"] == "embeddings_floats" and v1["texts"] == texts
+    np.testing.assert_allclose(v1["embeddings"], expected, atol=1e-6)
+    assert v1["meta"]["api_version"]["version"] == "1"
+    assert v1["meta"]["billed_units"]["input_tokens"] > 0
+    by_type = {"texts": texts, "input_type": "search_query", "embedding_types": ["float", "base64"]}
+    for path in ("/v1/embed", "/v2/embed"):
+        answer = client.post(path, json=by_type).json()
+        assert answer["response_type"] == "embeddings_by_type"
+        np.testing.assert_allclose(answer["embeddings"]["float"], expected, atol=1e-6)
+        decoded = [
+            np.frombuffer(base64.b64decode(b), "<f4") for b in answer["embeddings"]["base64"]
+        ]
+        np.testing.assert_allclose(decoded, expected, atol=1e-6)
+    inputs = {"inputs": [{"content": [{"type": "text", "text": t}]} for t in texts]}
+    v2 = client.post("/v2/embed", json={**inputs, "input_type": "search_document"}).json()
+    assert set(v2["embeddings"]) == {"float"} and v2["meta"]["api_version"]["version"] == "2"
+    np.testing.assert_allclose(v2["embeddings"]["float"], expected, atol=1e-6)
+
+
+def test_cohere_embed_truncation_and_refusals(client: TestClient):
+    engine = service_state(client).runtime.engine
+    head, tail = "loupe lens magnifier " * 200, "banana fruit potassium " * 200
+    long_text = head + tail
+
+    def embedded(**body: Any) -> np.ndarray:
+        answer = client.post("/v2/embed", json={"texts": [long_text], **body})
+        assert answer.status_code == 200, answer.text
+        return np.asarray(answer.json()["embeddings"]["float"][0])
+
+    kept_tail = engine.truncate([long_text], engine.text_token_limit, keep_end=True)[0][0]
+    alone = client.post("/v2/embed", json={"texts": [kept_tail]}).json()["embeddings"]["float"][0]
+    np.testing.assert_allclose(embedded(truncate="START"), alone, atol=1e-5)
+    np.testing.assert_allclose(embedded(truncate="END"), embedded(), atol=1e-6)
+    first_five = engine.truncate([long_text], 5)[0][0]
+    five = client.post("/v2/embed", json={"texts": [first_five]}).json()["embeddings"]["float"][0]
+    np.testing.assert_allclose(embedded(max_tokens=5), five, atol=1e-5)
+    too_long = client.post("/v2/embed", json={"texts": [long_text], "truncate": "NONE"})
+    assert "truncate" in assert_error(too_long, 413, "text_too_long")["message"]
+    short = client.post("/v2/embed", json={"texts": ["a loupe"], "truncate": "NONE"})
+    assert short.status_code == 200
+    refused: list[dict[str, Any]] = [
+        {"texts": []},
+        {"texts": ["x"], "inputs": [{"content": [{"type": "text", "text": "x"}]}]},
+        {"images": ["data:image/png;base64,AAAA"]},
+        {"texts": ["x"], "input_type": "image"},
+        {"texts": ["x"], "embedding_types": ["int8"]},
+        {"texts": ["x"], "output_dimension": 3},
+        {"inputs": [{"content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+    ]
+    for body in refused:
+        assert_error(client.post("/v2/embed", json=body), 422)
+    message = assert_error(client.post("/v2/embed", json=refused[4]), 422)["message"]
+    assert "float, base64" in message and "int8" in message
 
 
 def test_models(client: TestClient, tiny_models):
