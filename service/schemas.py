@@ -420,24 +420,20 @@ class CohereEmbedInput(_Request):
     content: list[CohereTextContent] = Field(min_length=1)
 
 
-COHERE_EMBEDDING_TYPES = ("float", "base64")
-"""The ``embedding_types`` Loupe gives (Cohere's int8 and binary forms are its own
-quantisations of its own models)."""
-
-
 class CohereEmbedRequest(_Request):
     """Cohere's embed request, as its v1 (``texts``) and v2 (``texts`` or ``inputs``) SDKs
-    send it."""
+    send it; text only, and ``embedding_types`` of ``float`` and ``base64`` only (Cohere's
+    int8 and binary forms are its own quantisations of its own models)."""
 
     texts: list[str] | None = None
     inputs: list[CohereEmbedInput] | None = None
     images: list[str] | None = None
     model: str | None = None
     input_type: (
-        Literal["search_document", "search_query", "classification", "clustering", "image"] | None
+        Literal["search_document", "search_query", "classification", "clustering"] | None
     ) = Field(None, description="accepted; the encoder embeds queries and documents alike")
-    embedding_types: list[str] | None = Field(
-        None, description=f"any of {', '.join(COHERE_EMBEDDING_TYPES)}"
+    embedding_types: list[Literal["float", "base64"]] | None = Field(
+        None, description="Loupe's vectors as floats, base64 float32, or both"
     )
     truncate: Literal["NONE", "START", "END"] | None = Field(
         None, description="an over-long text: refused (NONE), or cut at its START or END"
@@ -452,14 +448,6 @@ class CohereEmbedRequest(_Request):
             raise ValueError("images: Loupe embeds text only")
         if (self.texts is None) == (self.inputs is None):
             raise ValueError("give exactly one of texts and inputs")
-        if self.input_type == "image":
-            raise ValueError("input_type: Loupe embeds text only")
-        unknown = sorted(set(self.embedding_types or ()) - set(COHERE_EMBEDDING_TYPES))
-        if unknown:
-            raise ValueError(
-                f"embedding_types: Loupe gives {', '.join(COHERE_EMBEDDING_TYPES)}, not "
-                f"{', '.join(unknown)}"
-            )
         return self
 
     def text_list(self) -> list[str]:
