@@ -6,32 +6,32 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from index.errors import MalformedInputError
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open a text file, transparently gunzipping ``*.gz``."""
+def open_bytes(path: Path) -> gzip.GzipFile | BinaryIO:
+    """Open a file for reading bytes, transparently gunzipping ``*.gz``."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` without the newline, skipping blank lines."""
+    """Yield ``(line_number, line)`` without the newline, skipping blank lines. Each line is
+    decoded apart (UTF-8), so that a line that is not UTF-8 is named by its own number."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    with open_text(path) as handle:
-        line_no = 0
-        try:
-            for line_no, raw in enumerate(handle, start=1):
-                line = raw.rstrip("\n").rstrip("\r")
-                if line.strip():
-                    yield line_no, line
-        except UnicodeDecodeError as exc:
-            raise MalformedInputError(path, line_no + 1, f"not UTF-8 text ({exc.reason})") from exc
+    with open_bytes(path) as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+            except UnicodeDecodeError as exc:
+                raise MalformedInputError(path, line_no, f"not UTF-8 text ({exc.reason})") from exc
+            if line.strip():
+                yield line_no, line
 
 
 def json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -68,8 +68,20 @@ def test_malformed_tsv_and_non_utf8(tmp_path: Path) -> None:
         list(read_corpus(path))
     binary = tmp_path / "b.tsv"
     binary.write_bytes(b"1\tok\n2\t\xff\xfe\n")
-    with pytest.raises(MalformedInputError, match="UTF-8"):
+    with pytest.raises(MalformedInputError, match=r"b.tsv:2: not UTF-8"):
         list(read_corpus(binary))
+    # named by its own line, also past the first block a decoder reads, and gzipped
+    many = b"".join(b'{"_id": "%d", "text": "caf\xc3\xa9 %d"}\r\n' % (i, i) for i in range(3000))
+    late = tmp_path / "late.jsonl"
+    late.write_bytes(many + b'{"_id": "x", "text": "\xff"}\n')
+    with pytest.raises(MalformedInputError, match=r"late.jsonl:3001: not UTF-8"):
+        list(read_corpus(late))
+    import gzip
+
+    zipped = tmp_path / "late.jsonl.gz"
+    zipped.write_bytes(gzip.compress(many))
+    documents = list(read_corpus(zipped))
+    assert len(documents) == 3000 and documents[-1].text == "café 2999"
 
 
 def test_missing_corpus_is_a_clear_error(tmp_path: Path) -> None:
