@@ -103,8 +103,6 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     out = config.out
     if config.qdrant is not None:  # fail now, not after hours of encoding
         config.qdrant.connect().close()
-    out.mkdir(parents=True, exist_ok=True)
-    previous = _previous_manifest(out)
     encoder = encoder or TextEncoder(
         EncoderConfig(
             model=config.model,
@@ -113,6 +111,10 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
             device=config.device,
         )
     )
+    if config.qdrant is None:  # a factory FAISS cannot build fails now too
+        FaissIndex.create(encoder.dim, config.factory, use_gpu=False).close()
+    out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_manifest(out)
     token_encoder = _token_encoder(config, encoder) if config.token_store else None
     if config.runtime is not None:
         extra = [token_encoder.encoder] if token_encoder is not None else []

@@ -73,6 +73,20 @@ def test_empty_corpus_is_an_error(tmp_path: Path, tiny_encoder) -> None:
         build(empty, tmp_path / "index", tiny_encoder)
 
 
+def test_a_factory_faiss_cannot_build_fails_before_any_encoding(
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_encoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("encoded before the factory was checked")
+
+    monkeypatch.setattr(tiny_encoder, "encode", no_encoding)
+    out = tmp_path / "index"
+    config = IndexBuildConfig(corpus=tiny_corpus, out=out, factory="IVF8,Bogus")
+    with pytest.raises(ValueError, match="invalid FAISS factory string 'IVF8,Bogus'"):
+        build_index(config, encoder=tiny_encoder)
+    assert not out.exists()
+
+
 def test_bm25_first_stage(tmp_path: Path, tiny_corpus: Path, tiny_encoder) -> None:
     config = IndexBuildConfig(
         corpus=tiny_corpus, out=tmp_path / "index", bm25=True, show_progress=False
