@@ -217,6 +217,46 @@ def index_export(
     typer.echo(f"wrote {count} documents to {out}")
 
 
+@index_app.command("reindex")
+@user_errors
+def index_reindex(
+    index: Annotated[Path, typer.Option(help="index folder", envvar=env("index"))],
+    factory: Annotated[
+        str | None,
+        typer.Option(
+            help="FAISS factory of the new vector index (Flat, HNSW32, IVF4096,PQ32...); "
+            "default: the index's own",
+            envvar=env("factory"),
+        ),
+    ] = None,
+    qdrant_url: QdrantUrl = None,
+    qdrant_api_key: QdrantApiKey = None,
+    quiet: Quiet = False,
+) -> None:
+    """Rebuild the index's vector index from the vectors its docstore holds, encoding
+    nothing: after a lost or corrupt vectors file, to change the FAISS factory, to drop the
+    deletes HNSW only hides, or to move the vectors into Qdrant (--qdrant-url) or back into
+    a FAISS file (--factory). Stop a service writing to the folder first; read-only replicas
+    pick the new generation up."""
+    from index.qdrant_index import target_for
+    from index.reindex import reindex
+
+    done = reindex(
+        index,
+        factory=factory,
+        qdrant=target_for(index, qdrant_url, qdrant_api_key),
+        show_progress=not quiet,
+    )
+    before, after = done.previous, done.manifest
+    where = (
+        f"Qdrant collection {after.qdrant_collection}" if after.qdrant_collection else after.factory
+    )
+    typer.echo(
+        f"re-indexed {after.count} documents of {index} in {done.seconds:.1f}s: "
+        f"{before.factory} ({before.vectors_backend}) -> {where}"
+    )
+
+
 @index_app.command("remove")
 @user_errors
 def index_remove(
