@@ -21,6 +21,7 @@ from index.readers.corpus import read_corpus
 from index.readers.queries import read_queries
 from index.readers.trec import Run, ranked, read_qrels, read_run, write_run
 from index.searcher import Searcher
+from index.vector_index import ApproximateSearch
 from models.registry import reranker_encoders
 from models.reranker import Reranker
 from models.runtime import RuntimeChoice, RuntimeConfig, RuntimeName, apply_runtimes
@@ -54,6 +55,8 @@ class EvalConfig:
     show_progress: bool = True
     qdrant: QdrantTarget | None = None
     """Where the index's Qdrant collection is, if not where its manifest says."""
+    approximate: ApproximateSearch = field(default_factory=ApproximateSearch)
+    """How far an approximate index searches, where not as its file says."""
 
     def validate(self) -> None:
         modes = [x for x in (self.run, self.candidates, self.index) if x is not None]
@@ -131,6 +134,7 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
             runtime,
             runtimes,
             config.qdrant,
+            config.approximate,
         )
         name = f"index:{config.index.name}:{config.first_stage}"
         if reranker is not None:
@@ -211,17 +215,18 @@ def retrieve_run(
     runtime: RuntimeConfig | None = None,
     runtimes: list[RuntimeChoice] | None = None,
     qdrant: QdrantTarget | None = None,
+    approximate: ApproximateSearch | None = None,
 ) -> tuple[Run, dict[str, float]]:
     """First-stage retrieval, then (optionally) re-ranking of the top ``rerank_depth`` hits
     from the index's token store (documents are encoded only if the store lacks them).
 
     ``runtime``: where the query encoder runs (None: PyTorch); its choice is appended to
     ``runtimes``. ``qdrant``: where an index's Qdrant collection is (default: as its
-    manifest says).
+    manifest says). ``approximate``: how far an approximate index searches.
     """
     from index.rerank import rerank_hits_many, token_store_warning
 
-    searcher = Searcher.open(index, device=device, qdrant=qdrant)
+    searcher = Searcher.open(index, device=device, qdrant=qdrant, approximate=approximate)
     if runtime is not None:
         chosen = apply_runtimes([searcher.encoder], runtime)
         if runtimes is not None:

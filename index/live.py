@@ -29,7 +29,7 @@ from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name
 from index.records import Document
 from index.searcher import FirstStageSearch, Hit, IndexReader
 from index.token_quantization import TokenDtype
-from index.vector_index import VectorIndex
+from index.vector_index import ApproximateSearch, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +168,16 @@ class LiveIndex(FirstStageSearch):
         filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
         read_only: bool = False,
         qdrant: QdrantTarget | None = None,
+        approximate: ApproximateSearch | None = None,
     ) -> LiveIndex:
         """Open an index folder (``qdrant``: where its collection is, when not where its
-        manifest says, and the API key; see :meth:`IndexReader.open`)."""
+        manifest says, and the API key; ``approximate``: how far an approximate index searches;
+        see :meth:`IndexReader.open`)."""
+        reader = IndexReader.open(
+            folder, use_gpu=use_gpu, read_only=read_only, qdrant=qdrant, approximate=approximate
+        )
         return cls(
-            IndexReader.open(folder, use_gpu=use_gpu, read_only=read_only, qdrant=qdrant),
+            reader,
             filter_vector_bytes=filter_vector_bytes,
             read_only=read_only,
         )
@@ -187,13 +192,16 @@ class LiveIndex(FirstStageSearch):
         factory: str = "Flat",
         filter_vector_bytes: int = DEFAULT_FILTER_VECTOR_BYTES,
         qdrant: QdrantTarget | None = None,
+        approximate: ApproximateSearch | None = None,
     ) -> LiveIndex:
         """Open the index in ``folder``, or create it empty (its vectors in Qdrant when
         ``qdrant`` is given)."""
         folder = Path(folder)
         if not (folder / MANIFEST_NAME).exists():
             create_empty_index(folder, model, dimension, factory, qdrant)
-        return cls.open(folder, filter_vector_bytes=filter_vector_bytes, qdrant=qdrant)
+        return cls.open(
+            folder, filter_vector_bytes=filter_vector_bytes, qdrant=qdrant, approximate=approximate
+        )
 
     @property
     def manifest(self) -> Manifest:

@@ -21,7 +21,7 @@ import numpy as np
 
 from index.errors import VectorStoreUnavailableError
 from index.metadata_filter import MetadataFilter
-from index.vector_index import VectorIndex, as_float32_rows, no_hits
+from index.vector_index import HNSW_EF_SEARCH, VectorIndex, as_float32_rows, hnsw_ef, no_hits
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -262,7 +262,11 @@ class QdrantIndex(VectorIndex):
         _require_k(k)
         queries = as_float32_rows(np.atleast_2d(queries), self.dimension)
         scores, keys = no_hits(len(queries), k)
-        params = models.SearchParams(hnsw_ef=self._hnsw_ef) if self._hnsw_ef else None
+        params = (  # the embedded mode searches exactly and warns of any params
+            models.SearchParams(hnsw_ef=hnsw_ef(self._hnsw_ef or HNSW_EF_SEARCH, k))
+            if self.target.is_server
+            else None
+        )
         requests = [
             models.QueryRequest(query=q.tolist(), limit=k, filter=where, params=params)
             for q in queries

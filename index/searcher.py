@@ -22,7 +22,7 @@ from index.metadata_filter import MetadataFilter
 from index.qdrant_index import QdrantIndex, QdrantTarget
 from index.records import Document
 from index.token_store import TokenStore
-from index.vector_index import VectorIndex
+from index.vector_index import ApproximateSearch, VectorIndex
 from models.encoder import EncoderConfig, TextEncoder
 
 log = logging.getLogger(__name__)
@@ -158,11 +158,13 @@ class IndexReader(FirstStageSearch):
         use_gpu: bool | None = None,
         read_only: bool = False,
         qdrant: QdrantTarget | None = None,
+        approximate: ApproximateSearch | None = None,
     ) -> IndexReader:
         """Open and check an index folder. ``read_only``: write nothing into it (the
         docstore opened read-only; see :class:`DocStore`) nor into its Qdrant collection.
         ``qdrant``: for an index whose vectors are in Qdrant, where to reach it (default:
-        the location its manifest names) and the API key."""
+        the location its manifest names) and the API key. ``approximate``: how far an approximate
+        index searches, where not as its file says."""
         folder = Path(folder)
         manifest = Manifest.load(folder)
         docstore_path = folder / manifest.docstore_file
@@ -171,6 +173,7 @@ class IndexReader(FirstStageSearch):
                 f"{folder}: manifest names {docstore_path.name}, which is missing"
             )
         vectors = _open_vectors(folder, manifest, verify=verify, use_gpu=use_gpu, qdrant=qdrant)
+        (approximate or ApproximateSearch()).apply(vectors)
         tokens = None
         if manifest.token_store_file:
             token_path = folder / manifest.token_store_file
@@ -396,11 +399,13 @@ class Searcher:
         model: str | None = None,
         device: str | None = None,
         qdrant: QdrantTarget | None = None,
+        approximate: ApproximateSearch | None = None,
     ) -> Searcher:
         """Open an index folder to search it (``loupe search``, ``loupe eval``, negative
         mining): read-only, so that it works on a read-only mount and takes no write lock
-        from a service writing to the same folder (``qdrant``: see :meth:`IndexReader.open`)."""
-        reader = IndexReader.open(folder, read_only=True, qdrant=qdrant)
+        from a service writing to the same folder (``qdrant``, ``approximate``: see
+        :meth:`IndexReader.open`)."""
+        reader = IndexReader.open(folder, read_only=True, qdrant=qdrant, approximate=approximate)
         encoder = TextEncoder(EncoderConfig(model=model or reader.manifest.model, device=device))
         if encoder.dim != reader.manifest.dimension:
             raise ValueError(

@@ -18,9 +18,11 @@ from loupe.cli_common import (
     ConfigAssignments,
     ConfigFile,
     Device,
+    EfSearch,
     FilterPairs,
     LearningRate,
     MaxSteps,
+    Nprobe,
     OutFolder,
     QdrantApiKey,
     QdrantUrl,
@@ -339,6 +341,8 @@ def search(
     ] = 100,
     qdrant_url: QdrantUrl = None,
     qdrant_api_key: QdrantApiKey = None,
+    nprobe: Nprobe = None,
+    ef_search: EfSearch = None,
     device: Device = None,
 ) -> None:
     """Search an index with the dual encoder, optionally re-ranked (or a service with --url,
@@ -355,11 +359,22 @@ def search(
     if index is None:
         raise ValueError("pass --index (or --url to search a running service)")
     from index.qdrant_index import target_for
+    from index.vector_index import ApproximateSearch
     from loupe.search_command import search_local
 
     qdrant = target_for(index, qdrant_url, qdrant_api_key)
+    approximate = ApproximateSearch(nprobe=nprobe, ef_search=ef_search)
     for line in search_local(
-        index, query, k, first_stage, where, reranker, depth, device, qdrant=qdrant
+        index,
+        query,
+        k,
+        first_stage,
+        where,
+        reranker,
+        depth,
+        device,
+        qdrant=qdrant,
+        approximate=approximate,
     ):
         typer.echo(line)
 
@@ -425,6 +440,8 @@ def evaluate(
             envvar=env("qrels"),
         ),
     ] = None,
+    nprobe: Nprobe = None,
+    ef_search: EfSearch = None,
     qdrant_url: QdrantUrl = None,
     qdrant_api_key: QdrantApiKey = None,
     device: Device = None,
@@ -435,6 +452,7 @@ def evaluate(
     (without --qrels: the run alone, e.g. for queries whose judgments are held elsewhere)."""
     from evaluation.jobs import EvalConfig, run_eval, summary_table
     from index.qdrant_index import target_for
+    from index.vector_index import ApproximateSearch
     from models.registry import load_reranker
 
     config = EvalConfig(
@@ -457,6 +475,7 @@ def evaluate(
         runtime=runtime.value,
         show_progress=not quiet,
         qdrant=target_for(index, qdrant_url, qdrant_api_key),
+        approximate=ApproximateSearch(nprobe=nprobe, ef_search=ef_search),
     )
     config.validate()
     needs_reranker = candidates is not None or reranker is not None

@@ -62,6 +62,20 @@ QdrantApiKey = Annotated[
     str | None, typer.Option(help="Qdrant API key", envvar=env("qdrant_api_key"))
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars", envvar=env("quiet"))]
+Nprobe = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="IVF lists a search visits (default: the index's)", envvar=env("nprobe")
+    ),
+]
+EfSearch = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="HNSW candidate list, efSearch (default: the index's; at least 2 k)",
+        envvar=env("ef_search"),
+    ),
+]
 FilterPairs = Annotated[
     list[str] | None,
     typer.Option(

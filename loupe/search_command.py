@@ -12,6 +12,7 @@ from index.metadata_filter import MetadataFilter
 if TYPE_CHECKING:
     from index.qdrant_index import QdrantTarget
     from index.searcher import Hit
+    from index.vector_index import ApproximateSearch
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,18 @@ def search_local(
     depth: int = 100,
     device: str | None = None,
     qdrant: QdrantTarget | None = None,
+    approximate: ApproximateSearch | None = None,
 ) -> list[str]:
     """The top ``k`` hits as lines ``rank  score  id  [P=...]  text``: the first stage's own,
     or, with ``reranker``, its top ``depth`` re-scored (from the token store where the
     re-ranker wrote it), with the probability of relevance where the re-ranker gives one.
-    ``qdrant``: where an index's Qdrant collection is (default: as its manifest says)."""
+    ``qdrant``: where an index's Qdrant collection is (default: as its manifest says);
+    ``approximate``: how far an approximate index searches."""
     from index.rerank import order_by_score, rerank_hits_many, token_store_warning
     from index.searcher import Searcher
     from models.registry import load_reranker
 
-    searcher = Searcher.open(index, device=device, qdrant=qdrant)
+    searcher = Searcher.open(index, device=device, qdrant=qdrant, approximate=approximate)
     try:
         hits = searcher.search([query], max(k, depth) if reranker else k, first_stage, where)[0]
         ranked: list[tuple[Hit, float, float | None]]

@@ -87,6 +87,13 @@ def serve(
         ),
     ] = None,
     qdrant_api_key: Annotated[str | None, _option("qdrant_api_key", "Qdrant API key")] = None,
+    nprobe: Annotated[
+        int | None, _option("nprobe", "IVF lists a search visits (default: the index's)", min=1)
+    ] = None,
+    ef_search: Annotated[
+        int | None,
+        _option("ef_search", "HNSW candidate list (default: the index's; at least 2 k)", min=1),
+    ] = None,
     torch_threads: Annotated[
         int | None, _option("torch_threads", "CPU threads for torch (default: one per core)", min=1)
     ] = None,
@@ -144,6 +151,8 @@ def serve(
         "device": device,
         "qdrant_url": qdrant_url,
         "qdrant_api_key": qdrant_api_key,
+        "nprobe": nprobe,
+        "ef_search": ef_search,
         "torch_threads": torch_threads,
         "runtime": runtime.value if runtime is not None else None,
         "onnx_dir": onnx_dir,

@@ -64,6 +64,7 @@ def open_index(settings: ServiceSettings, model: str, dimension: int) -> LiveInd
         factory=settings.index_factory,
         filter_vector_bytes=settings.filter_cache_mb * 2**20,
         qdrant=qdrant_target(settings),
+        approximate=settings.approximate_search(),
     )
 
 
@@ -84,6 +85,7 @@ def open_read_only(settings: ServiceSettings) -> LiveIndex:
         read_only=True,
         filter_vector_bytes=settings.filter_cache_mb * 2**20,
         qdrant=qdrant_target(settings),
+        approximate=settings.approximate_search(),
     )
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.vector_index import ApproximateSearch
+
 
 class ServiceSettings(BaseSettings):
     """Everything the service reads at start-up; each field also reads ``LOUPE_<FIELD>``.
@@ -58,6 +60,12 @@ class ServiceSettings(BaseSettings):
     """API key of the Qdrant server."""
     index_factory: str = "Flat"
     """FAISS factory for a new empty index (Flat or HNSW32; IVF needs training data)."""
+    nprobe: int | None = Field(None, ge=1)
+    """IVF lists a search visits (default: the index file's, else about twice the square
+    root of the lists' number)."""
+    ef_search: int | None = Field(None, ge=1)
+    """HNSW's candidate list, FAISS's efSearch or Qdrant's hnsw_ef (default: the index
+    file's, else 128); a search explores at least twice the hits it asks for."""
     api_key: SecretStr | None = None
     """When set, ``/v1`` and ``/v2`` routes need ``Authorization: Bearer <key>``. Several
     keys separated by commas are each accepted: to rotate a key, serve the old and the new
@@ -114,6 +122,10 @@ class ServiceSettings(BaseSettings):
         if self.api_key is None:
             return None
         return self.api_key.get_secret_value() or None
+
+    def approximate_search(self) -> ApproximateSearch:
+        """How far an approximate index searches (None: as its file says)."""
+        return ApproximateSearch(nprobe=self.nprobe, ef_search=self.ef_search)
 
     def cors_origin_list(self) -> tuple[str, ...]:
         """The origins allowed to call from a browser.

@@ -166,6 +166,11 @@ def test_eval_without_judgments_writes_the_run_alone(
     assert {line.split()[0] for line in run.splitlines()} == {"q1", "q2"}
     metrics = json.loads((tmp_path / "u" / "metrics.json").read_text())
     assert metrics["metrics"] is None and metrics["num_queries"] == 2
+    assert metrics["config"]["approximate"] == {"nprobe": None, "ef_search": None}
+    tuned = runner.invoke(app, [*base, "--ef-search", "50", "--out", str(tmp_path / "t")])
+    assert tuned.exit_code == 0, tuned.output
+    recorded = json.loads((tmp_path / "t" / "metrics.json").read_text())["config"]
+    assert recorded["approximate"] == {"nprobe": None, "ef_search": 50}
     assert "unscored" in (tmp_path / "u" / "report.md").read_text()
 
     rerank = [

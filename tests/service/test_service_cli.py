@@ -42,10 +42,13 @@ def test_serve_flags_fill_the_settings(captured, tmp_path: Path):
             "--corpus", str(corpus),
             "--max-batch-size", "1",
             "--cors-origins", "https://app.example",
+            "--ef-search", "300",
+            "--nprobe", "12",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (settings,) = captured
+    assert (settings.ef_search, settings.nprobe) == (300, 12)
     assert settings.cors_origin_list() == ("https://app.example",)
     assert (settings.host, settings.port, settings.index) == ("0.0.0.0", 9001, tmp_path / "ix")
     assert (settings.encoder, settings.reranker, settings.corpus) == ("enc", "rr", corpus)

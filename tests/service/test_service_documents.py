@@ -801,3 +801,13 @@ def test_a_query_cache_too_small_for_any_entry_still_serves(
     first = search(client, top_n=3)["results"]
     assert first and search(client, top_n=3)["results"] == first
     assert search(client, query="magnifying " * 12, top_n=3)["results"]
+
+
+def test_an_approximate_index_searches_as_the_settings_say(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(index_factory="HNSW8", ef_search=300)
+    add(client)
+    vectors = service_state(client).runtime.engine.index.reader.vectors
+    assert vectors.search_params() == {"ef_search": 300}
+    assert [r["id"] for r in search(client, top_n=5, candidates=5)["results"]]
