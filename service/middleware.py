@@ -1,4 +1,5 @@
-"""ASGI middleware: request metrics with a catch-all for 500s, and the body-size limit.
+"""ASGI middleware: request ids, request metrics with a catch-all for 500s, and the
+body-size limit.
 
 Both are plain ASGI (no ``BaseHTTPMiddleware``), so streaming and background tasks keep
 working and an error never escapes as an unshaped 500.
@@ -7,7 +8,9 @@ working and an error never escapes as an unshaped 500.
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,6 +18,28 @@ from service.errors import ApiError, error_response
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+
+
+REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` where it is a plain token (at most 128 letters, digits
+    and ``._:/+=-``), else a new one, so that a log line can be found by the id a client
+    saw.
+
+    >>> request_id([(b"x-request-id", b"abc-123")])
+    'abc-123'
+    >>> len(request_id([(b"x-request-id", b"two\\nlines")])), len(request_id([]))
+    (32, 32)
+    """
+    for name, value in headers:
+        if name.lower() == REQUEST_ID_HEADER:
+            text = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+    return uuid.uuid4().hex
 
 
 def route_label(scope: Scope) -> str:
@@ -25,7 +50,9 @@ def route_label(scope: Scope) -> str:
 
 
 class ObserveMiddleware:
-    """Counts and times every request by route; turns unhandled errors into a shaped 500."""
+    """Counts and times every request by route; gives every answer an ``X-Request-ID`` (the
+    client's, or a new one); turns unhandled errors into a shaped 500 naming that id, which
+    the log line of the error names too."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics):
         self.app = app
@@ -38,23 +65,31 @@ class ObserveMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        rid = request_id(list(scope.get("headers") or []))
+        id_header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
 
         async def observed_send(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 response_started = True
+                message = {**message, "headers": [*message.get("headers", []), id_header]}
             await send(message)
 
         try:
             await self.app(scope, receive, observed_send)
         except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            log.exception(
+                "unhandled error in %s %s (request %s)", scope.get("method"), scope.get("path"), rid
+            )
             status = 500
             if response_started:
                 raise
             response = error_response(
-                500, "internal_error", "internal server error; the service log has the details"
+                500,
+                "internal_error",
+                f"internal server error; the service log has the details (request {rid})",
+                headers={"X-Request-ID": rid},
             )
             await response(scope, receive, send)
         finally:

@@ -138,5 +138,18 @@ def test_internal_error_is_500_in_the_error_shape(make_client, tiny_models, capl
     error = assert_error(response, 500, "internal_error")
     assert "exploded" not in error["message"]  # no internals leak to clients
     assert "model exploded" in caplog.text  # but the log has them
+    rid = response.headers["X-Request-ID"]  # and the id that finds them there
+    assert rid in error["message"] and f"(request {rid})" in caplog.text
     assert client.post("/v1/rerank", json=RERANK).status_code == 200
     assert 'route="/v1/rerank",status="500"' in client.get("/metrics").text
+
+
+def test_every_answer_carries_a_request_id(client: TestClient):
+    generated = client.post("/v1/rerank", json=RERANK).headers["X-Request-ID"]
+    assert len(generated) == 32 and int(generated, 16) >= 0
+    assert client.get("/health").headers["X-Request-ID"] != generated
+    echoed = client.post("/v1/rerank", json=RERANK, headers={"X-Request-ID": "trace-42/a"})
+    assert echoed.headers["X-Request-ID"] == "trace-42/a"
+    refused = client.post("/v1/rerank", json={}, headers={"X-Request-ID": "x" * 200})
+    assert refused.status_code == 422 and len(refused.headers["X-Request-ID"]) == 32
+    assert len(refused.headers.get_list("X-Request-ID")) == 1
