@@ -143,6 +143,15 @@ def test_the_clients_send_both_cohere_caps() -> None:
     }
 
 
+def own_embeddings(url: str, texts: list[str]) -> dict:
+    """Loupe's own /v1/embed answer for ``texts`` (the servers here take the key "k")."""
+    answer = httpx.post(
+        f"{url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
 def test_openai_sdk_embeddings_against_the_server(live_server):
     """OpenAI's SDK, pointed at the service, gets /v1/embed's vectors (it asks for base64 and
     decodes them itself); its key is the service's API key."""
@@ -150,9 +159,7 @@ def test_openai_sdk_embeddings_against_the_server(live_server):
     server = live_server(api_key="k")
     wait_url_ready(server.url)
     texts = [d["text"] for d in CORPUS[:3]]
-    direct = httpx.post(
-        f"{server.url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}
-    ).json()
+    direct = own_embeddings(server.url, texts)
     client = openai.OpenAI(api_key="k", base_url=f"{server.url}/v1")
     response = client.embeddings.create(model="any", input=texts)
     assert [d.index for d in response.data] == [0, 1, 2]
@@ -173,10 +180,7 @@ def test_cohere_sdks_embed_against_the_server(live_server):
     server = live_server(api_key="k")
     wait_url_ready(server.url)
     texts = [d["text"] for d in CORPUS[:3]]
-    own = httpx.post(
-        f"{server.url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}
-    ).json()
-    expected = [d["embedding"] for d in own["data"]]
+    expected = [d["embedding"] for d in own_embeddings(server.url, texts)["data"]]
 
     v1 = cohere.Client(api_key="k", base_url=server.url)
     floats = v1.embed(texts=texts, model="embed-english-v3.0", input_type="search_document")
