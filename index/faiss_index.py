@@ -192,12 +192,12 @@ class FaissIndex(VectorIndex):
         if len(self) == 0 or len(allowed) == 0:
             return no_hits(len(queries), k)
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        inner = _inner_index(self._cpu_index)
+        lists = faiss.try_extract_index_ivf(self._cpu_index)
         hnsw = self._hnsw()
         params: faiss.SearchParameters
-        if hasattr(inner, "nprobe"):
+        if lists is not None:
             ivf = faiss.SearchParametersIVF()
-            ivf.nprobe = int(inner.nprobe)  # the parameters' own default is 1
+            ivf.nprobe = int(lists.nprobe)  # the parameters' own default is 1
             params = ivf
         elif hnsw is not None:
             params = _hnsw_params(hnsw_ef(int(hnsw.efSearch), k))

@@ -141,7 +141,7 @@ class LiveIndex(FirstStageSearch):
         searches then read the vectors from the docstore each time)."""
         self._lock = threading.RLock()
         self._unremoved: set[int] = set()
-        """Tombstones whose removal failed for want of the vector store (Qdrant down): the
+        """Hidden keys whose removal failed for want of the vector store (Qdrant down): the
         next snapshot asks again."""
         self._unsynced_from: int | None = None
         """The first key the docstore holds and the vector store (Qdrant) may lack, after a
