@@ -33,6 +33,9 @@ class IndexInfo:
     vectors_bytes: int | None
     """The FAISS file's size (None for Qdrant, which holds the vectors)."""
     docstore_bytes: int
+    hidden_vectors: int
+    """Vectors of deleted documents the saved vector index may still hold (hidden in searches;
+    an HNSW index keeps them until ``loupe index reindex``)."""
     full_text: bool
     token_store: dict[str, Any] | None
     """The token store's re-ranker, dtype, dimension, windows, tokens and sizes; None without."""
@@ -54,6 +57,7 @@ class IndexInfo:
             ("documents", f"{self.documents} ({self.snapshot_documents} in the vector snapshot)"),
             ("vectors", self.vectors + _size(self.vectors_bytes)),
             ("docstore", "SQLite" + _size(self.docstore_bytes)),
+            ("hidden vectors", f"{self.hidden_vectors} (of deleted documents)"),
             ("full-text index", "yes" if self.full_text else "no"),
             ("bm25 index", "yes" if self.bm25 else "no"),
         ]
@@ -88,6 +92,7 @@ def index_info(
     with DocStore(docstore_path, read_only=True) as docstore:
         documents = len(docstore)
         full_text = docstore.has_lexical
+        hidden_vectors = len(docstore.removed_vector_keys())
     # the database with its write-ahead log and shared-memory files
     docstore_bytes = sum(p.stat().st_size for p in folder.glob(f"{manifest.docstore_file}*"))
     vectors_bytes: int | None = None
@@ -119,6 +124,7 @@ def index_info(
         vectors=vectors,
         vectors_bytes=vectors_bytes,
         docstore_bytes=docstore_bytes,
+        hidden_vectors=hidden_vectors,
         full_text=full_text,
         token_store=_token_store_info(folder, manifest),
         bm25=manifest.bm25_dir is not None,

@@ -33,6 +33,10 @@ from index.vector_index import ApproximateSearch, VectorIndex
 
 log = logging.getLogger(__name__)
 
+HIDDEN_SHARE_WARNED = 0.1
+"""Opening an index whose vector index holds more than this share of deleted documents'
+vectors (HNSW cannot remove them) logs a warning naming the command that drops them."""
+
 # How documents added while serving keep their token matrices when the index has no token
 # store to follow: the same default as ``loupe index build``.
 DEFAULT_LIVE_TOKEN_DTYPE = TokenDtype.int8
@@ -158,6 +162,16 @@ class LiveIndex(FirstStageSearch):
         (HNSW) for good."""
         if not self.read_only and self.reader.hidden:
             self._remove_keys(sorted(self.reader.hidden))
+        hidden = len(self.reader.hidden)
+        held = len(self.reader.vectors) if hidden else 0
+        if hidden > HIDDEN_SHARE_WARNED * max(held, 1):
+            log.warning(
+                "%s: %d of the vector index's %d vectors are of deleted documents, which "
+                "every search steps over; `loupe index reindex` drops them",
+                self.reader.folder,
+                hidden,
+                held,
+            )
 
     @classmethod
     def open(

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from index.builder import IndexBuildConfig, build_index
 from index.errors import IndexCorruptError
+from index.inspect import index_info
 from index.live import LiveIndex
 from index.manifest import Manifest
 from index.qdrant_index import QdrantTarget
@@ -74,7 +75,9 @@ def test_a_corrupt_vectors_file_is_rebuilt_from_the_docstore(
     reader.close()
 
 
-def test_a_new_factory_and_hnsw_deletes_dropped(tmp_path: Path) -> None:
+def test_a_new_factory_and_hnsw_deletes_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "index"
     vectors = live_index(folder, factory="HNSW8")
     live = LiveIndex.open(folder)
@@ -82,6 +85,11 @@ def test_a_new_factory_and_hnsw_deletes_dropped(tmp_path: Path) -> None:
     live.snapshot()
     live.close()
     assert len(IndexReader.open(folder, read_only=True).hidden) == N // 2
+    assert index_info(folder).hidden_vectors == N // 2
+    with caplog.at_level("WARNING"):
+        LiveIndex.open(folder, read_only=True).close()
+    assert f"{N // 2} of the vector index's {N} vectors" in caplog.text
+    assert "loupe index reindex" in caplog.text
 
     done = reindex(folder, factory="Flat")
     assert (done.previous.factory, done.manifest.factory) == ("HNSW8", "Flat")
@@ -89,6 +97,7 @@ def test_a_new_factory_and_hnsw_deletes_dropped(tmp_path: Path) -> None:
     reader = IndexReader.open(folder, read_only=True)
     assert reader.hidden == set() and len(reader.vectors) == N // 2
     reader.close()
+    assert index_info(folder).hidden_vectors == 0
     odd = [str(i) for i in range(1, N, 2)]
     exact = [
         [odd[j] for j in np.argsort(-(vectors[1::2] @ q), kind="stable")[:5]] for q in vectors[:3]
