@@ -50,13 +50,15 @@ class ApiError(HTTPException):
         self.message = message
 
 
-def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
-    """The JSON body of an error.
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    """The JSON body of an error: ``error`` with its type and message, and the message again
+    as ``detail``, where FastAPI's clients and Voyage AI's SDK read it (the SDK raises its
+    typed errors, 401 AuthenticationError, 429 RateLimitError, from it).
 
     >>> error_body("not_found", "no document 'x'")
-    {'error': {'type': 'not_found', 'message': "no document 'x'"}}
+    {'error': {'type': 'not_found', 'message': "no document 'x'"}, 'detail': "no document 'x'"}
     """
-    return {"error": {"type": error_type, "message": message}}
+    return {"error": {"type": error_type, "message": message}, "detail": message}
 
 
 def error_response(
@@ -67,9 +69,9 @@ def error_response(
     )
 
 
-BODY_SHAPES = frozenset({"openai", "cohere"})
-"""Tags of a body taken in several shapes (``/v1/embed``): pydantic puts the shape chosen
-into an error's location, which names no field the client sent."""
+BODY_SHAPES = frozenset({"openai", "cohere", "voyage"})
+"""Tags of a body taken in several shapes (``/v1/embed``, ``/v1/rerank``): pydantic puts the
+shape chosen into an error's location, which names no field the client sent."""
 
 
 def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:

@@ -147,6 +147,34 @@ class RerankRequest(_Request):
     priority: int | None = None
 
 
+class VoyageRerankRequest(_Request):
+    """Voyage AI's re-rank request, as its SDK sends it (always with ``truncation``)."""
+
+    query: NonBlank = Field(description="the search query")
+    documents: list[str] = Field(description="the texts to rank", min_length=1)
+    model: str | None = Field(None, description="accepted for compatibility; one model serves")
+    top_k: int | None = Field(None, ge=1, description="results to return (default: all)")
+    return_documents: bool = Field(False, description="echo each document")
+    truncation: bool = Field(
+        True,
+        description="cut documents to what the re-ranker reads instead of refusing those over "
+        "max_text_chars with 413",
+    )
+
+
+class VoyageRerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: str | None = None
+
+
+class VoyageRerankResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VoyageRerankResult]
+    model: str
+    usage: Usage
+
+
 TeiTruncationDirection = Literal["right", "left", "Right", "Left"]
 """TEI's ``truncation_direction``, in either case (its documentation shows both)."""
 

@@ -1,11 +1,14 @@
-"""``POST /v1/rerank`` and ``POST /v2/rerank``: Cohere v2 / Jina v1 compatible re-ranking."""
+"""``POST /v1/rerank`` and ``POST /v2/rerank``: Cohere v2 / Jina v1 compatible re-ranking;
+``/v1/rerank`` also takes Voyage AI's request (see service/routers/voyage_rerank.py)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
+from pydantic import Discriminator, Tag
 
 from index.rerank import order_by_score
 from service.deps import get_runtime, submit
@@ -13,6 +16,7 @@ from service.engine import Engine, RerankJob
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.responses import MODEL_ERRORS
+from service.routers.voyage_rerank import rerank_voyage
 from service.runtime import Runtime
 from service.schemas import (
     BilledUnits,
@@ -24,6 +28,8 @@ from service.schemas import (
     RerankResult,
     TokenCounts,
     Usage,
+    VoyageRerankRequest,
+    VoyageRerankResponse,
 )
 
 router = APIRouter(tags=["rerank"])
@@ -46,13 +52,42 @@ def document_text(
     return document.text
 
 
+def request_shape(body: Any) -> str:
+    """``voyage`` for Voyage AI's body (``top_k`` or ``truncation``), else ``cohere``
+    (Cohere's and Jina's).
+
+    >>> request_shape({"query": "q", "truncation": True}), request_shape({"top_n": 3})
+    ('voyage', 'cohere')
+    """
+    if isinstance(body, VoyageRerankRequest):
+        return "voyage"
+    voyage = isinstance(body, dict) and ("top_k" in body or "truncation" in body)
+    return "voyage" if voyage else "cohere"
+
+
+AnyRerankRequest = Annotated[
+    Annotated[RerankRequest, Tag("cohere")] | Annotated[VoyageRerankRequest, Tag("voyage")],
+    Discriminator(request_shape),
+]
+
+
 @router.post(
     "/v1/rerank",
-    response_model=RerankResponse,
+    response_model=RerankResponse | VoyageRerankResponse,
     response_model_exclude_none=True,
     responses=MODEL_ERRORS,
-    summary="Re-rank documents for a query",
+    summary="Re-rank documents for a query (Cohere's, Jina's or Voyage AI's request)",
 )
+async def rerank_any(
+    body: Annotated[AnyRerankRequest, Body()], runtime: Runtime = Depends(get_runtime)
+) -> RerankResponse | VoyageRerankResponse:
+    """Scores every document against the query and returns them best first, answered in the
+    request's own shape: Cohere's and Jina's (``results``), or Voyage AI's (``data``)."""
+    if isinstance(body, VoyageRerankRequest):
+        return await rerank_voyage(body, runtime)
+    return await rerank(body, runtime)
+
+
 @router.post(
     "/v2/rerank",
     response_model=RerankResponse,

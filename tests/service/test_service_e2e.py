@@ -200,3 +200,29 @@ def test_cohere_sdks_embed_against_the_server(live_server):
     wrong = cohere.ClientV2(api_key="wrong", base_url=server.url)
     with pytest.raises(cohere.errors.UnauthorizedError):
         wrong.embed(texts=texts, model="m", input_type="search_query")
+
+
+def test_voyage_sdk_reranks_against_the_server(live_server):
+    """Voyage AI's SDK posts its body (top_k, truncation) to /v1/rerank and reads Voyage's
+    answer: the order and scores Cohere's shape gets."""
+    voyageai = pytest.importorskip("voyageai")
+    server = live_server(api_key="k")
+    wait_url_ready(server.url)
+    docs = [d["text"] for d in CORPUS]
+    query = "what magnifies small things"
+    cohere_shaped = httpx.post(
+        f"{server.url}/v1/rerank",
+        json={"query": query, "documents": docs},
+        headers={"Authorization": "Bearer k"},
+    ).json()["results"]
+
+    client = voyageai.Client(api_key="k", base_url=f"{server.url}/v1")
+    answer = client.rerank(query, docs, model="rerank-2", top_k=3)
+    assert [r.index for r in answer.results] == [r["index"] for r in cohere_shaped[:3]]
+    for got, want in zip(answer.results, cohere_shaped, strict=False):
+        assert got.relevance_score == pytest.approx(want["relevance_score"], abs=1e-6)
+        assert got.document == docs[got.index]
+    assert answer.total_tokens > 0
+    wrong = voyageai.Client(api_key="wrong", base_url=f"{server.url}/v1")
+    with pytest.raises(voyageai.error.AuthenticationError, match="invalid API key"):
+        wrong.rerank(query, docs, model="rerank-2")

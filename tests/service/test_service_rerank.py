@@ -52,6 +52,33 @@ def test_v2_path_top_n_objects_and_return_documents(client: TestClient):
         assert r["document"] == {"text": DOCS[r["index"]]}
 
 
+def test_voyage_bodies_get_voyage_answers(client: TestClient):
+    cohere_shaped = client.post("/v1/rerank", json={"query": "a loupe", "documents": DOCS}).json()
+    body = {"query": "a loupe", "documents": DOCS, "model": "rerank-2", "top_k": 2}
+    answer = client.post("/v1/rerank", json={**body, "truncation": True, "return_documents": True})
+    assert answer.status_code == 200, answer.text
+    voyage = answer.json()
+    assert voyage["object"] == "list" and voyage["usage"]["total_tokens"] > 0
+    assert [r["index"] for r in voyage["data"]] == [
+        r["index"] for r in cohere_shaped["results"][:2]
+    ]
+    assert [r["document"] for r in voyage["data"]] == [DOCS[r["index"]] for r in voyage["data"]]
+    plain = client.post("/v1/rerank", json={"query": "a loupe", "documents": DOCS, "top_k": 9})
+    assert "document" not in plain.json()["data"][0] and len(plain.json()["data"]) == len(DOCS)
+    long_text = "loupe " * 10_000
+    kept = client.post("/v1/rerank", json={**body, "documents": [long_text], "truncation": True})
+    assert kept.status_code == 200
+    refused = client.post(
+        "/v1/rerank", json={**body, "documents": [long_text], "truncation": False}
+    )
+    assert "truncation" in assert_error(refused, 413, "text_too_long")["message"]
+    bad = assert_error(client.post("/v1/rerank", json={**body, "top_k": 0}), 422)
+    assert bad["message"].startswith("top_k:")
+    mixed = client.post("/v1/rerank", json={**body, "top_n": 2})  # top_n is Cohere's
+    assert assert_error(mixed, 422)["message"].startswith("top_n:")
+    assert client.post("/v2/rerank", json=body).status_code == 422  # Cohere's path only
+
+
 def test_top_n_larger_than_documents_returns_all(client: TestClient):
     body = client.post("/v1/rerank", json={"query": "q", "documents": DOCS, "top_n": 50}).json()
     assert len(body["results"]) == len(DOCS)
