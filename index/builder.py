@@ -174,7 +174,13 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
                 show_progress=config.show_progress,
             )
         else:
-            index = index_stored_vectors(store, encoder.dim, config.factory, store.all_keys())
+            try:
+                index = index_stored_vectors(store, encoder.dim, config.factory, store.all_keys())
+            except ValueError as exc:  # e.g. an IVF with more lists than documents
+                raise ValueError(
+                    f"{exc}; the {done} encoded documents are kept: run the same command with "
+                    "--resume and another --factory to index them without encoding again"
+                ) from exc
         bm25_name = None
         if config.bm25:
             bm25_name = f"bm25-{generation}"

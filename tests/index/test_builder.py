@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,22 @@ def test_a_factory_faiss_cannot_build_fails_before_any_encoding(
     with pytest.raises(ValueError, match="invalid FAISS factory string 'IVF8,Bogus'"):
         build_index(config, encoder=tiny_encoder)
     assert not out.exists()
+
+
+def test_an_ivf_with_too_many_lists_keeps_the_encoding_for_a_resume(
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "index"
+    config = IndexBuildConfig(corpus=tiny_corpus, out=out, factory="IVF8,Flat", resume=True)
+    with pytest.raises(ValueError, match=r"8 lists needs at least 8 training vectors.*--resume"):
+        build_index(config, encoder=tiny_encoder)
+
+    def no_encoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(tiny_encoder, "encode", no_encoding)
+    stats = build_index(replace(config, factory="Flat"), encoder=tiny_encoder)
+    assert stats.manifest.count == 4 and stats.resumed_after == 4
 
 
 def test_bm25_first_stage(tmp_path: Path, tiny_corpus: Path, tiny_encoder) -> None:
