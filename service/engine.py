@@ -594,20 +594,33 @@ class Engine:
         The docstore (SQLite) is written before the in-memory index, so an acknowledged
         document survives a restart; a snapshot follows every ``snapshot_every`` writes.
         A late-interaction re-ranker's token matrices are stored with the documents, so
-        searching them later runs no transformer over the documents.
+        searching them later runs no transformer over the documents. A document sent again
+        unchanged (only its metadata may differ) keeps the vector and matrix stored for it:
+        no model pass.
         """
         documents = [doc for docs in batches for doc in docs]
-        flat = [doc.full_text for doc in documents]
-        first_stage = [doc.first_stage_text for doc in documents]  # with doc2query metadata
         fingerprint = None
-        matrices: list[np.ndarray] = []
         if isinstance(self.reranker, LateInteractionReranker) and self.reranker.model.fingerprint:
             fingerprint = self.reranker.model.fingerprint
-            vectors, matrices = encode_for_index(
-                self.encoder, self.reranker.model, flat, first_stage_texts=first_stage
-            )
-        else:
-            vectors = self.encoder.encode(first_stage)
+        stored = self.index.stored_encodings(documents, fingerprint)
+        vectors = np.zeros((len(documents), self.encoder.dim), dtype=np.float32)
+        matrices: list[np.ndarray | None] = [None] * len(documents)
+        for i, (vector, matrix) in stored.items():
+            vectors[i], matrices[i] = vector, matrix
+        fresh = [i for i in range(len(documents)) if i not in stored]
+        if fresh:
+            texts = [documents[i].full_text for i in fresh]
+            first_stage = [documents[i].first_stage_text for i in fresh]  # with doc2query
+            if fingerprint is not None:
+                assert isinstance(self.reranker, LateInteractionReranker)
+                encoded, new_matrices = encode_for_index(
+                    self.encoder, self.reranker.model, texts, first_stage_texts=first_stage
+                )
+                for i, matrix in zip(fresh, new_matrices, strict=True):
+                    matrices[i] = matrix
+            else:
+                encoded = self.encoder.encode(first_stage)
+            vectors[fresh] = encoded
         keys, start = [], 0
         for docs in batches:
             end = start + len(docs)
@@ -615,12 +628,12 @@ class Engine:
                 self.index.add(
                     list(docs),
                     vectors[start:end],
-                    matrices[start:end] if fingerprint else None,
+                    [m for m in matrices[start:end] if m is not None] if fingerprint else None,
                     fingerprint,
                 )
             )
             start = end
-        self._count_writes(len(flat))
+        self._count_writes(len(documents))
         return keys
 
     def add_documents(self, documents: Sequence[Document]) -> list[int]:

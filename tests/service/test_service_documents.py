@@ -811,3 +811,36 @@ def test_an_approximate_index_searches_as_the_settings_say(
     vectors = service_state(client).runtime.engine.index.reader.vectors
     assert vectors.search_params() == {"ef_search": 300}
     assert [r["id"] for r in search(client, top_n=5, candidates=5)["results"]]
+
+
+@pytest.mark.parametrize("late_interaction", [False, True], ids=["cosine", "late interaction"])
+def test_documents_sent_again_unchanged_are_not_encoded_again(
+    make_client: Callable[..., TestClient],
+    tiny_models,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    late_interaction: bool,
+) -> None:
+    """Re-sending a corpus to change its metadata runs no model pass: each unchanged
+    document keeps its stored vector (and re-ranker matrix); a changed text is encoded."""
+    encoder, _ = tiny_models
+    reranker = shared_encoder_reranker(encoder, tmp_path) if late_interaction else None
+    client = make_client(reranker=reranker)
+    add(client)
+    before = search(client, top_n=5, candidates=5)["results"]
+    passes = count_passes(encoder, monkeypatch)
+    retagged = [{**d, "metadata": {"tag": "new"}} for d in CORPUS]
+    add(client, retagged)
+    assert passes == []
+    assert client.get("/v1/documents/lens").json()["metadata"] == {"tag": "new"}
+    after = search(client, top_n=5, candidates=5)["results"]
+    assert [h["id"] for h in after] == [h["id"] for h in before]
+    assert [h["score"] for h in after] == pytest.approx([h["score"] for h in before], abs=1e-4)
+    assert len(search(client, filter={"tag": "new"}, top_n=10)["results"]) == len(CORPUS)
+    changed = [{**CORPUS[2], "text": "A lens bends light."}, *retagged[:2]]
+    add(client, changed)
+    assert passes and sum(passes) == 1  # the changed text alone
+    expected = encoder.encode(["A lens bends light."])[0]
+    reader = service_state(client).runtime.engine.index.reader
+    _, (stored,) = reader.docstore.vectors_for_keys([reader.docstore.get("lens").key])
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
