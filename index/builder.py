@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -21,6 +23,7 @@ from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
 from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name, drop_collections
 from index.readers.corpus import CorpusFormat, read_corpus
 from index.records import EXPANSION_KEY, Document
+from index.reuse import Encoding, PreviousGeneration
 from index.token_quantization import TokenDtype
 from index.token_store import TokenStoreWriter
 from index.vector_index import VectorIndex
@@ -68,6 +71,10 @@ class IndexBuildConfig:
     """Where the encoders run (``models.runtime``); None: PyTorch, as the encoders come."""
     resume: bool = False
     """Go on with an interrupted build of the same corpus and models in ``out``, if any."""
+    reuse: bool = True
+    """Take the vectors (and token matrices) of documents whose texts are unchanged from the
+    index in ``out`` this build replaces, where it was encoded the same way, instead of
+    encoding them again."""
     qdrant: QdrantTarget | None = None
     """Put the first stage's vectors in a Qdrant collection (``loupe-<generation>``) there,
     instead of a FAISS file in ``out``; ``factory`` does not apply (Qdrant builds HNSW)."""
@@ -85,12 +92,14 @@ class BuildStats:
     seconds: float
     resumed_after: int = 0
     """Documents an interrupted build had done before this run resumed it."""
+    reused: int = 0
+    """Documents whose encodings came from the index this build replaced."""
 
     @property
     def passages_per_second(self) -> float:
-        """Documents this run encoded, per second."""
-        encoded = self.manifest.count - self.resumed_after
-        return encoded / self.seconds if self.seconds > 0 else float("nan")
+        """Documents this run indexed (encoded or reused), per second."""
+        indexed = self.manifest.count - self.resumed_after
+        return indexed / self.seconds if self.seconds > 0 else float("nan")
 
 
 def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) -> BuildStats:
@@ -125,9 +134,18 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     docstore_name = f"docstore-{generation}.sqlite"
     tokens_name = f"tokens-{generation}"
     expander = DocumentExpander(config.expansion) if config.expansion is not None else None
+    replaced = (
+        PreviousGeneration.open(
+            out, previous, fingerprint, BUILD_CONFIG_META, with_matrices=token_encoder is not None
+        )
+        if config.reuse and previous is not None and previous.generation != generation
+        else None
+    )
+    reused = 0
     with (
         DocStore(out / docstore_name) as store,
         tqdm(desc="indexing", unit="doc", disable=not config.show_progress) as bar,
+        contextlib.closing(replaced) if replaced is not None else contextlib.nullcontext(),
     ):
         done, token_writer = _start_or_resume(config, store, out / tokens_name, token_encoder)
         resumed_after = done
@@ -139,20 +157,14 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         while chunk := list(islice(documents, config.chunk_size)):
             if expander is not None:
                 chunk = expand_documents(expander, chunk)
-            texts = [d.first_stage_text for d in chunk]
-            if token_encoder is not None and token_writer is not None:
-                # the re-ranker reads the document itself; the first stage its expansion
-                originals = [d.full_text for d in chunk]
-                vectors, matrices = encode_for_index(
-                    encoder, token_encoder, originals, first_stage_texts=texts
-                )
-                keys, _ = store.upsert(chunk, vectors)
+            kept = replaced.encodings(chunk) if replaced is not None else {}
+            vectors, matrices = encode_chunk(chunk, encoder, token_encoder, kept)
+            reused += len(kept)
+            keys, _ = store.upsert(chunk, vectors)
+            if token_writer is not None:
                 for key, matrix in zip(keys, matrices, strict=True):
                     token_writer.add(key, matrix)
                 token_writer.checkpoint()
-            else:
-                vectors = encoder.encode(texts)
-                keys, _ = store.upsert(chunk, vectors)
             done += len(chunk)
             store.set_meta(BUILD_PROGRESS_META, {"documents": done, "max_key": keys[-1]})
             bar.update(len(chunk))
@@ -203,7 +215,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         index.close()
     if previous is not None:
         drop_replaced_collection(previous, manifest, config.qdrant)
-    return BuildStats(manifest, time.perf_counter() - started, resumed_after)
+    return BuildStats(manifest, time.perf_counter() - started, resumed_after, reused)
 
 
 def write_snapshot(
@@ -395,6 +407,36 @@ def upload_stored_vectors(
         index.close()
         raise
     return index
+
+
+def encode_chunk(
+    documents: Sequence[Document],
+    encoder: TextEncoder,
+    token_encoder: LateInteractionModel | None,
+    kept: Mapping[int, Encoding],
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The documents' first-stage vectors ``(n, dim)`` and, with ``token_encoder``, their
+    re-ranker matrices (else none): ``kept`` ones as given (by position), the others
+    encoded, the first stage reading the text with its doc2query queries and the re-ranker
+    the document itself."""
+    vectors = np.zeros((len(documents), encoder.dim), dtype=np.float32)
+    matrices: list[np.ndarray | None] = [None] * len(documents)
+    for i, (vector, matrix) in kept.items():
+        vectors[i], matrices[i] = vector, matrix
+    fresh = [i for i in range(len(documents)) if i not in kept]
+    if fresh:
+        first_stage = [documents[i].first_stage_text for i in fresh]
+        if token_encoder is not None:
+            texts = [documents[i].full_text for i in fresh]
+            encoded, new = encode_for_index(
+                encoder, token_encoder, texts, first_stage_texts=first_stage
+            )
+            for i, matrix in zip(fresh, new, strict=True):
+                matrices[i] = matrix
+        else:
+            encoded = encoder.encode(first_stage)
+        vectors[fresh] = encoded
+    return vectors, [m for m in matrices if m is not None]
 
 
 def expand_documents(expander: DocumentExpander, documents: list[Document]) -> list[Document]:

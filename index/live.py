@@ -27,6 +27,7 @@ from index.manifest import MANIFEST_NAME, Manifest, new_generation
 from index.metadata_filter import MetadataFilter
 from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name
 from index.records import Document
+from index.reuse import Encoding, MatrixLookup, unchanged_encodings
 from index.searcher import FirstStageSearch, Hit, IndexReader
 from index.token_quantization import TokenDtype
 from index.vector_index import ApproximateSearch, VectorIndex
@@ -267,38 +268,17 @@ class LiveIndex(FirstStageSearch):
 
     def stored_encodings(
         self, documents: Sequence[Document], fingerprint: str | None
-    ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-        """What this index already holds for documents sent again unchanged (same id, and
-        the same text for the re-ranker and for the first stage): by position in
-        ``documents``, the stored ``(dim,)`` vector and, with a re-ranker's ``fingerprint``,
-        its stored ``(tokens, d)`` matrix. A document whose matrix is not stored under that
-        fingerprint is left out (it must be encoded)."""
-        docstore = self.reader.docstore
-        keys = docstore.keys_for_ids(d.id for d in documents)
-        stored = docstore.get_by_keys(keys.values())
-        same = {
-            i: keys[d.id]
-            for i, d in enumerate(documents)
-            if d.id in keys
-            and (old := stored.get(keys[d.id])) is not None
-            and (old.full_text, old.first_stage_text) == (d.full_text, d.first_stage_text)
-        }
-        if not same:
-            return {}
-        found_keys, vectors = docstore.vectors_for_keys(same.values())
-        vector_of = {int(k): v for k, v in zip(found_keys, vectors, strict=True)}
-        wanted = sorted(set(same.values()))
-        matrix_of: dict[int, np.ndarray | None] = (
-            dict(zip(wanted, self.reader.token_matrices(wanted, fingerprint), strict=True))
-            if fingerprint
-            else {}
-        )
-        encodings: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-        for i, key in same.items():
-            matrix = matrix_of.get(key)
-            if key in vector_of and (fingerprint is None or matrix is not None):
-                encodings[i] = (vector_of[key], matrix)
-        return encodings
+    ) -> dict[int, Encoding]:
+        """What this index already holds for documents sent again unchanged (see
+        :func:`index.reuse.unchanged_encodings`): by position in ``documents``, the stored
+        vector and, with a re-ranker's ``fingerprint``, its matrix stored under it."""
+        matrices: MatrixLookup | None = None
+        if fingerprint is not None:
+
+            def matrices(keys: list[int]) -> list[np.ndarray | None]:
+                return self.reader.token_matrices(keys, fingerprint)
+
+        return unchanged_encodings(self.reader.docstore, documents, matrices)
 
     def delete(self, doc_id: str) -> bool:
         """Delete a document by id; False if there was none."""

@@ -140,6 +140,14 @@ def index_build(
             envvar=env("resume"),
         ),
     ] = False,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            help="take unchanged documents' encodings from the index in --out this build "
+            "replaces (when it was encoded the same way) instead of encoding them again",
+            envvar=env("reuse"),
+        ),
+    ] = True,
     qdrant_url: Annotated[
         str | None,
         typer.Option(
@@ -190,11 +198,13 @@ def index_build(
             expansion=expansion,
             runtime=RuntimeConfig(runtime.value),
             resume=resume,
+            reuse=reuse,
             qdrant=QdrantTarget(qdrant_url, qdrant_api_key) if qdrant_url else None,
         )
     )
     m = stats.manifest
     resumed = f", resumed after {stats.resumed_after}" if stats.resumed_after else ""
+    resumed += f", {stats.reused} unchanged, not encoded again" if stats.reused else ""
     typer.echo(
         f"indexed {m.count} documents ({m.dimension}-d, {m.factory}) into {out} "
         f"in {stats.seconds:.1f}s ({stats.passages_per_second:.1f} passages/s{resumed})"

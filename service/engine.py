@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import torch
 
+from index.builder import encode_chunk
 from index.metadata_filter import MetadataFilter
 from index.records import Document
 from index.rerank import order_by_score
 from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
 from models.array_cache import ArrayCache
-from models.index_encoding import encode_for_index
 from models.late_reranker import LateInteractionReranker
 from models.registry import reranker_max_tokens, reranker_window_tokens
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
@@ -599,28 +599,12 @@ class Engine:
         no model pass.
         """
         documents = [doc for docs in batches for doc in docs]
-        fingerprint = None
+        token_model = None
         if isinstance(self.reranker, LateInteractionReranker) and self.reranker.model.fingerprint:
-            fingerprint = self.reranker.model.fingerprint
+            token_model = self.reranker.model
+        fingerprint = token_model.fingerprint if token_model is not None else None
         stored = self.index.stored_encodings(documents, fingerprint)
-        vectors = np.zeros((len(documents), self.encoder.dim), dtype=np.float32)
-        matrices: list[np.ndarray | None] = [None] * len(documents)
-        for i, (vector, matrix) in stored.items():
-            vectors[i], matrices[i] = vector, matrix
-        fresh = [i for i in range(len(documents)) if i not in stored]
-        if fresh:
-            texts = [documents[i].full_text for i in fresh]
-            first_stage = [documents[i].first_stage_text for i in fresh]  # with doc2query
-            if fingerprint is not None:
-                assert isinstance(self.reranker, LateInteractionReranker)
-                encoded, new_matrices = encode_for_index(
-                    self.encoder, self.reranker.model, texts, first_stage_texts=first_stage
-                )
-                for i, matrix in zip(fresh, new_matrices, strict=True):
-                    matrices[i] = matrix
-            else:
-                encoded = self.encoder.encode(first_stage)
-            vectors[fresh] = encoded
+        vectors, matrices = encode_chunk(documents, self.encoder, token_model, stored)
         keys, start = [], 0
         for docs in batches:
             end = start + len(docs)
@@ -628,7 +612,7 @@ class Engine:
                 self.index.add(
                     list(docs),
                     vectors[start:end],
-                    [m for m in matrices[start:end] if m is not None] if fingerprint else None,
+                    matrices[start:end] if fingerprint else None,
                     fingerprint,
                 )
             )

@@ -1,0 +1,109 @@
+"""Encodings kept for documents that come again unchanged: a live index's own (a document
+re-sent over HTTP to change its metadata), or the generation a rebuild of the same folder
+replaces. Either way the document costs no model pass."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.docstore import DocStore
+from index.manifest import Manifest
+from index.records import Document
+from index.token_store import TokenStore
+
+log = logging.getLogger(__name__)
+
+Encoding = tuple[np.ndarray, np.ndarray | None]
+"""A document's stored ``(dim,)`` vector and, where asked for, its re-ranker's
+``(tokens, d)`` matrix."""
+
+MatrixLookup = Callable[[list[int]], list[np.ndarray | None]]
+"""Stored re-ranker matrices of docstore keys (None where a key has none)."""
+
+
+def unchanged_encodings(
+    docstore: DocStore, documents: Sequence[Document], matrices: MatrixLookup | None
+) -> dict[int, Encoding]:
+    """By position in ``documents``: the encodings ``docstore`` keeps for those stored under
+    the same id with the same text for the re-ranker and for the first stage. With
+    ``matrices``, a document whose matrix it cannot give is left out (it must be encoded)."""
+    keys = docstore.keys_for_ids(d.id for d in documents)
+    stored = docstore.get_by_keys(keys.values())
+    same = {
+        i: keys[d.id]
+        for i, d in enumerate(documents)
+        if d.id in keys
+        and (old := stored.get(keys[d.id])) is not None
+        and (old.full_text, old.first_stage_text) == (d.full_text, d.first_stage_text)
+    }
+    if not same:
+        return {}
+    found_keys, vectors = docstore.vectors_for_keys(same.values())
+    vector_of = {int(k): v for k, v in zip(found_keys, vectors, strict=True)}
+    wanted = sorted(set(same.values()))
+    matrix_of = dict(zip(wanted, matrices(wanted), strict=True)) if matrices else {}
+    encodings: dict[int, Encoding] = {}
+    for i, key in same.items():
+        matrix = matrix_of.get(key)
+        if key in vector_of and (matrices is None or matrix is not None):
+            encodings[i] = (vector_of[key], matrix)
+    return encodings
+
+
+ENCODING_FIELDS = ("model", "max_length")
+"""What a build's vectors depend on (its fingerprint's fields; see index/builder.py)."""
+MATRIX_FIELDS = ("reranker", "token_dtype")
+"""What its token store's matrices depend on besides."""
+
+
+class PreviousGeneration:
+    """The index a rebuild of the same folder replaces, read for the encodings of its
+    unchanged documents, where it was built with the same encoder (and, for a build with a
+    token store, the same re-ranker and token dtype)."""
+
+    def __init__(self, docstore: DocStore, tokens: TokenStore | None):
+        self.docstore = docstore
+        self.tokens = tokens
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        manifest: Manifest,
+        fingerprint: Mapping[str, Any],
+        build_meta: str,
+        with_matrices: bool,
+    ) -> PreviousGeneration | None:
+        """The generation ``manifest`` names, when the build that wrote it (its docstore's
+        ``build_meta``) matches ``fingerprint`` where the encodings depend on it; else None."""
+        path = folder / manifest.docstore_file
+        if not path.is_file():
+            return None
+        docstore = DocStore(path, read_only=True)
+        written_by = docstore.get_meta(build_meta) or {}
+        fields = ENCODING_FIELDS + (MATRIX_FIELDS if with_matrices else ())
+        if any(written_by.get(name) != fingerprint.get(name) for name in fields):
+            log.info("%s: the index there was encoded otherwise; nothing is reused", folder)
+            docstore.close()
+            return None
+        tokens = None
+        if with_matrices:
+            if manifest.token_store_file is None:
+                docstore.close()
+                return None
+            tokens = TokenStore(folder / manifest.token_store_file)
+        return cls(docstore, tokens)
+
+    def encodings(self, documents: Sequence[Document]) -> dict[int, Encoding]:
+        """See :func:`unchanged_encodings`."""
+        tokens = self.tokens
+        lookup: MatrixLookup | None = tokens.get if tokens is not None else None
+        return unchanged_encodings(self.docstore, documents, lookup)
+
+    def close(self) -> None:
+        self.docstore.close()

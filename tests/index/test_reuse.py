@@ -1,0 +1,107 @@
+"""A rebuild of the same folder takes unchanged documents' encodings from the index it
+replaces, encoded the same way, and gives the index a build from scratch gives."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import index.builder
+from index.builder import IndexBuildConfig, build_index
+from index.searcher import IndexReader
+
+
+def write_corpus(path: Path, texts: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in texts.items()))
+    return path
+
+
+FIRST = {
+    "d1": "Cats are small domesticated felines.",
+    "d2": "The stock market fell sharply on Monday.",
+    "d3": "Dogs are loyal companions and good pets.",
+    "d4": "Photosynthesis converts light into chemical energy.",
+}
+SECOND = {**FIRST, "d2": "The stock market rose on Tuesday.", "d5": "Tea is brewed from leaves."}
+
+
+def encodings(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Each document's stored vector and token matrix, by id."""
+    reader = IndexReader.open(folder, read_only=True)
+    try:
+        keys, vectors = reader.docstore.vectors_for_keys(reader.docstore.all_keys())
+        documents = reader.docstore.get_by_keys(keys.tolist())
+        fingerprint = reader.tokens.meta["reranker_fingerprint"] if reader.tokens else None
+        matrices = reader.token_matrices(keys.tolist(), str(fingerprint) if fingerprint else None)
+        return {
+            documents[int(k)].id: (v, m) for k, v, m in zip(keys, vectors, matrices, strict=True)
+        }
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("token_store", [False, True], ids=["vectors", "token store"])
+def test_a_rebuild_encodes_only_what_changed(
+    tmp_path: Path,
+    tiny_encoder: Any,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    token_store: bool,
+) -> None:
+    out = tmp_path / "index"
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "first.jsonl", FIRST),
+        out=out,
+        show_progress=False,
+        token_store=token_store,
+        reranker=f"maxsim:{tiny_model_dir}",
+    )
+    build_index(config, encoder=tiny_encoder)
+
+    encoded: list[str] = []
+    real_encode, real_chunk = tiny_encoder.encode, index.builder.encode_for_index
+
+    def encode(texts: list[str], *args: Any, **kwargs: Any) -> Any:
+        encoded.extend(texts)
+        return real_encode(texts, *args, **kwargs)
+
+    def encode_for_index(encoder: Any, model: Any, texts: list[str], **kwargs: Any) -> Any:
+        encoded.extend(texts)
+        return real_chunk(encoder, model, texts, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode", encode)
+    monkeypatch.setattr(index.builder, "encode_for_index", encode_for_index)
+    second = replace(config, corpus=write_corpus(tmp_path / "second.jsonl", SECOND))
+    stats = build_index(second, encoder=tiny_encoder)
+    assert stats.reused == 3 and stats.manifest.count == 5
+    assert sorted(set(encoded)) == sorted([SECOND["d2"], SECOND["d5"]])
+    monkeypatch.undo()
+
+    scratch = tmp_path / "scratch"
+    build_index(replace(second, out=scratch, reuse=False), encoder=tiny_encoder)
+    got, want = encodings(out), encodings(scratch)
+    assert set(got) == set(want) == set(SECOND)
+    for doc_id, (vector, matrix) in want.items():
+        np.testing.assert_allclose(got[doc_id][0], vector, atol=1e-6)
+        if token_store:
+            kept = got[doc_id][1]
+            assert matrix is not None and kept is not None
+            np.testing.assert_allclose(kept, matrix, atol=1e-6)
+
+
+def test_an_index_encoded_otherwise_is_not_reused(tmp_path: Path, tiny_encoder: Any) -> None:
+    from models.encoder import EncoderConfig, TextEncoder
+
+    out = tmp_path / "index"
+    corpus = write_corpus(tmp_path / "c.jsonl", FIRST)
+    config = IndexBuildConfig(corpus=corpus, out=out, show_progress=False)
+    build_index(config, encoder=tiny_encoder)
+    shorter = TextEncoder(EncoderConfig(model=tiny_encoder.model_name, device="cpu", max_length=16))
+    assert build_index(config, encoder=shorter).reused == 0
+    assert build_index(config, encoder=shorter).reused == len(FIRST)
+    assert build_index(replace(config, reuse=False), encoder=shorter).reused == 0
