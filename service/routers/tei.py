@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends
 
 from index.rerank import order_by_score
 from service.deps import get_runtime, submit
-from service.engine import RerankJob
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
+from service.routers.rerank_texts import rerank_texts
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
 from service.schemas import TeiEmbedRequest, TeiRank, TeiRerankRequest
@@ -38,25 +38,15 @@ async def rerank_tei(
     with ``truncation_direction: left`` from the start) instead of refusing texts longer than
     ``max_text_chars`` with 413.
     """
-    settings = runtime.settings
-    check_count(len(body.texts), settings)
-    check_lengths([body.query], settings, "query")
-    if not body.truncate:
-        check_lengths(body.texts, settings, "texts", hint="; pass truncate: true to cut them")
-    engine = runtime.engine
-    job = RerankJob(
+    outcome = await rerank_texts(
+        runtime,
         body.query,
         body.texts,
-        engine.rerank_max_length if body.truncate else None,
+        cut=bool(body.truncate),
         keep_end=body.truncation_direction.lower() == "left",
+        what="texts",
+        cut_hint="; pass truncate: true to cut them",
     )
-    done = await submit(
-        runtime.rerank,
-        job,
-        engine.estimate_tokens([body.query, *body.texts], cap=engine.rerank_max_length),
-        settings.request_timeout_s,
-    )
-    outcome = done.value
     scores = outcome.scores if body.raw_scores or outcome.relevance is None else outcome.relevance
     return [
         TeiRank(

@@ -5,9 +5,7 @@ and the libraries built on it re-rank with Loupe unchanged."""
 from __future__ import annotations
 
 from index.rerank import order_by_score
-from service.deps import submit
-from service.engine import RerankJob
-from service.limits import check_count, check_lengths
+from service.routers.rerank_texts import rerank_texts
 from service.runtime import Runtime
 from service.schemas import Usage, VoyageRerankRequest, VoyageRerankResponse, VoyageRerankResult
 
@@ -17,23 +15,14 @@ async def rerank_voyage(body: VoyageRerankRequest, runtime: Runtime) -> VoyageRe
     ``relevance_score`` as Loupe's other re-rank answers give it (a probability where the
     re-ranker is calibrated). With ``truncation`` (Voyage's default) documents are cut to
     what the re-ranker reads; without, one over ``max_text_chars`` is refused (413)."""
-    settings, engine = runtime.settings, runtime.engine
-    check_count(len(body.documents), settings)
-    check_lengths([body.query], settings, "query")
-    if not body.truncation:
-        check_lengths(
-            body.documents, settings, "documents", hint="; pass truncation: true to cut them"
-        )
-    job = RerankJob(
-        body.query, body.documents, engine.rerank_max_length if body.truncation else None
+    outcome = await rerank_texts(
+        runtime,
+        body.query,
+        body.documents,
+        cut=body.truncation,
+        what="documents",
+        cut_hint="; pass truncation: true to cut them",
     )
-    done = await submit(
-        runtime.rerank,
-        job,
-        engine.estimate_tokens([body.query, *body.documents], cap=engine.rerank_max_length),
-        settings.request_timeout_s,
-    )
-    outcome = done.value
     relevance = outcome.relevance if outcome.relevance is not None else outcome.scores
     data = [
         VoyageRerankResult(
@@ -44,5 +33,7 @@ async def rerank_voyage(body: VoyageRerankRequest, runtime: Runtime) -> VoyageRe
         for i in order_by_score(outcome.scores)[: body.top_k]
     ]
     return VoyageRerankResponse(
-        data=data, model=engine.reranker_name, usage=Usage(total_tokens=outcome.total_tokens)
+        data=data,
+        model=runtime.engine.reranker_name,
+        usage=Usage(total_tokens=outcome.total_tokens),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import numpy as np
@@ -108,11 +109,9 @@ def test_cohere_v2_sdk_against_the_server(live_server):
     wait_url_ready(server.url)
     docs = [d["text"] for d in CORPUS]
     query = "what magnifies small things"
-    direct = httpx.post(
-        f"{server.url}/v2/rerank",
-        json={"model": "rerank-v3.5", "query": query, "documents": docs},
-        headers={"Authorization": "Bearer k"},
-    ).json()
+    direct = loupe_answer(
+        server.url, "/v2/rerank", {"model": "rerank-v3.5", "query": query, "documents": docs}
+    )
 
     client = cohere.ClientV2(api_key="k", base_url=server.url)
     response = client.rerank(model="rerank-v3.5", query=query, documents=docs, top_n=4)
@@ -143,13 +142,17 @@ def test_the_clients_send_both_cohere_caps() -> None:
     }
 
 
-def own_embeddings(url: str, texts: list[str]) -> dict:
-    """Loupe's own /v1/embed answer for ``texts`` (the servers here take the key "k")."""
-    answer = httpx.post(
-        f"{url}/v1/embed", json={"input": texts}, headers={"Authorization": "Bearer k"}
-    )
+def loupe_answer(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The service's own answer to ``body`` at ``path`` (the servers here take the key "k"),
+    to compare an SDK's with."""
+    answer = httpx.post(f"{url}{path}", json=body, headers={"Authorization": "Bearer k"})
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
+
+
+def own_embeddings(url: str, texts: list[str]) -> dict[str, Any]:
+    """Loupe's own /v1/embed answer for ``texts``."""
+    return loupe_answer(url, "/v1/embed", {"input": texts})
 
 
 def test_openai_sdk_embeddings_against_the_server(live_server):
@@ -210,11 +213,8 @@ def test_voyage_sdk_reranks_against_the_server(live_server):
     wait_url_ready(server.url)
     docs = [d["text"] for d in CORPUS]
     query = "what magnifies small things"
-    cohere_shaped = httpx.post(
-        f"{server.url}/v1/rerank",
-        json={"query": query, "documents": docs},
-        headers={"Authorization": "Bearer k"},
-    ).json()["results"]
+    body = {"query": query, "documents": docs}
+    cohere_shaped = loupe_answer(server.url, "/v1/rerank", body)["results"]
 
     client = voyageai.Client(api_key="k", base_url=f"{server.url}/v1")
     answer = client.rerank(query, docs, model="rerank-2", top_k=3)
