@@ -14,6 +14,7 @@ import numpy as np
 from index.docstore import DocStore
 from index.manifest import Manifest
 from index.records import Document
+from index.searcher import stored_token_matrices
 from index.token_store import TokenStore
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,13 @@ class PreviousGeneration:
     unchanged documents, where it was built with the same encoder (and, for a build with a
     token store, the same re-ranker and token dtype)."""
 
-    def __init__(self, docstore: DocStore, tokens: TokenStore | None):
+    def __init__(
+        self, docstore: DocStore, tokens: TokenStore | None, fingerprint: str | None
+    ) -> None:
         self.docstore = docstore
         self.tokens = tokens
+        self.fingerprint = fingerprint
+        """The re-ranker whose matrices are reused (None: vectors only)."""
 
     @classmethod
     def open(
@@ -91,18 +96,23 @@ class PreviousGeneration:
             log.info("%s: the index there was encoded otherwise; nothing is reused", folder)
             docstore.close()
             return None
-        tokens = None
-        if with_matrices:
-            if manifest.token_store_file is None:
-                docstore.close()
-                return None
-            tokens = TokenStore(folder / manifest.token_store_file)
-        return cls(docstore, tokens)
+        if not with_matrices:
+            return cls(docstore, None, None)
+        tokens = (
+            TokenStore(folder / manifest.token_store_file) if manifest.token_store_file else None
+        )
+        return cls(docstore, tokens, str(fingerprint.get("reranker")))
 
     def encodings(self, documents: Sequence[Document]) -> dict[int, Encoding]:
-        """See :func:`unchanged_encodings`."""
-        tokens = self.tokens
-        lookup: MatrixLookup | None = tokens.get if tokens is not None else None
+        """See :func:`unchanged_encodings`; matrices from the token store the build wrote,
+        or the docstore (documents added while it was served)."""
+        lookup: MatrixLookup | None = None
+        if self.fingerprint is not None:
+            fingerprint = self.fingerprint
+
+            def lookup(keys: list[int]) -> list[np.ndarray | None]:
+                return stored_token_matrices(self.tokens, self.docstore, keys, fingerprint)
+
         return unchanged_encodings(self.docstore, documents, lookup)
 
     def close(self) -> None:

@@ -126,6 +126,26 @@ class FirstStageSearch(ABC):
         return self.search_vectors(query_vectors, k, where)
 
 
+def stored_token_matrices(
+    tokens: TokenStore | None, docstore: DocStore, keys: Sequence[int], fingerprint: str | None
+) -> list[np.ndarray | None]:
+    """The ``(tokens, d)`` matrices the re-ranker with ``fingerprint`` stored for ``keys``:
+    from the token store a build wrote, else from the docstore (documents added while
+    serving); None where neither has one."""
+    if fingerprint is None:
+        return [None] * len(keys)
+    found: list[np.ndarray | None] = [None] * len(keys)
+    if tokens is not None and tokens.meta.get("reranker_fingerprint") == fingerprint:
+        found = tokens.get(keys)
+    missing = [k for k, m in zip(keys, found, strict=True) if m is None]
+    if missing:
+        extra = docstore.get_tokens(missing, fingerprint)
+        found = [
+            m if m is not None else extra.get(int(k)) for k, m in zip(keys, found, strict=True)
+        ]
+    return found
+
+
 class IndexReader(FirstStageSearch):
     """A loaded index folder: manifest, docstore and vector index, checked against each other."""
 
@@ -317,19 +337,7 @@ class IndexReader(FirstStageSearch):
         """Token matrices the model with this fingerprint stored for the keys: from the token
         store written at build time, else from the docstore (documents added while serving);
         None where neither has one."""
-        if fingerprint is None:
-            return [None] * len(keys)
-        store = self.tokens
-        found: list[np.ndarray | None] = [None] * len(keys)
-        if store is not None and store.meta.get("reranker_fingerprint") == fingerprint:
-            found = store.get(keys)
-        missing = [k for k, m in zip(keys, found, strict=True) if m is None]
-        if missing:
-            extra = self.docstore.get_tokens(missing, fingerprint)
-            found = [
-                m if m is not None else extra.get(int(k)) for k, m in zip(keys, found, strict=True)
-            ]
-        return found
+        return stored_token_matrices(self.tokens, self.docstore, keys, fingerprint)
 
     def close(self) -> None:
         self.docstore.close()

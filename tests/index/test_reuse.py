@@ -105,3 +105,39 @@ def test_an_index_encoded_otherwise_is_not_reused(tmp_path: Path, tiny_encoder: 
     assert build_index(config, encoder=shorter).reused == 0
     assert build_index(config, encoder=shorter).reused == len(FIRST)
     assert build_index(replace(config, reuse=False), encoder=shorter).reused == 0
+
+
+def test_documents_added_while_served_are_reused_too(
+    tmp_path: Path, tiny_encoder: Any, tiny_model_dir: Path
+) -> None:
+    """Their matrices are in the docstore, not the token store the build wrote."""
+    from index.live import LiveIndex
+    from index.records import Document
+    from models.registry import load_late_interaction
+
+    out = tmp_path / "index"
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "first.jsonl", FIRST),
+        out=out,
+        show_progress=False,
+        token_store=True,
+        reranker=f"maxsim:{tiny_model_dir}",
+    )
+    build_index(config, encoder=tiny_encoder)
+    late = load_late_interaction(f"maxsim:{tiny_model_dir}", share_encoder=tiny_encoder)
+    live = LiveIndex.open(out)
+    served = Document("d5", SECOND["d5"])
+    live.add(
+        [served],
+        tiny_encoder.encode([served.text]),
+        late.document_matrices([served.text]),
+        late.fingerprint,
+    )
+    live.snapshot()
+    live.close()
+
+    stats = build_index(
+        replace(config, corpus=write_corpus(tmp_path / "all.jsonl", {**FIRST, "d5": SECOND["d5"]})),
+        encoder=tiny_encoder,
+    )
+    assert stats.reused == 5
