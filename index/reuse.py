@@ -56,7 +56,7 @@ def unchanged_encodings(
     return encodings
 
 
-ENCODING_FIELDS = ("model", "max_length")
+ENCODING_FIELDS = ("model", "encoder", "max_length")
 """What a build's vectors depend on (its fingerprint's fields; see index/builder.py)."""
 MATRIX_FIELDS = ("reranker", "token_dtype")
 """What its token store's matrices depend on besides."""

@@ -141,3 +141,33 @@ def test_documents_added_while_served_are_reused_too(
         encoder=tiny_encoder,
     )
     assert stats.reused == 5
+
+
+def test_a_model_retrained_into_the_same_folder_is_not_reused(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    from models.encoder import EncoderConfig, TextEncoder
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "c.jsonl", FIRST),
+        out=tmp_path / "index",
+        show_progress=False,
+    )
+
+    def encoder() -> TextEncoder:
+        return TextEncoder(EncoderConfig(model=str(folder), device="cpu"))
+
+    build_index(config, encoder=encoder())
+    assert build_index(config, encoder=encoder()).reused == len(FIRST)
+    model = AutoModel.from_pretrained(folder)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # "retrained", saved where it was
+    model.save_pretrained(folder)
+    assert build_index(config, encoder=encoder()).reused == 0
