@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.builder import write_snapshot
+from index.builder import BUILD_CONFIG_META, write_snapshot
 from index.docstore import DocStore
 from index.errors import ReadOnlyIndexError, VectorStoreUnavailableError
 from index.faiss_index import FaissIndex
@@ -33,6 +33,13 @@ from index.token_quantization import TokenDtype
 from index.vector_index import ApproximateSearch, VectorIndex
 
 log = logging.getLogger(__name__)
+
+ENCODER_META = "encoder_fingerprint"
+"""Docstore meta key: the hash of the encoder weights a service-created index's vectors
+come from (a built index records it in its build fingerprint)."""
+
+MIXED_ENCODERS = "mixed"
+"""Recorded where vectors from different encoders were written: no encoder matches it."""
 
 HIDDEN_SHARE_WARNED = 0.1
 """Opening an index whose vector index holds more than this share of deleted documents'
@@ -265,6 +272,30 @@ class LiveIndex(FirstStageSearch):
                     self._unsynced_from = min(self._unsynced_from or first, first)
                 raise
             return keys
+
+    def encoded_by(self, fingerprint: str) -> bool:
+        """Whether this index's vectors were encoded by the encoder whose weights hash to
+        ``fingerprint`` (see models.onnx_backbone.backbone_fingerprint), as its build or its
+        first writer recorded; an empty writable index records it now. Unknown (an index
+        written before this was recorded) counts as no."""
+        recorded = self._recorded_encoder()
+        if recorded is None and not self.read_only and len(self.reader.docstore) == 0:
+            self.reader.docstore.set_meta(ENCODER_META, fingerprint)
+            return True
+        return bool(recorded == fingerprint)
+
+    def note_writer(self, fingerprint: str) -> None:
+        """Record that the encoder with ``fingerprint`` writes vectors here: where another
+        one's are recorded, the index now holds both, which no encoder matches."""
+        recorded = self._recorded_encoder()
+        if recorded is not None and recorded != fingerprint and recorded != MIXED_ENCODERS:
+            self.reader.docstore.set_meta(ENCODER_META, MIXED_ENCODERS)
+
+    def _recorded_encoder(self) -> str | None:
+        docstore = self.reader.docstore
+        build = docstore.get_meta(BUILD_CONFIG_META) or {}
+        recorded = docstore.get_meta(ENCODER_META) or build.get("encoder")
+        return str(recorded) if recorded is not None else None
 
     def stored_encodings(
         self, documents: Sequence[Document], fingerprint: str | None

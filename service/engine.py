@@ -28,6 +28,7 @@ from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
 from models.array_cache import ArrayCache
 from models.late_reranker import LateInteractionReranker
+from models.onnx_backbone import backbone_fingerprint
 from models.registry import reranker_max_tokens, reranker_window_tokens
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
@@ -161,6 +162,17 @@ class Engine:
         self._retired: LiveIndex | None = None
         """The index a reload replaced: closed at the next reload or at shutdown, so that a
         read still running on it (document reads run outside the model thread) finishes."""
+        self._encoder_fingerprint = backbone_fingerprint(encoder.backbone.model)
+        self.reuses_encodings = index.read_only or index.encoded_by(self._encoder_fingerprint)
+        """Whether a document sent again unchanged keeps its stored encodings: only where
+        the index's vectors come from this encoder's weights (else re-sending documents is
+        how they are encoded with it)."""
+        if not self.reuses_encodings:
+            log.info(
+                "index %s: its vectors come from other (or unrecorded) encoder weights; "
+                "documents sent again are encoded again",
+                index.reader.folder,
+            )
 
     # --- descriptions ---------------------------------------------------------------------
 
@@ -603,7 +615,11 @@ class Engine:
         if isinstance(self.reranker, LateInteractionReranker) and self.reranker.model.fingerprint:
             token_model = self.reranker.model
         fingerprint = token_model.fingerprint if token_model is not None else None
-        stored = self.index.stored_encodings(documents, fingerprint)
+        if self.reuses_encodings:
+            stored = self.index.stored_encodings(documents, fingerprint)
+        else:
+            stored = {}
+            self.index.note_writer(self._encoder_fingerprint)
         vectors, matrices = encode_chunk(documents, self.encoder, token_model, stored)
         keys, start = [], 0
         for docs in batches:

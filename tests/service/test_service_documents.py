@@ -844,3 +844,43 @@ def test_documents_sent_again_unchanged_are_not_encoded_again(
     reader = service_state(client).runtime.engine.index.reader
     _, (stored,) = reader.docstore.vectors_for_keys([reader.docstore.get("lens").key])
     np.testing.assert_allclose(stored, expected, atol=1e-5)
+
+
+def test_another_encoder_encodes_documents_sent_again(
+    make_settings: Callable[..., Any], tiny_models, tmp_path: Path
+) -> None:
+    """Re-sending documents is how an index's vectors get a new encoder's: a service whose
+    encoder is not the one the index records encodes them, and the index is then recorded
+    as mixed, so that no encoder reuses its vectors."""
+    from index.records import Document
+    from models.encoder import EncoderConfig, TextEncoder
+    from service.engine import Engine
+    from service.loading import open_index
+    from tests.conftest import build_tiny_bert
+
+    first, reranker = tiny_models
+    other = TextEncoder(
+        EncoderConfig(model=str(build_tiny_bert(tmp_path / "other", seed=1)), device="cpu")
+    )
+    settings = make_settings(index=tmp_path / "index")
+
+    def engine(encoder: Any) -> Engine:
+        return Engine(encoder, reranker, open_index(settings, encoder.model_name, encoder.dim))
+
+    cats = Document("cats", "Cats purr.")
+    with_first = engine(first)
+    assert with_first.reuses_encodings
+    with_first.add_documents([cats])
+    with_first.close()
+    with_other = engine(other)
+    assert not with_other.reuses_encodings
+    with_other.add_documents([cats])
+    docstore = with_other.index.docstore
+    row = docstore.get("cats")
+    assert row is not None
+    stored = docstore.vectors_for_keys([row.key])[1][0]
+    np.testing.assert_allclose(stored, other.encode([cats.text])[0], atol=1e-5)
+    with_other.close()
+    again = engine(first)
+    assert not again.reuses_encodings
+    again.close()
