@@ -27,19 +27,19 @@ from index.manifest import MANIFEST_NAME, Manifest, new_generation
 from index.metadata_filter import MetadataFilter
 from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name
 from index.records import Document
-from index.reuse import Encoding, MatrixLookup, unchanged_encodings
+from index.reuse import (
+    ENCODER_META,
+    MIXED_ENCODERS,
+    Encoding,
+    MatrixLookup,
+    recorded_encoder,
+    unchanged_encodings,
+)
 from index.searcher import FirstStageSearch, Hit, IndexReader
 from index.token_quantization import TokenDtype
 from index.vector_index import ApproximateSearch, VectorIndex
 
 log = logging.getLogger(__name__)
-
-ENCODER_META = "encoder_fingerprint"
-"""Docstore meta key: the hash of the encoder weights a service-created index's vectors
-come from (a built index records it in its build fingerprint)."""
-
-MIXED_ENCODERS = "mixed"
-"""Recorded where vectors from different encoders were written: no encoder matches it."""
 
 HIDDEN_SHARE_WARNED = 0.1
 """Opening an index whose vector index holds more than this share of deleted documents'
@@ -292,10 +292,7 @@ class LiveIndex(FirstStageSearch):
             self.reader.docstore.set_meta(ENCODER_META, MIXED_ENCODERS)
 
     def _recorded_encoder(self) -> str | None:
-        docstore = self.reader.docstore
-        build = docstore.get_meta(BUILD_CONFIG_META) or {}
-        recorded = docstore.get_meta(ENCODER_META) or build.get("encoder")
-        return str(recorded) if recorded is not None else None
+        return recorded_encoder(self.reader.docstore, BUILD_CONFIG_META)
 
     def stored_encodings(
         self, documents: Sequence[Document], fingerprint: str | None

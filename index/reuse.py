@@ -56,6 +56,24 @@ def unchanged_encodings(
     return encodings
 
 
+ENCODER_META = "encoder_fingerprint"
+"""Docstore meta key: the hash of the encoder weights an index's vectors come from, set by
+the first writer of an index a service created (a build records it in its fingerprint), and
+MIXED_ENCODERS once another encoder has written there."""
+
+MIXED_ENCODERS = "mixed"
+"""Recorded where vectors from different encoders were written: no encoder matches it."""
+
+
+def recorded_encoder(docstore: DocStore, build_meta: str) -> str | None:
+    """The encoder weights hash a docstore's vectors come from, as recorded (None: unknown,
+    a docstore written before it was)."""
+    recorded = docstore.get_meta(ENCODER_META) or (docstore.get_meta(build_meta) or {}).get(
+        "encoder"
+    )
+    return str(recorded) if recorded is not None else None
+
+
 ENCODING_FIELDS = ("model", "encoder", "max_length")
 """What a build's vectors depend on (its fingerprint's fields; see index/builder.py)."""
 MATRIX_FIELDS = ("reranker", "token_dtype")
@@ -92,7 +110,8 @@ class PreviousGeneration:
         docstore = DocStore(path, read_only=True)
         written_by = docstore.get_meta(build_meta) or {}
         fields = ENCODING_FIELDS + (MATRIX_FIELDS if with_matrices else ())
-        if any(written_by.get(name) != fingerprint.get(name) for name in fields):
+        mixed = recorded_encoder(docstore, build_meta) != fingerprint.get("encoder")
+        if mixed or any(written_by.get(name) != fingerprint.get(name) for name in fields):
             log.info("%s: the index there was encoded otherwise; nothing is reused", folder)
             docstore.close()
             return None

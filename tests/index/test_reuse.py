@@ -171,3 +171,18 @@ def test_a_model_retrained_into_the_same_folder_is_not_reused(
         next(model.parameters()).add_(0.01)  # "retrained", saved where it was
     model.save_pretrained(folder)
     assert build_index(config, encoder=encoder()).reused == 0
+
+
+def test_an_index_another_encoder_wrote_to_is_not_reused(tmp_path: Path, tiny_encoder: Any) -> None:
+    from index.live import LiveIndex
+
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "c.jsonl", FIRST),
+        out=tmp_path / "index",
+        show_progress=False,
+    )
+    build_index(config, encoder=tiny_encoder)
+    live = LiveIndex.open(config.out)
+    live.note_writer("another encoder's weights")  # as a service with another encoder does
+    live.close()
+    assert build_index(config, encoder=tiny_encoder).reused == 0
