@@ -30,6 +30,22 @@ FIRST = {
 SECOND = {**FIRST, "d2": "The stock market rose on Tuesday.", "d5": "Tea is brewed from leaves."}
 
 
+def first_build(
+    tmp_path: Path, encoder: Any, model_dir: Path, token_store: bool
+) -> IndexBuildConfig:
+    """Build FIRST into ``tmp_path/index`` (with a MaxSim token store if asked); returns the
+    build's config."""
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "first.jsonl", FIRST),
+        out=tmp_path / "index",
+        show_progress=False,
+        token_store=token_store,
+        reranker=f"maxsim:{model_dir}",
+    )
+    build_index(config, encoder=encoder)
+    return config
+
+
 def encodings(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Each document's stored vector and token matrix, by id."""
     reader = IndexReader.open(folder, read_only=True)
@@ -53,16 +69,8 @@ def test_a_rebuild_encodes_only_what_changed(
     monkeypatch: pytest.MonkeyPatch,
     token_store: bool,
 ) -> None:
-    out = tmp_path / "index"
-    config = IndexBuildConfig(
-        corpus=write_corpus(tmp_path / "first.jsonl", FIRST),
-        out=out,
-        show_progress=False,
-        token_store=token_store,
-        reranker=f"maxsim:{tiny_model_dir}",
-    )
-    build_index(config, encoder=tiny_encoder)
-
+    config = first_build(tmp_path, tiny_encoder, tiny_model_dir, token_store)
+    out = config.out
     encoded: list[str] = []
     real_encode, real_chunk = tiny_encoder.encode, index.builder.encode_for_index
 
@@ -115,15 +123,8 @@ def test_documents_added_while_served_are_reused_too(
     from index.records import Document
     from models.registry import load_late_interaction
 
-    out = tmp_path / "index"
-    config = IndexBuildConfig(
-        corpus=write_corpus(tmp_path / "first.jsonl", FIRST),
-        out=out,
-        show_progress=False,
-        token_store=True,
-        reranker=f"maxsim:{tiny_model_dir}",
-    )
-    build_index(config, encoder=tiny_encoder)
+    config = first_build(tmp_path, tiny_encoder, tiny_model_dir, token_store=True)
+    out = config.out
     late = load_late_interaction(f"maxsim:{tiny_model_dir}", share_encoder=tiny_encoder)
     live = LiveIndex.open(out)
     served = Document("d5", SECOND["d5"])
