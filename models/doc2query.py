@@ -48,12 +48,3 @@ class DocumentExpander:
                 generations, _ = generate(self.model, chunk, self.decoding)
                 out += [[g.text for g in gens] for gens in generations]
         return out
-
-
-def expanded_text(text: str, queries: Sequence[str]) -> str:
-    """The text indexed for a document: its own text, then its generated queries.
-
-    >>> expanded_text("Cats purr.", ["why do cats purr", "cat sounds"])
-    'Cats purr. why do cats purr cat sounds'
-    """
-    return " ".join([text, *queries]) if queries else text
