@@ -162,6 +162,8 @@ class Engine:
         self._retired: LiveIndex | None = None
         """The index a reload replaced: closed at the next reload or at shutdown, so that a
         read still running on it (document reads run outside the model thread) finishes."""
+        self.written = {"encoded": 0, "kept": 0}
+        """Documents written, by how they got their encodings (``/metrics`` reads it)."""
         self._encoder_fingerprint = backbone_fingerprint(encoder.backbone.model)
         self.reuses_encodings = index.read_only or index.encoded_by(self._encoder_fingerprint)
         """Whether a document sent again unchanged keeps its stored encodings: only where
@@ -621,6 +623,8 @@ class Engine:
             stored = {}
             self.index.note_writer(self._encoder_fingerprint)
         vectors, matrices = encode_chunk(documents, self.encoder, token_model, stored)
+        self.written["kept"] += len(stored)
+        self.written["encoded"] += len(documents) - len(stored)
         keys, start = [], 0
         for docs in batches:
             end = start + len(docs)

@@ -86,6 +86,8 @@ class ServiceMetrics:
         )
         self.caches = CacheCollector()
         self.registry.register(self.caches)
+        self.writes = WriteCollector()
+        self.registry.register(self.writes)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -112,6 +114,26 @@ class ServiceMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class WriteCollector(Collector):
+    """Documents written, by whether they were encoded or kept their stored encodings (sent
+    again unchanged), read when scraped."""
+
+    def __init__(self) -> None:
+        self.counts: Mapping[str, int] = {}
+        """Documents by ``encoded`` / ``kept``; the engine's own, set once it is loaded."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "loupe_documents_written",
+            "Documents written, by how they got their encodings: encoded, or kept from the "
+            "index (sent again unchanged).",
+            labels=["encodings"],
+        )
+        for how, count in self.counts.items():
+            family.add_metric([how], count)
+        yield family
 
 
 class CacheCollector(Collector):

@@ -86,6 +86,7 @@ class ServiceState:
         self.runtime, self.status = runtime, "ok"
         self.metrics.documents.set(engine.document_count())
         self.metrics.caches.caches = engine.caches()
+        self.metrics.writes.counts = engine.written
         self.metrics.serving(engine.index_generation)
         if engine.read_only and self.settings.index_reload_s > 0:
             self._watching = asyncio.create_task(self._watch_index(runtime), name="loupe-reload")

@@ -840,6 +840,9 @@ def test_documents_sent_again_unchanged_are_not_encoded_again(
     changed = [{**CORPUS[2], "text": "A lens bends light."}, *retagged[:2]]
     add(client, changed)
     assert passes and sum(passes) == 1  # the changed text alone
+    metrics = client.get("/metrics").text
+    assert f'loupe_documents_written_total{{encodings="kept"}} {len(CORPUS) + 2}.0' in metrics
+    assert f'loupe_documents_written_total{{encodings="encoded"}} {len(CORPUS) + 1}.0' in metrics
     expected = encoder.encode(["A lens bends light."])[0]
     reader = service_state(client).runtime.engine.index.reader
     _, (stored,) = reader.docstore.vectors_for_keys([reader.docstore.get("lens").key])
