@@ -32,7 +32,7 @@ from models.doc2query import DocumentExpander, ExpansionConfig
 from models.encoder import EncoderConfig, TextEncoder
 from models.index_encoding import encode_for_index
 from models.late_interaction import LateInteractionModel
-from models.onnx_backbone import backbone_fingerprint
+from models.onnx_backbone import frozen_backbone_fingerprint
 from models.runtime import RuntimeConfig, apply_runtimes
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ def build_fingerprint(
         "corpus_format": str(config.corpus_format),
         "model": encoder.model_name,
         # the weights themselves: a model retrained into the same folder encodes otherwise
-        "encoder": backbone_fingerprint(encoder.backbone.model),
+        "encoder": frozen_backbone_fingerprint(encoder.backbone.model),
         "max_length": encoder.max_length,
         "reranker": token_encoder.fingerprint if token_encoder is not None else None,
         "token_dtype": config.token_dtype.value if token_encoder is not None else None,

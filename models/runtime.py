@@ -28,9 +28,9 @@ from models.encoder import TextEncoder
 from models.onnx_backbone import (
     OnnxTokenRunner,
     OnnxUnavailableError,
-    backbone_fingerprint,
     cached_backbone_graph,
     exported_graph,
+    frozen_backbone_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def onnx_runner_for(encoder: TextEncoder, config: RuntimeConfig) -> OnnxTokenRun
     """An ONNX Runtime runner for ``encoder``'s backbone: the export folder's graph when it
     was exported from these weights, else the cached graph (exported now if missing)."""
     model = encoder.backbone.model
-    fingerprint = backbone_fingerprint(model)
+    fingerprint = frozen_backbone_fingerprint(model)
     path = exported_graph(config.onnx_dir, fingerprint) if config.onnx_dir else None
     if path is None:
         sample = encoder.tokenize(CALIBRATION_TEXTS[:2])

@@ -28,7 +28,7 @@ from index.rerank import rerank_hits_many as score_hits
 from index.searcher import needs_query_vectors
 from models.array_cache import ArrayCache
 from models.late_reranker import LateInteractionReranker
-from models.onnx_backbone import backbone_fingerprint
+from models.onnx_backbone import frozen_backbone_fingerprint
 from models.registry import reranker_max_tokens, reranker_window_tokens
 from service.generation import GenerateJob, GenerateOutcome, QueryGenerator
 
@@ -164,7 +164,7 @@ class Engine:
         read still running on it (document reads run outside the model thread) finishes."""
         self.written = {"encoded": 0, "kept": 0}
         """Documents written, by how they got their encodings (``/metrics`` reads it)."""
-        self._encoder_fingerprint = backbone_fingerprint(encoder.backbone.model)
+        self._encoder_fingerprint = frozen_backbone_fingerprint(encoder.backbone.model)
         self.reuses_encodings = index.read_only or index.encoded_by(self._encoder_fingerprint)
         """Whether a document sent again unchanged keeps its stored encodings: only where
         the index's vectors come from this encoder's weights (else re-sending documents is
