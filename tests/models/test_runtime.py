@@ -160,3 +160,24 @@ def test_a_shared_encoder_is_set_up_once(tmp_path: Path, tiny_model_dir) -> None
 def test_unknown_runtime_is_rejected() -> None:
     with pytest.raises(ValueError, match="runtime must be one of"):
         RuntimeConfig("tensorrt")  # type: ignore[arg-type]
+
+
+def test_a_loaded_models_weights_are_hashed_once(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.onnx_backbone as onnx_backbone
+
+    encoder = fresh_encoder(tiny_model_dir)
+    expected = backbone_fingerprint(encoder.backbone.model)
+    calls: list[int] = []
+    real = onnx_backbone.backbone_fingerprint
+
+    def counting(model: torch.nn.Module) -> str:
+        calls.append(1)
+        return real(model)
+
+    monkeypatch.setattr(onnx_backbone, "backbone_fingerprint", counting)
+    hashes = {onnx_backbone.frozen_backbone_fingerprint(encoder.backbone.model) for _ in range(3)}
+    assert hashes == {expected} and len(calls) == 1
+    assert onnx_backbone.frozen_backbone_fingerprint(fresh_encoder(tiny_model_dir).backbone.model)
+    assert len(calls) == 2  # another loaded model is hashed for itself
