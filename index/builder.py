@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,8 @@ class IndexBuildConfig:
     reuse: bool = True
     """Take the vectors (and token matrices) of documents whose texts are unchanged from the
     index in ``out`` this build replaces, where it was encoded the same way, instead of
-    encoding them again."""
+    encoding them again; and with ``expansion``, their generated queries, where it was
+    expanded the same way."""
     qdrant: QdrantTarget | None = None
     """Put the first stage's vectors in a Qdrant collection (``loupe-<generation>``) there,
     instead of a FAISS file in ``out``; ``factory`` does not apply (Qdrant builds HNSW)."""
@@ -95,6 +96,8 @@ class BuildStats:
     """Documents an interrupted build had done before this run resumed it."""
     reused: int = 0
     """Documents whose encodings came from the index this build replaced."""
+    expansions_reused: int = 0
+    """Documents whose doc2query queries came from the index this build replaced."""
 
     @property
     def passages_per_second(self) -> float:
@@ -129,20 +132,25 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
     if config.runtime is not None:
         extra = [token_encoder.encoder] if token_encoder is not None else []
         apply_runtimes([encoder, *extra], config.runtime)
-    fingerprint = build_fingerprint(config, encoder, token_encoder)
+    expander = DocumentExpander(config.expansion) if config.expansion is not None else None
+    fingerprint = build_fingerprint(config, encoder, token_encoder, expander)
     resumed = find_unfinished_build(out, fingerprint) if config.resume else None
     generation = resumed or new_generation()
     docstore_name = f"docstore-{generation}.sqlite"
     tokens_name = f"tokens-{generation}"
-    expander = DocumentExpander(config.expansion) if config.expansion is not None else None
     replaced = (
         PreviousGeneration.open(
-            out, previous, fingerprint, BUILD_CONFIG_META, with_matrices=token_encoder is not None
+            out,
+            previous,
+            fingerprint,
+            BUILD_CONFIG_META,
+            with_matrices=token_encoder is not None,
+            progress_meta=BUILD_PROGRESS_META,
         )
         if config.reuse and previous is not None and previous.generation != generation
         else None
     )
-    reused = 0
+    reused = expansions_reused = 0
     with (
         DocStore(out / docstore_name) as store,
         tqdm(desc="indexing", unit="doc", disable=not config.show_progress) as bar,
@@ -157,7 +165,9 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         documents = islice(read_corpus(config.corpus, config.corpus_format), done, None)
         while chunk := list(islice(documents, config.chunk_size)):
             if expander is not None:
-                chunk = expand_documents(expander, chunk)
+                known = replaced.expansions(chunk) if replaced is not None else {}
+                chunk = expand_documents(expander, chunk, known)
+                expansions_reused += len(known)
             kept = replaced.encodings(chunk) if replaced is not None else {}
             vectors, matrices = encode_chunk(chunk, encoder, token_encoder, kept)
             reused += len(kept)
@@ -216,7 +226,9 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         index.close()
     if previous is not None:
         drop_replaced_collection(previous, manifest, config.qdrant)
-    return BuildStats(manifest, time.perf_counter() - started, resumed_after, reused)
+    return BuildStats(
+        manifest, time.perf_counter() - started, resumed_after, reused, expansions_reused
+    )
 
 
 def write_snapshot(
@@ -289,7 +301,10 @@ def drop_replaced_collection(
 
 
 def build_fingerprint(
-    config: IndexBuildConfig, encoder: TextEncoder, token_encoder: LateInteractionModel | None
+    config: IndexBuildConfig,
+    encoder: TextEncoder,
+    token_encoder: LateInteractionModel | None,
+    expander: DocumentExpander | None = None,
 ) -> dict[str, Any]:
     """What must not change for a build to be resumed: the corpus (path, size and the time
     its files last changed) and what encodes it. A corpus touched since is not resumed
@@ -308,7 +323,7 @@ def build_fingerprint(
         "max_length": encoder.max_length,
         "reranker": token_encoder.fingerprint if token_encoder is not None else None,
         "token_dtype": config.token_dtype.value if token_encoder is not None else None,
-        "expansion": asdict(config.expansion) if config.expansion is not None else None,
+        "expansion": expander.fingerprint if expander is not None else None,
     }
 
 
@@ -442,9 +457,15 @@ def encode_chunk(
     return vectors, [m for m in matrices if m is not None]
 
 
-def expand_documents(expander: DocumentExpander, documents: list[Document]) -> list[Document]:
-    """The documents with their generated queries in ``metadata["doc2query"]``."""
-    queries = expander.queries([d.full_text for d in documents])
+def expand_documents(
+    expander: DocumentExpander,
+    documents: list[Document],
+    known: Mapping[int, list[str]] | None = None,
+) -> list[Document]:
+    """The documents with their generated queries in ``metadata["doc2query"]``; those
+    ``known`` gives by position (kept from the index a rebuild replaces) are not generated
+    again."""
+    queries = expander.expand([d.full_text for d in documents], known)
     return [
         replace(d, metadata={**d.metadata, EXPANSION_KEY: q})
         for d, q in zip(documents, queries, strict=True)

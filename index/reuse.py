@@ -13,7 +13,7 @@ import numpy as np
 
 from index.docstore import DocStore
 from index.manifest import Manifest
-from index.records import Document
+from index.records import EXPANSION_KEY, Document
 from index.searcher import stored_token_matrices
 from index.token_store import TokenStore
 
@@ -81,17 +81,29 @@ MATRIX_FIELDS = ("reranker", "token_dtype")
 
 
 class PreviousGeneration:
-    """The index a rebuild of the same folder replaces, read for the encodings of its
-    unchanged documents, where it was built with the same encoder (and, for a build with a
-    token store, the same re-ranker and token dtype)."""
+    """The index a rebuild of the same folder replaces, read for what its unchanged documents
+    cost a model pass to get: their encodings, where it was built with the same encoder (and,
+    for a build with a token store, the same re-ranker and token dtype), and their doc2query
+    queries, where it was expanded by the same generator decoding the same way."""
 
     def __init__(
-        self, docstore: DocStore, tokens: TokenStore | None, fingerprint: str | None
+        self,
+        docstore: DocStore,
+        tokens: TokenStore | None,
+        fingerprint: str | None,
+        *,
+        same_encodings: bool = True,
+        expanded_up_to: int | None = None,
     ) -> None:
         self.docstore = docstore
         self.tokens = tokens
         self.fingerprint = fingerprint
         """The re-ranker whose matrices are reused (None: vectors only)."""
+        self.same_encodings = same_encodings
+        """Whether its vectors (and matrices) are those this build would compute."""
+        self.expanded_up_to = expanded_up_to
+        """The last docstore key its build wrote with the same expansion (None: none): later
+        keys were written over HTTP, with whatever queries their client sent."""
 
     @classmethod
     def open(
@@ -101,9 +113,12 @@ class PreviousGeneration:
         fingerprint: Mapping[str, Any],
         build_meta: str,
         with_matrices: bool,
+        progress_meta: str | None = None,
     ) -> PreviousGeneration | None:
         """The generation ``manifest`` names, when the build that wrote it (its docstore's
-        ``build_meta``) matches ``fingerprint`` where the encodings depend on it; else None."""
+        ``build_meta``) matches ``fingerprint`` where the encodings or the expansions depend
+        on it; else None. ``progress_meta``: the docstore meta where that build recorded the
+        last key it wrote (``max_key``), which bounds the expansions reused."""
         path = folder / manifest.docstore_file
         if not path.is_file():
             return None
@@ -111,20 +126,35 @@ class PreviousGeneration:
         written_by = docstore.get_meta(build_meta) or {}
         fields = ENCODING_FIELDS + (MATRIX_FIELDS if with_matrices else ())
         mixed = recorded_encoder(docstore, build_meta) != fingerprint.get("encoder")
-        if mixed or any(written_by.get(name) != fingerprint.get(name) for name in fields):
+        same_encodings = not mixed and all(
+            written_by.get(name) == fingerprint.get(name) for name in fields
+        )
+        expanded_up_to = None
+        expansion = fingerprint.get("expansion")
+        if expansion is not None and written_by.get("expansion") == expansion and progress_meta:
+            expanded_up_to = (docstore.get_meta(progress_meta) or {}).get("max_key")
+        if not same_encodings and expanded_up_to is None:
             log.info("%s: the index there was encoded otherwise; nothing is reused", folder)
             docstore.close()
             return None
-        if not with_matrices:
-            return cls(docstore, None, None)
-        tokens = (
-            TokenStore(folder / manifest.token_store_file) if manifest.token_store_file else None
+        tokens = fingerprint_of = None
+        if same_encodings and with_matrices:
+            fingerprint_of = str(fingerprint.get("reranker"))
+            if manifest.token_store_file:
+                tokens = TokenStore(folder / manifest.token_store_file)
+        return cls(
+            docstore,
+            tokens,
+            fingerprint_of,
+            same_encodings=same_encodings,
+            expanded_up_to=int(expanded_up_to) if expanded_up_to is not None else None,
         )
-        return cls(docstore, tokens, str(fingerprint.get("reranker")))
 
     def encodings(self, documents: Sequence[Document]) -> dict[int, Encoding]:
         """See :func:`unchanged_encodings`; matrices from the token store the build wrote,
         or the docstore (documents added while it was served)."""
+        if not self.same_encodings:
+            return {}
         lookup: MatrixLookup | None = None
         if self.fingerprint is not None:
             fingerprint = self.fingerprint
@@ -133,6 +163,30 @@ class PreviousGeneration:
                 return stored_token_matrices(self.tokens, self.docstore, keys, fingerprint)
 
         return unchanged_encodings(self.docstore, documents, lookup)
+
+    def expansions(self, documents: Sequence[Document]) -> dict[int, list[str]]:
+        """By position in ``documents``: the doc2query queries its build generated for those
+        stored under the same id with the same text (the generator's input)."""
+        if self.expanded_up_to is None:
+            return {}
+        keys = self.docstore.keys_for_ids(d.id for d in documents)
+        up_to = self.expanded_up_to
+        built = {
+            i: keys[d.id] for i, d in enumerate(documents) if keys.get(d.id, up_to + 1) <= up_to
+        }
+        stored = self.docstore.get_by_keys(built.values())
+        found: dict[int, list[str]] = {}
+        for i, key in built.items():
+            old = stored.get(key)
+            queries = old.metadata.get(EXPANSION_KEY) if old is not None else None
+            if (
+                old is not None
+                and old.full_text == documents[i].full_text
+                and isinstance(queries, list)
+                and all(isinstance(q, str) for q in queries)
+            ):
+                found[i] = list(queries)
+        return found
 
     def close(self) -> None:
         self.docstore.close()

@@ -143,8 +143,9 @@ def index_build(
     reuse: Annotated[
         bool,
         typer.Option(
-            help="take unchanged documents' encodings from the index in --out this build "
-            "replaces (when it was encoded the same way) instead of encoding them again",
+            help="take unchanged documents' encodings (and --expand queries) from the index "
+            "in --out this build replaces, when it was encoded (expanded) the same way, "
+            "instead of computing them again",
             envvar=env("reuse"),
         ),
     ] = True,
@@ -205,6 +206,8 @@ def index_build(
     m = stats.manifest
     resumed = f", resumed after {stats.resumed_after}" if stats.resumed_after else ""
     resumed += f", {stats.reused} unchanged, not encoded again" if stats.reused else ""
+    if stats.expansions_reused:
+        resumed += f", {stats.expansions_reused} kept their generated queries"
     typer.echo(
         f"indexed {m.count} documents ({m.dimension}-d, {m.factory}) into {out} "
         f"in {stats.seconds:.1f}s ({stats.passages_per_second:.1f} passages/s{resumed})"

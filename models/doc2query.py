@@ -3,13 +3,15 @@ the first stage matches the words users ask with (Nogueira et al., 2019)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
 from models.gmlm import GenerativeMaskedLM
 from models.gmlm_decoding import DecodingConfig, generate, length_candidates_for
+from models.onnx_backbone import frozen_backbone_fingerprint
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,17 @@ class DocumentExpander:
             num_generations=n,
         )
 
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What its queries depend on: the generator's weights and configuration and how it
+        decodes (not the batch size or the device). Two expanders with equal fingerprints
+        write the same queries for a text, so a rebuild may keep those it stored."""
+        return {
+            "generator": frozen_backbone_fingerprint(self.model),
+            "generator_config": asdict(self.model.config),
+            "decoding": asdict(self.decoding),
+        }
+
     def queries(self, texts: Sequence[str]) -> list[list[str]]:
         """Up to ``queries_per_document`` distinct generated queries per text."""
         out: list[list[str]] = []
@@ -48,3 +61,13 @@ class DocumentExpander:
                 generations, _ = generate(self.model, chunk, self.decoding)
                 out += [[g.text for g in gens] for gens in generations]
         return out
+
+    def expand(
+        self, texts: Sequence[str], known: Mapping[int, list[str]] | None = None
+    ) -> list[list[str]]:
+        """:meth:`queries` of ``texts``, but those ``known`` gives by position are taken
+        as they are, not generated again."""
+        known = known or {}
+        todo = [i for i in range(len(texts)) if i not in known]
+        generated = dict(zip(todo, self.queries([texts[i] for i in todo]), strict=True))
+        return [known[i] if i in known else generated[i] for i in range(len(texts))]

@@ -187,3 +187,97 @@ def test_an_index_another_encoder_wrote_to_is_not_reused(tmp_path: Path, tiny_en
     live.note_writer("another encoder's weights")  # as a service with another encoder does
     live.close()
     assert build_index(config, encoder=tiny_encoder).reused == 0
+
+
+def tiny_generator(folder: Path, model_dir: Path, seed: int = 0) -> Path:
+    """An untrained GMLM over the tiny backbone, saved in ``folder``."""
+    import torch
+
+    from models.gmlm import GenerativeMaskedLM, GmlmConfig
+
+    torch.manual_seed(seed)
+    config = GmlmConfig(backbone=str(model_dir), max_target_length=6)
+    return GenerativeMaskedLM(config).save(folder)
+
+
+def stored_queries(folder: Path) -> dict[str, list[str]]:
+    """Each document's ``doc2query`` metadata, by id."""
+    reader = IndexReader.open(folder, read_only=True)
+    try:
+        documents = reader.docstore.get_by_keys(reader.docstore.all_keys())
+        return {d.id: d.metadata["doc2query"] for d in documents.values()}
+    finally:
+        reader.close()
+
+
+def test_a_rebuild_generates_queries_only_for_what_changed(
+    tmp_path: Path, tiny_encoder: Any, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.doc2query import DocumentExpander, ExpansionConfig
+
+    expansion = ExpansionConfig(str(tiny_generator(tmp_path / "gmlm", tiny_model_dir)), 2, 2)
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "first.jsonl", FIRST),
+        out=tmp_path / "index",
+        show_progress=False,
+        expansion=expansion,
+    )
+    build_index(config, encoder=tiny_encoder)
+    generated: list[str] = []
+    real_queries = DocumentExpander.queries
+
+    def queries(self: DocumentExpander, texts: list[str]) -> list[list[str]]:
+        generated.extend(texts)
+        return real_queries(self, texts)
+
+    monkeypatch.setattr(DocumentExpander, "queries", queries)
+    second = replace(config, corpus=write_corpus(tmp_path / "second.jsonl", SECOND))
+    stats = build_index(second, encoder=tiny_encoder)
+    assert sorted(generated) == sorted([SECOND["d2"], SECOND["d5"]])
+    assert stats.expansions_reused == 3 and stats.reused == 3, "the same queries: same vectors"
+    monkeypatch.undo()
+
+    scratch = tmp_path / "scratch"
+    build_index(replace(second, out=scratch, reuse=False), encoder=tiny_encoder)
+    assert stored_queries(config.out) == stored_queries(scratch)
+    got, want = encodings(config.out), encodings(scratch)
+    for doc_id, (vector, _) in want.items():
+        np.testing.assert_allclose(got[doc_id][0], vector, atol=1e-6)
+
+
+def test_queries_of_another_generator_or_a_client_are_not_kept(
+    tmp_path: Path, tiny_encoder: Any, tiny_model_dir: Path
+) -> None:
+    from index.live import LiveIndex
+    from index.records import Document
+    from models.doc2query import ExpansionConfig
+
+    generator = tiny_generator(tmp_path / "gmlm", tiny_model_dir)
+    config = IndexBuildConfig(
+        corpus=write_corpus(tmp_path / "c.jsonl", FIRST),
+        out=tmp_path / "index",
+        show_progress=False,
+        expansion=ExpansionConfig(str(generator), 2, 2),
+    )
+    build_index(config, encoder=tiny_encoder)
+    assert build_index(config, encoder=tiny_encoder).expansions_reused == len(FIRST)
+    # another encoder: the queries are kept, the vectors are not
+    from models.encoder import EncoderConfig, TextEncoder
+
+    shorter = TextEncoder(EncoderConfig(model=tiny_encoder.model_name, device="cpu", max_length=16))
+    stats = build_index(config, encoder=shorter)
+    assert (stats.expansions_reused, stats.reused) == (len(FIRST), 0)
+    # a document re-sent over HTTP with its client's queries: not the generator's
+    live = LiveIndex.open(config.out)
+    sent = Document("d1", FIRST["d1"], metadata={"doc2query": ["a client's own query"]})
+    live.add([sent], tiny_encoder.encode([sent.first_stage_text]))
+    live.snapshot()
+    live.close()
+    assert build_index(config, encoder=tiny_encoder).expansions_reused == len(FIRST) - 1
+    assert "a client's own query" not in stored_queries(config.out)["d1"]
+    # decoded otherwise, or a generator retrained into the same folder
+    other_decoding = replace(config, expansion=ExpansionConfig(str(generator), 2, 3))
+    assert build_index(other_decoding, encoder=tiny_encoder).expansions_reused == 0
+    assert build_index(config, encoder=tiny_encoder).expansions_reused == 0
+    tiny_generator(generator, tiny_model_dir, seed=1)
+    assert build_index(config, encoder=tiny_encoder).expansions_reused == 0
