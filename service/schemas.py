@@ -448,10 +448,13 @@ class CohereEmbedInput(_Request):
     content: list[CohereTextContent] = Field(min_length=1)
 
 
+CohereEmbeddingType = Literal["float", "base64", "int8", "uint8", "binary", "ubinary"]
+
+
 class CohereEmbedRequest(_Request):
     """Cohere's embed request, as its v1 (``texts``) and v2 (``texts`` or ``inputs``) SDKs
-    send it; text only, and ``embedding_types`` of ``float`` and ``base64`` only (Cohere's
-    int8 and binary forms are its own quantisations of its own models)."""
+    send it; text only. Its byte and bit ``embedding_types`` are Loupe's own fixed
+    quantisation of its unit vectors (service/routers/embed_encoding.py)."""
 
     texts: list[str] | None = None
     inputs: list[CohereEmbedInput] | None = None
@@ -460,8 +463,11 @@ class CohereEmbedRequest(_Request):
     input_type: (
         Literal["search_document", "search_query", "classification", "clustering"] | None
     ) = Field(None, description="accepted; the encoder embeds queries and documents alike")
-    embedding_types: list[Literal["float", "base64"]] | None = Field(
-        None, description="Loupe's vectors as floats, base64 float32, or both"
+    embedding_types: list[CohereEmbeddingType] | None = Field(
+        None,
+        description="one or more of: float; base64 (float32); int8 or uint8 (a byte a "
+        "dimension, one scale for every vector); binary or ubinary (a bit a dimension, set "
+        "where it is positive, 8 to a byte, first dimension highest)",
     )
     truncate: Literal["NONE", "START", "END"] | None = Field(
         None, description="an over-long text: refused (NONE), or cut at its START or END"
@@ -490,6 +496,10 @@ class CohereEmbeddingsByType(BaseModel):
 
     float_: list[list[float]] | None = Field(None, alias="float")
     base64: list[str] | None = None
+    int8: list[list[int]] | None = None
+    uint8: list[list[int]] | None = None
+    binary: list[list[int]] | None = None
+    ubinary: list[list[int]] | None = None
 
 
 class CohereEmbedResponse(BaseModel):

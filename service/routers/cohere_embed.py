@@ -11,7 +11,13 @@ from fastapi import APIRouter, Depends
 from service.deps import get_runtime, submit
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
-from service.routers.embed_encoding import encode_base64
+from service.routers.embed_encoding import (
+    encode_base64,
+    to_binary,
+    to_int8,
+    to_ubinary,
+    to_uint8,
+)
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
 from service.schemas import (
@@ -38,7 +44,8 @@ async def embed_v2(
     body: CohereEmbedRequest, runtime: Runtime = Depends(get_runtime)
 ) -> CohereEmbedResponse:
     """One unit-length vector per text, in input order, by type (``float`` unless
-    ``embedding_types`` asks for ``base64`` too or instead)."""
+    ``embedding_types`` asks for others too or instead: ``base64``, the bytes ``int8`` and
+    ``uint8``, the bits ``binary`` and ``ubinary``)."""
     return await embed_cohere(body, runtime, api_version="2")
 
 
@@ -84,9 +91,14 @@ async def embed_cohere(
             meta=meta,
         )
     kinds = set(body.embedding_types or ("float",))
+    vectors = outcome.vectors
     by_type = CohereEmbeddingsByType(
-        float_=[v.tolist() for v in outcome.vectors] if "float" in kinds else None,
-        base64=[encode_base64(v) for v in outcome.vectors] if "base64" in kinds else None,
+        float_=vectors.tolist() if "float" in kinds else None,
+        base64=[encode_base64(v) for v in vectors] if "base64" in kinds else None,
+        int8=to_int8(vectors).tolist() if "int8" in kinds else None,
+        uint8=to_uint8(vectors).tolist() if "uint8" in kinds else None,
+        binary=to_binary(vectors).tolist() if "binary" in kinds else None,
+        ubinary=to_ubinary(vectors).tolist() if "ubinary" in kinds else None,
     )
     return CohereEmbedResponse(
         id=response_id,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from service.client import AsyncLoupeClient, LoupeClient, LoupeError
+from service.routers.embed_encoding import to_int8, to_ubinary
 from tests.service.helpers import wait_url_ready
 
 CORPUS = [
@@ -198,8 +199,18 @@ def test_cohere_sdks_embed_against_the_server(live_server):
         embedding_types=["float"],
     )
     np.testing.assert_allclose(by_type.embeddings.float_, expected, atol=1e-6)
+    compressed = v2.embed(
+        texts=texts,
+        model="m",
+        input_type="search_query",
+        embedding_types=["int8", "uint8", "binary", "ubinary"],
+    ).embeddings
+    np.testing.assert_array_equal(compressed.int8, to_int8(np.asarray(expected)))
+    np.testing.assert_array_equal(compressed.uint8, np.asarray(compressed.int8) + 128)
+    np.testing.assert_array_equal(compressed.ubinary, to_ubinary(np.asarray(expected)))
+    np.testing.assert_array_equal(compressed.binary, np.asarray(compressed.ubinary) - 128)
     with pytest.raises(cohere.errors.UnprocessableEntityError):
-        v2.embed(texts=texts, model="m", input_type="search_query", embedding_types=["int8"])
+        v2.embed(texts=texts, model="m", input_type="search_query", embedding_types=["int4"])
     wrong = cohere.ClientV2(api_key="wrong", base_url=server.url)
     with pytest.raises(cohere.errors.UnauthorizedError):
         wrong.embed(texts=texts, model="m", input_type="search_query")

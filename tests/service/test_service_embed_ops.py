@@ -107,14 +107,45 @@ def test_cohere_embed_truncation_and_refusals(client: TestClient):
         {"texts": ["x"], "inputs": [{"content": [{"type": "text", "text": "x"}]}]},
         {"images": ["data:image/png;base64,AAAA"]},
         {"texts": ["x"], "input_type": "image"},
-        {"texts": ["x"], "embedding_types": ["int8"]},
+        {"texts": ["x"], "embedding_types": ["int4"]},
         {"texts": ["x"], "output_dimension": 3},
         {"inputs": [{"content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
     ]
     for body in refused:
         assert_error(client.post("/v2/embed", json=body), 422)
     message = assert_error(client.post("/v2/embed", json=refused[4]), 422)["message"]
-    assert message.startswith("embedding_types.0:") and "'float' or 'base64'" in message
+    assert message.startswith("embedding_types.0:") and "'binary' or 'ubinary'" in message
+
+
+def test_cohere_embed_answers_bytes_and_bits(client: TestClient, tiny_models):
+    """int8 and uint8: each dimension times one fixed scale, rounded (uint8: plus 128);
+    binary and ubinary: the signs as bits, first dimension highest (binary: minus 128)."""
+    from service.routers.embed_encoding import int8_scale
+
+    texts = ["a loupe", "a lens", "a magnifier"]
+    floats = np.asarray(
+        [d["embedding"] for d in client.post("/v1/embed", json={"input": texts}).json()["data"]]
+    )
+    dim = tiny_models[0].dim
+    kinds = ["int8", "uint8", "binary", "ubinary", "float"]
+    for path in ("/v1/embed", "/v2/embed"):
+        answer = client.post(path, json={"texts": texts, "embedding_types": kinds})
+        assert answer.status_code == 200, answer.text
+        by_type = answer.json()["embeddings"]
+        assert set(by_type) == set(kinds)
+        int8, uint8 = np.asarray(by_type["int8"]), np.asarray(by_type["uint8"])
+        assert int8.shape == floats.shape and int8.min() >= -128 and int8.max() <= 127
+        scaled = floats * int8_scale(dim)
+        unclipped = np.abs(scaled) < 127
+        assert unclipped.mean() > 0.95
+        np.testing.assert_array_less(np.abs(int8 - scaled)[unclipped], 0.5 + 1e-6)
+        np.testing.assert_array_equal(int8[~unclipped], np.sign(scaled[~unclipped]) * 127)
+        np.testing.assert_array_equal(uint8, int8 + 128)
+        ubinary, binary = np.asarray(by_type["ubinary"]), np.asarray(by_type["binary"])
+        assert ubinary.shape == (len(texts), -(-dim // 8)) and ubinary.max() <= 255
+        bits = np.unpackbits(ubinary.astype(np.uint8), axis=1)[:, :dim]
+        np.testing.assert_array_equal(bits, (floats > 0).astype(np.uint8))
+        np.testing.assert_array_equal(binary, ubinary - 128)
 
 
 def test_models(client: TestClient, tiny_models):
