@@ -50,6 +50,8 @@ app = typer.Typer(
     help="Loupe: dual-encoder retrieval, FAISS index, learned late-interaction re-ranking.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # paragraphs reflowed (rich mode keeps a docstring's line breaks) and `[extra]` kept
+    rich_markup_mode="markdown",
 )
 index_app = typer.Typer(help="Build and inspect indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")

@@ -66,7 +66,7 @@ def serve(
         str | None, _option("generator", "GMLM folder served at /v1/generate (none: 503)")
     ] = None,
     api_key: Annotated[
-        str | None, _option("api_key", "require 'Authorization: Bearer <key>' on /v1 and /v2")
+        str | None, _option("api_key", "require `Authorization: Bearer KEY` on /v1 and /v2")
     ] = None,
     cors_origins: Annotated[
         str | None,

@@ -248,3 +248,15 @@ def test_eval_with_the_bm25_first_stage(tmp_path: Path, tiny_corpus: Path, tiny_
         line for line in (out / "run.trec").read_text().splitlines() if " d2 " in line
     ]
     assert json.loads((out / "metrics.json").read_text())["metrics"]["RR@10"] == 1.0
+
+
+def test_help_reflows_docstrings_and_keeps_brackets() -> None:
+    """A command's summary reads as one paragraph, not the docstring's line breaks, and
+    `loupe[qdrant]` is not taken for markup."""
+    wide = {"COLUMNS": "200"}
+    listing = runner.invoke(app, ["--help"], env=wide)
+    assert listing.exit_code == 0, listing.output
+    line = next(x for x in listing.output.splitlines() if " search " in x)
+    assert "(or a service with --url, which re-ranks)" in line
+    build = runner.invoke(app, ["index", "build", "--help"], env=wide)
+    assert "loupe[qdrant]" in build.output
