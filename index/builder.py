@@ -19,7 +19,13 @@ from index.bm25_index import BM25Index
 from index.docstore import DocStore
 from index.errors import IndexCorruptError
 from index.faiss_index import FaissIndex
-from index.manifest import MANIFEST_NAME, Manifest, new_generation, sha256_file
+from index.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    interrupted_generations,
+    new_generation,
+    sha256_file,
+)
 from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name, drop_collections
 from index.readers.corpus import CorpusFormat, read_corpus
 from index.records import EXPANSION_KEY, Document
@@ -128,6 +134,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         FaissIndex.create(encoder.dim, config.factory, use_gpu=False).close()
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_manifest(out)
+    previous_generation = [previous.generation] if previous is not None else []
     token_encoder = _token_encoder(config, encoder) if config.token_store else None
     if config.runtime is not None:
         extra = [token_encoder.encoder] if token_encoder is not None else []
@@ -209,6 +216,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
             bm25_name = f"bm25-{generation}"
             bm25_keys, bm25_texts = stored_texts(store)
             BM25Index.build(bm25_keys, bm25_texts).save(out / bm25_name)
+    interrupted = interrupted_generations(out, keep={generation, *previous_generation})
     try:
         manifest = write_snapshot(
             out,
@@ -226,6 +234,9 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         index.close()
     if previous is not None:
         drop_replaced_collection(previous, manifest, config.qdrant)
+    if config.qdrant is not None and interrupted:
+        # an interrupted build may have left a partial collection: its files are gone now
+        drop_collections(config.qdrant, [collection_name(g) for g in interrupted])
     return BuildStats(
         manifest, time.perf_counter() - started, resumed_after, reused, expansions_reused
     )

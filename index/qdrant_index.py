@@ -297,15 +297,18 @@ class QdrantIndex(VectorIndex):
         self._client.close()
 
 
-def drop_collections(target: QdrantTarget, collections: Iterable[str]) -> None:
-    """Delete collections of earlier builds (those that exist)."""
+def drop_collections(target: QdrantTarget, collections: Iterable[str]) -> list[str]:
+    """Delete collections of earlier builds (those that exist); returns those deleted."""
     client = target.connect()
+    dropped: list[str] = []
     try:
         for name in collections:
             if client.collection_exists(name):
                 client.delete_collection(name)
+                dropped.append(name)
     finally:
         client.close()
+    return dropped
 
 
 def _require_k(k: int) -> None:

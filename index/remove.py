@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.manifest import Manifest
-from index.qdrant_index import QdrantTarget, drop_collections
+from index.manifest import Manifest, interrupted_generations
+from index.qdrant_index import QdrantTarget, collection_name, drop_collections
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class Removed:
     folder: Path
     collection: str | None
     """The Qdrant collection deleted with the folder, if the index had one."""
+    interrupted: tuple[str, ...] = ()
+    """Collections of builds interrupted in the folder, deleted too (where they exist)."""
 
 
 def remove_index(folder: Path, qdrant: QdrantTarget | None = None) -> Removed:
@@ -24,7 +26,12 @@ def remove_index(folder: Path, qdrant: QdrantTarget | None = None) -> Removed:
     is refused, so that a mistyped path deletes nothing."""
     manifest = Manifest.load(folder)  # FileNotFoundError when it is no index
     collection = manifest.qdrant_collection if manifest.vectors_backend == "qdrant" else None
+    interrupted: tuple[str, ...] = ()
     if collection is not None and manifest.qdrant_location is not None:
-        drop_collections(qdrant or QdrantTarget(manifest.qdrant_location), [collection])
+        keep = {manifest.generation}
+        left = [collection_name(g) for g in interrupted_generations(folder, keep)]
+        target = qdrant or QdrantTarget(manifest.qdrant_location)
+        dropped = drop_collections(target, [collection, *left])
+        interrupted = tuple(name for name in dropped if name != collection)
     shutil.rmtree(folder)
-    return Removed(folder, collection)
+    return Removed(folder, collection, interrupted)

@@ -292,6 +292,8 @@ def index_remove(
         typer.confirm(f"delete the index in {index} and everything it holds?", abort=True)
     removed = remove_index(index, target_for(index, qdrant_url, qdrant_api_key))
     also = f" and Qdrant collection {removed.collection}" if removed.collection else ""
+    if removed.interrupted:
+        also += f" (and those of interrupted builds: {', '.join(removed.interrupted)})"
     typer.echo(f"deleted {removed.folder}{also}")
 
 

@@ -13,7 +13,7 @@ from index.builder import IndexBuildConfig, build_index
 from index.inspect import index_info
 from index.live import LiveIndex
 from index.manifest import Manifest
-from index.qdrant_index import QdrantTarget
+from index.qdrant_index import QdrantIndex, QdrantTarget, collection_name
 from index.records import Document
 from loupe.cli import app
 from models.late_interaction import LateInteractionConfig, LateInteractionModel
@@ -80,6 +80,9 @@ def test_remove_deletes_the_folder_and_its_qdrant_collection(tmp_path: Path) -> 
     target = QdrantTarget(str(tmp_path / "qdrant"))
     LiveIndex.open_or_create(folder, model="m", dimension=4, qdrant=target).close()
     collection = Manifest.load(folder).qdrant_collection
+    # an interrupted build's docstore and partial collection
+    (folder / "docstore-20261128T000000-abcdef.sqlite").touch()
+    QdrantIndex.create(target, collection_name("20261128T000000-abcdef"), 4).close()
     runner = CliRunner()
     refused = runner.invoke(app, ["index", "remove", "--index", str(folder)], input="n\n")
     assert refused.exit_code == 1 and folder.is_dir()  # asked, and told no
@@ -88,9 +91,11 @@ def test_remove_deletes_the_folder_and_its_qdrant_collection(tmp_path: Path) -> 
     result = runner.invoke(app, ["index", "remove", "--index", str(folder), "--yes"])
     assert result.exit_code == 0, result.output
     assert f"Qdrant collection {collection}" in result.output
+    assert "interrupted builds: loupe-20261128T000000-abcdef" in result.output
     assert not folder.exists()
     client = QdrantClient(path=target.location)
     try:
         assert not client.collection_exists(str(collection))
+        assert client.get_collections().collections == []
     finally:
         client.close()

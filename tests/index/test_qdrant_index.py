@@ -145,6 +145,33 @@ def test_a_built_index_with_qdrant_vectors_searches_as_the_faiss_one(
     assert collections(tmp_path / "qdrant") == {rebuilt.manifest.qdrant_collection}
 
 
+def test_a_build_drops_the_collection_an_interrupted_build_left(
+    tmp_path: Path, tiny_corpus: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.builder
+
+    target = QdrantTarget(str(tmp_path / "qdrant"))
+    config = IndexBuildConfig(
+        corpus=tiny_corpus, out=tmp_path / "q", show_progress=False, qdrant=target
+    )
+    first = build_index(config, tiny_encoder).manifest
+    real_upload = index.builder.upload_stored_vectors
+
+    def upload_then_crash(*args: object, **kwargs: object) -> QdrantIndex:
+        real_upload(*args, **kwargs).close()  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(index.builder, "upload_stored_vectors", upload_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(config, tiny_encoder)
+    monkeypatch.undo()
+    left = collections(tmp_path / "qdrant") - {first.qdrant_collection}
+    assert len(left) == 1, "the interrupted build left a collection"
+    rebuilt = build_index(config, tiny_encoder).manifest
+    assert collections(tmp_path / "qdrant") == {rebuilt.qdrant_collection}
+    assert [p.name for p in (tmp_path / "q").glob("docstore-*.sqlite")] == [rebuilt.docstore_file]
+
+
 def test_a_qdrant_build_takes_no_faiss_factory(tmp_path: Path, tiny_corpus: Path) -> None:
     with pytest.raises(ValueError, match="a Qdrant collection is HNSW"):
         IndexBuildConfig(corpus=tiny_corpus, out=tmp_path, factory="HNSW32", qdrant=MEMORY)
