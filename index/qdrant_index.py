@@ -99,14 +99,19 @@ def collection_name(generation: str) -> str:
 def qdrant_filter(where: MetadataFilter) -> models.Filter | None:
     """``where`` as a Qdrant filter over the points' payloads (each document's metadata), or
     None where one cannot say it: a field name Qdrant would read as a path (``.``, ``[``) or
-    an integer beyond a double's precision. Strings and booleans match by value, numbers by
-    a range of one value (so ``1`` matches ``1.0``, as in the docstore). Qdrant also matches
+    an integer beyond a double's precision, or a range over strings. Strings and booleans
+    match by value, numbers by a range of one value (so ``1`` matches ``1.0``, as in the
+    docstore), and numeric ranges by Qdrant's range. Qdrant also matches
     a value inside a list, which the docstore does not: callers check the hits.
 
     >>> f = qdrant_filter(MetadataFilter.from_mapping({"lang": ["en", "de"], "year": 2024}))
     >>> [len(field.should) for field in f.must]
     [2, 1]
     >>> qdrant_filter(MetadataFilter.from_mapping({"a.b": 1})) is None
+    True
+    >>> qdrant_filter(MetadataFilter.from_mapping({"year": {"gte": 2020}})).must[0].range.gte
+    2020.0
+    >>> qdrant_filter(MetadataFilter.from_mapping({"date": {"gte": "2024-01-01"}})) is None
     True
     """
     from qdrant_client import models
@@ -129,6 +134,13 @@ def qdrant_filter(where: MetadataFilter) -> models.Filter | None:
                     models.FieldCondition(key=name, range=models.Range(gte=number, lte=number))
                 )
         fields.append(models.Filter(should=options))
+    for name, value_range in where.ranges:
+        if any(c in name for c in ".[]") or value_range.on_strings:
+            return None  # Qdrant orders numbers (and datetimes), not strings
+        bounds = {op: float(value) for op, value in value_range.bounds}
+        if any(abs(value) >= EXACT_FLOAT_INTEGERS for value in bounds.values()):
+            return None
+        fields.append(models.FieldCondition(key=name, range=models.Range(**bounds)))
     return models.Filter(must=fields)
 
 

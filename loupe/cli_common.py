@@ -82,7 +82,8 @@ FilterPairs = Annotated[
         "--filter",
         metavar="FIELD=VALUE",
         help="only documents whose metadata field has this value (JSON where it parses: "
-        "year=2024); repeat a field for any of several values, other fields for all",
+        "year=2024), or within a range: year>=2020, date<2025 (>, >=, <, <=); repeat a "
+        "field for any of several values or both ends of a range, other fields for all",
     ),
 ]
 """``--filter FIELD=VALUE``, read with :func:`index.metadata_filter.parse_filter_pairs`."""

@@ -63,9 +63,10 @@ FilterMapping = Annotated[dict[str, Any] | None, AfterValidator(_valid_filter)]
 """A metadata filter as JSON, checked by :meth:`MetadataFilter.from_mapping`."""
 
 FILTER_RULE = (
-    "documents whose metadata has, for every field named, one of the values given: "
-    '{"topic": "food", "year": [2023, 2024]} (strings, numbers, booleans; a list means any '
-    "of them)"
+    "documents whose metadata has, for every field named, one of the values given, or a "
+    'value within the range given: {"topic": "food", "year": [2023, 2024], "date": {"gte": '
+    '"2024-01-01", "lt": "2025"}} (strings, numbers, booleans; a list means any of them; a '
+    "range takes gt, gte, lt, lte, all numbers or all strings, which compare by character)"
 )
 
 

@@ -25,6 +25,9 @@ METADATA: list[dict[str, Any]] = [
     {"topic": ["food"], "year": 2022},
     {"topic": "Food", "nested": {"topic": "food"}},
     {},
+    {"year": 2025.5, "date": "2024-06-01"},
+    {"year": True, "date": "2025-01-01"},
+    {"date": "2023-12-31T23:59"},
 ]
 FILTERS: list[dict[str, Any]] = [
     {"topic": "food"},
@@ -38,6 +41,14 @@ FILTERS: list[dict[str, Any]] = [
     {"topic": "food", "year": 2024},
     {"nested": "food"},
     {"missing": "x"},
+    {"year": {"gte": 2023}},
+    {"year": {"gt": 2023, "lt": 2025}},
+    {"year": {"lte": 2023.5}},
+    {"year": {"gte": "2024"}},
+    {"date": {"gte": "2024-01-01", "lt": "2025"}},
+    {"date": {"lt": "2024"}},
+    {"topic": "food", "year": {"gt": 2023}},
+    {"missing": {"gt": 0}},
 ]
 
 
@@ -60,6 +71,12 @@ def test_json_types_are_not_mixed() -> None:
     assert passing({"year": 2024}) == [0]  # not the string "2024"
     assert passing({"year": 2023}) == [1]  # 2023 == 2023.0
     assert passing({"new": True}) == [0] and passing({"new": 1}) == [2]
+    # ranges: numbers against numbers only (not "2024", not true), strings by characters
+    assert passing({"year": {"gte": 2023}}) == [0, 1, 6]
+    assert passing({"year": {"gt": 2023, "lt": 2025}}) == [0]
+    assert passing({"year": {"gte": "2024"}}) == [2]
+    assert passing({"date": {"gte": "2024-01-01", "lt": "2025"}}) == [6]
+    assert passing({"date": {"lt": "2024"}}) == [8]
 
 
 @pytest.mark.parametrize(
@@ -68,7 +85,13 @@ def test_json_types_are_not_mixed() -> None:
         ({}, "at least one field"),
         ({"a": []}, "at least one value"),
         ({"a": None}, "not NoneType"),
-        ({"a": {"$gt": 1}}, "not dict"),
+        ({"a": {"$gt": 1}}, "takes gt, gte, lt or lte, not \\$gt"),
+        ({"a": {}}, "takes gt, gte, lt or lte"),
+        ({"a": {"gt": 1, "lt": "2"}}, "all numbers or all strings"),
+        ({"a": {"gt": True}}, "not bool"),
+        ({"a": {"gt": None}}, "not NoneType"),
+        ({"a": {"gt": float("inf")}}, "finite"),
+        ({"a": [{"gt": 1}]}, "not dict"),
         ({"a": [[1]]}, "not list"),
         ({"a": float("nan")}, "finite"),
         ({"a": 2**70}, "64 bits"),
@@ -91,6 +114,14 @@ def test_command_line_pairs() -> None:
     )
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         parse_filter_pairs(["topic"])
+    ranged = parse_filter_pairs(["year>2020", "year<=2024", "date>=2024-01-01", "n<5"])
+    assert ranged.as_mapping() == {
+        "year": {"gt": 2020, "lte": 2024},
+        "date": {"gte": "2024-01-01"},
+        "n": {"lt": 5},
+    }
+    with pytest.raises(ValueError, match="values or a range, not both"):
+        parse_filter_pairs(["year=2020", "year>2019"])
 
 
 def test_exact_top_k_matches_a_flat_index() -> None:
@@ -152,6 +183,13 @@ def test_filtered_search_of_a_live_index(
     for value, only_id in ((True, "flag"), (1, "one"), (True, "flag")):
         where = MetadataFilter.from_mapping({"v": value})
         assert [h.document.id for h in live.search_vectors(vectors[:1], 5, where)[0]] == [only_id]
+    # a range: the numbers within it, in score order
+    years = [Document(f"y{y}", "t", metadata={"year": y}) for y in range(2018, 2026)]
+    live.add(years, vectors[:8])
+    recent = MetadataFilter.from_mapping({"year": {"gte": 2022, "lt": 2025}})
+    found = [h.document.id for h in live.search_vectors(vectors[:1], 10, recent)[0]]
+    by_score = sorted((2022, 2023, 2024), key=lambda y: -float(vectors[y - 2018] @ vectors[0]))
+    assert found == [f"y{y}" for y in by_score]
     # the keys a filter passed are remembered and follow the writes
     live.add([Document("new", "t", metadata={"topic": "sport"})], vectors[:1])
     assert [h.document.id for h in live.search_vectors(vectors[:1], 5, nothing)[0]] == ["new"]
@@ -169,7 +207,15 @@ def test_kept_filter_keys_follow_every_write(tmp_path: Path, factory: str) -> No
     live = LiveIndex.open_or_create(tmp_path / "i", model="m", dimension=8, factory=factory)
     filters = [
         MetadataFilter.from_mapping(m)
-        for m in ({"g": 0}, {"g": [1, 2]}, {"g": 1, "on": True}, {"on": 1}, {"g": "0"})
+        for m in (
+            {"g": 0},
+            {"g": [1, 2]},
+            {"g": 1, "on": True},
+            {"on": 1},
+            {"g": "0"},
+            {"g": {"gte": 1}},
+            {"g": {"gt": 0, "lt": 2}, "on": False},
+        )
     ]
 
     def metadata() -> dict[str, object]:

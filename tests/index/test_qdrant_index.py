@@ -172,6 +172,38 @@ def test_a_build_drops_the_collection_an_interrupted_build_left(
     assert [p.name for p in (tmp_path / "q").glob("docstore-*.sqlite")] == [rebuilt.docstore_file]
 
 
+def test_qdrant_applies_numeric_ranges_and_leaves_string_ones_to_the_docstore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.searcher
+
+    _, _, live = new_live(tmp_path, dimension=8)
+    vectors = np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    years = range(2018, 2026)
+    documents = [Document(f"y{y}", "t", metadata={"year": y, "date": f"{y}-06-01"}) for y in years]
+    live.add(documents, vectors)
+    monkeypatch.setattr(index.searcher, "EXACT_FILTER_LIMIT", 0)
+    sent: list[object] = []
+    real_search = QdrantIndex.search_where
+
+    def search_where(self: QdrantIndex, *args: object, **kwargs: object) -> object:
+        found = real_search(self, *args, **kwargs)  # type: ignore[arg-type]
+        if found is not None:  # Qdrant could say the filter
+            sent.append(args)
+        return found
+
+    monkeypatch.setattr(QdrantIndex, "search_where", search_where)
+    try:
+        for given in ({"year": {"gte": 2022, "lt": 2025}}, {"date": {"gte": "2022", "lt": "2025"}}):
+            where = MetadataFilter.from_mapping(given)
+            (hits,) = live.search_vectors(vectors[:1], 8, where)
+            assert sorted(h.document.id for h in hits) == ["y2022", "y2023", "y2024"]
+        assert len(sent) == 1, "the numeric range went to Qdrant, the string one did not"
+    finally:
+        live.close()
+
+
 def test_a_qdrant_build_takes_no_faiss_factory(tmp_path: Path, tiny_corpus: Path) -> None:
     with pytest.raises(ValueError, match="a Qdrant collection is HNSW"):
         IndexBuildConfig(corpus=tiny_corpus, out=tmp_path, factory="HNSW32", qdrant=MEMORY)

@@ -194,11 +194,14 @@ def test_list_documents_a_page_at_a_time(client: TestClient):
     assert [d["id"] for d in tagged["documents"]] == ["loupe"] and tagged["next_cursor"] is None
     news = client.get("/v1/documents", params={"filter": '{"v": 2}'}).json()["documents"]
     assert [d["id"] for d in news] == ["banana"]
+    ranged = client.get("/v1/documents", params={"filter": '{"n": {"gte": 1, "lt": 2}}'}).json()
+    assert [d["id"] for d in ranged["documents"]] == ["loupe"]
     bad_params: list[dict[str, Any]] = [
         {"filter": "{"},
         {"filter": "[1]"},
         {"filter": "{}"},
         {"filter": '{"n": {"$gt": 0}}'},
+        {"filter": '{"n": {"gt": 0, "lt": "1"}}'},
         {"limit": 0},
         {"limit": 1001},
         {"after": "x"},
@@ -483,6 +486,7 @@ def test_delete_many_by_ids_and_by_filter(client: TestClient):
     assert response.json() == {"deleted": 3, "total_documents": 6}
     assert search(client, filter={"t": 1}, top_n=10)["results"] == []
     assert delete({"filter": {"t": 1}}).json() == {"deleted": 0, "total_documents": 6}
+    assert delete({"filter": {"t": {"lt": 0}}}).json() == {"deleted": 0, "total_documents": 6}
     ids = {r["id"] for r in search(client, candidates=20, top_n=20)["results"]}
     assert ids == {"loupe", "market", "a/b c", "t0", "t2", "t4"}
     bad_bodies: list[dict[str, Any]] = [
@@ -518,10 +522,28 @@ def test_search_filtered_by_metadata(client: TestClient):
     assert sorted(ids(filter={"topic": ["food", "news"], "i": 2})) == ["food-2", "news-2"]
     assert ids(filter={"topic": "food", "i": "2"}) == []  # a string does not match 2
     assert ids(filter={"topic": "sport"}) == []
+    assert sorted(ids(filter={"topic": "food", "i": {"gte": 1, "lt": 3}})) == ["food-1", "food-2"]
+    assert sorted(ids(filter={"i": {"gt": 2}})) == ["food-3", "news-3", "tools-3"]
+    assert sorted(ids(filter={"topic": {"gte": "news"}})) == [
+        f"{t}-{i}" for t in ("news", "tools") for i in range(4)
+    ]
+    for stage in ("lexical", "hybrid"):
+        assert sorted(ids(filter={"i": {"lte": 0}}, first_stage=stage, query="item")) == [
+            "food-0",
+            "news-0",
+            "tools-0",
+        ]
     unranked = ids(filter={"topic": "tools"}, rerank=False)
     assert sorted(unranked) == [f"tools-{i}" for i in range(4)]
     post = lambda body: client.post("/v1/search", json={"query": "q", **body})  # noqa: E731
-    bad_filters: list[object] = [{}, {"topic": {"$ne": "f"}}, {"topic": []}, {"topic": None}, "f"]
+    bad_filters: list[object] = [
+        {},
+        {"topic": {"$ne": "f"}},
+        {"topic": []},
+        {"topic": None},
+        "f",
+        {"i": {"gt": True}},
+    ]
     for bad in bad_filters:
         message = assert_error(post({"filter": bad}), 422, "invalid_request")["message"]
         if isinstance(bad, dict):  # a listing's JSON filter is told what a body's is told
