@@ -1,11 +1,13 @@
 """What a metadata filter costs the first stage, and what an approximate index finds with one
 (reports/performance.md, "Filtered search").
 
-    PYTHONPATH=. python bench/filtered_search.py [--docs 100000] [--queries 50] [--seed 0]
+    PYTHONPATH=. python bench/filtered_search.py [--docs 100000] [--queries 50] [--seed 0] \
+        [--form values|range] [--factories Flat HNSW32]
 
 A synthetic index (random unit vectors, 384-d, in a live index: SQLite docstore + FAISS)
 whose documents carry ``{"group": i % 1000}``; filters pass 50%, 10%, 1% and 0.1% of them
-(``group`` in the first 500, 100, 10 or 1 values). For a flat and an HNSW32 index (efSearch
+(``group`` in the first 500, 100, 10 or 1 values; ``--form range``: ``group`` below 500,
+100, 10 or 1). For a flat and an HNSW32 index (efSearch
 256), prints the p50 milliseconds of a top-100 search per query, unfiltered and filtered
 (``p50_ms_scan``: the filter read from the docstore each time; ``p50_ms``: the live index's
 kept keys, as a service sees a repeated filter; ``p50_ms_after_write``: the same with one
@@ -40,10 +42,13 @@ DEPTH = 100
 SHARES = (1.0, 0.5, 0.1, 0.01, 0.001)
 
 
-def filter_passing(share: float) -> MetadataFilter | None:
-    """A filter that ``share`` of the documents pass (None for all)."""
+def filter_passing(share: float, form: str = "values") -> MetadataFilter | None:
+    """A filter that ``share`` of the documents pass (None for all): ``group`` one of the
+    first values, or (``form="range"``) the same groups as a range, ``{"lt": n}``."""
     if share == 1.0:
         return None
+    if form == "range":
+        return MetadataFilter.from_mapping({"group": {"lt": int(GROUPS * share)}})
     return MetadataFilter.from_mapping({"group": list(range(int(GROUPS * share)))})
 
 
@@ -56,6 +61,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--form", choices=["values", "range"], default="values", help="how filters say groups"
+    )
+    parser.add_argument("--factories", nargs="+", default=["Flat", "HNSW32"])
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     # 384-d vectors of intrinsic dimension ~32, as sentence embeddings are far from isotropic
@@ -68,7 +77,7 @@ def main() -> None:
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     groups = np.arange(args.docs) % GROUPS
     results: dict[str, dict[str, dict[str, float | str]]] = {}
-    for factory in ("Flat", "HNSW32"):
+    for factory in args.factories:
         folder = Path(tempfile.mkdtemp()) / "index"
         live = LiveIndex.open_or_create(folder, model="synthetic", dimension=DIM, factory=factory)
         live.reader.vectors.set_search_params(ef_search=256)  # HNSW's default 16 is below k
@@ -83,7 +92,7 @@ def main() -> None:
         print(f"{factory}: {args.docs} documents added in {time.perf_counter() - started:.1f} s")
         rows: dict[str, dict[str, float | str]] = {}
         for share in SHARES:
-            where = filter_passing(share)
+            where = filter_passing(share, args.form)
             passing = np.flatnonzero(groups < int(GROUPS * share))
             _, exact = top_k_inner_product(queries, passing + 1, vectors[passing], DEPTH)
             times, scans, recalls, selector_recalls = [], [], [], []
@@ -115,7 +124,7 @@ def main() -> None:
         # same vector and metadata), as a service taking a steady stream of writes sees it;
         # after the recall measures, which name documents by their first keys
         for share in SHARES:
-            where = filter_passing(share)
+            where = filter_passing(share, args.form)
             after_write, agree = [], []
             for q in range(args.queries):
                 j = int(rng.integers(args.docs))

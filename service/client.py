@@ -254,7 +254,7 @@ class LoupeClient:
         """Searches the index: ``candidates`` first-stage hits (``first_stage``: dense,
         lexical or hybrid), re-ranked, top ``top_n`` (only those with ``relevance_score >=
         min_relevance_score`` when it is given; only documents whose metadata matches
-        ``filter``, ``{"field": value | [values]}``)."""
+        ``filter``, ``{"field": value | [values] | {"gte": low, "lt": high}}``)."""
         call = _Calls.search(
             query,
             top_n,
