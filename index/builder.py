@@ -134,7 +134,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
         FaissIndex.create(encoder.dim, config.factory, use_gpu=False).close()
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_manifest(out)
-    previous_generation = [previous.generation] if previous is not None else []
+    previous_docstore = [previous.docstore_file] if previous is not None else []
     token_encoder = _token_encoder(config, encoder) if config.token_store else None
     if config.runtime is not None:
         extra = [token_encoder.encoder] if token_encoder is not None else []
@@ -216,7 +216,7 @@ def build_index(config: IndexBuildConfig, encoder: TextEncoder | None = None) ->
             bm25_name = f"bm25-{generation}"
             bm25_keys, bm25_texts = stored_texts(store)
             BM25Index.build(bm25_keys, bm25_texts).save(out / bm25_name)
-    interrupted = interrupted_generations(out, keep={generation, *previous_generation})
+    interrupted = interrupted_generations(out, {docstore_name, *previous_docstore})
     try:
         manifest = write_snapshot(
             out,

@@ -90,15 +90,17 @@ def new_generation() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
 
 
-def interrupted_generations(folder: Path, keep: set[str]) -> list[str]:
-    """The generations of the builds whose docstores lie in ``folder`` besides those in
-    ``keep``: builds interrupted before their manifest was written, whose files the next
-    snapshot deletes (index/builder.py's ``remove_stale_generations``)."""
-    generations = {
+def interrupted_generations(folder: Path, kept_docstores: set[str]) -> list[str]:
+    """The generations of the builds whose docstores lie in ``folder`` besides the files
+    ``kept_docstores`` names: builds interrupted before their manifest was written, whose
+    files the next snapshot deletes (index/builder.py's ``remove_stale_generations``). (A
+    manifest's own generation is no guide: ``loupe index reindex`` gives the docstore it
+    keeps a new one.)"""
+    return sorted(
         path.name.removeprefix("docstore-").removesuffix(".sqlite")
         for path in folder.glob("docstore-*.sqlite")
-    }
-    return sorted(generations - keep)
+        if path.name not in kept_docstores
+    )
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

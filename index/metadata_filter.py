@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,17 +83,15 @@ class ValueRange:
                 return False
         elif not isinstance(stored, int | float):
             return False
-        return all(_compare(stored, op, value) for op, value in self.bounds)
+        return all(_COMPARISONS[op](stored, value) for op, value in self.bounds)
 
 
-def _compare(stored: Any, op: str, value: Any) -> bool:
-    if op == "gt":
-        return bool(stored > value)
-    if op == "gte":
-        return bool(stored >= value)
-    if op == "lt":
-        return bool(stored < value)
-    return bool(stored <= value)
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
 def _check_number(name: str, value: object) -> None:

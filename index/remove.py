@@ -28,8 +28,8 @@ def remove_index(folder: Path, qdrant: QdrantTarget | None = None) -> Removed:
     collection = manifest.qdrant_collection if manifest.vectors_backend == "qdrant" else None
     interrupted: tuple[str, ...] = ()
     if collection is not None and manifest.qdrant_location is not None:
-        keep = {manifest.generation}
-        left = [collection_name(g) for g in interrupted_generations(folder, keep)]
+        interrupted_builds = interrupted_generations(folder, {manifest.docstore_file})
+        left = [collection_name(g) for g in interrupted_builds]
         target = qdrant or QdrantTarget(manifest.qdrant_location)
         dropped = drop_collections(target, [collection, *left])
         interrupted = tuple(name for name in dropped if name != collection)

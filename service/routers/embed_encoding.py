@@ -42,7 +42,7 @@ def int8_scale(dim: int, sigmas: float = INT8_RANGE_SIGMAS) -> float:
 
 def to_int8(vectors: np.ndarray, sigmas: float = INT8_RANGE_SIGMAS) -> np.ndarray:
     """``(n, dim)`` unit vectors as ``(n, dim)`` int8, one scale for all, clipped to
-    ``±127`` (symmetric, so that clipping biases no dot product).
+    ``±127`` (symmetric: a negative component clips where a positive one does).
 
     >>> to_int8(np.array([[0.6, -0.8, 0.0, 0.0]]), sigmas=2.0).tolist()
     [[76, -102, 0, 0]]

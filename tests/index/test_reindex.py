@@ -15,7 +15,7 @@ from index.builder import IndexBuildConfig, build_index
 from index.errors import IndexCorruptError
 from index.inspect import index_info
 from index.live import LiveIndex
-from index.manifest import Manifest
+from index.manifest import Manifest, interrupted_generations
 from index.qdrant_index import QdrantTarget
 from index.records import Document
 from index.reindex import reindex
@@ -125,6 +125,9 @@ def test_vectors_move_into_qdrant_and_back(tmp_path: Path) -> None:
     assert top_ids(folder, vectors[:4], qdrant=target) == faiss_answer
     again = reindex(folder, qdrant=target).manifest  # a fresh collection; the old one goes
     assert again.qdrant_collection != into.qdrant_collection
+    # the docstore keeps its build's generation in its name: not an interrupted build's
+    assert again.generation not in again.docstore_file
+    assert interrupted_generations(folder, {again.docstore_file}) == []
 
     back = reindex(folder, factory="Flat").manifest
     assert back.vectors_backend == "faiss" and back.factory == "Flat"
