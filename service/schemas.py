@@ -14,11 +14,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from index.metadata_filter import MetadataFilter
+from index.metadata_filter import MAX_FIELDS, MAX_VALUES, RANGE_OPERATORS, MetadataFilter
 
 
 class _Request(BaseModel):
@@ -59,7 +60,34 @@ def _valid_filter(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-FilterMapping = Annotated[dict[str, Any] | None, AfterValidator(_valid_filter)]
+_FILTER_SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+_FILTER_BOUND = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": MAX_FIELDS,
+    "propertyNames": {"minLength": 1, "pattern": r'^[^"\\]*$'},
+    "additionalProperties": {
+        "anyOf": [
+            _FILTER_SCALAR,
+            {"type": "array", "items": _FILTER_SCALAR, "minItems": 1, "maxItems": MAX_VALUES},
+            {
+                "type": "object",
+                "properties": {op: _FILTER_BOUND for op in RANGE_OPERATORS},
+                "additionalProperties": False,
+                "minProperties": 1,
+            },
+        ]
+    },
+}
+"""What the OpenAPI schema says of a filter (a range's bounds of one type, finiteness and
+64-bit integers are :meth:`MetadataFilter.from_mapping`'s to check)."""
+
+FilterMapping = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(_valid_filter),
+    WithJsonSchema({"anyOf": [FILTER_SCHEMA, {"type": "null"}]}),
+]
 """A metadata filter as JSON, checked by :meth:`MetadataFilter.from_mapping`."""
 
 FILTER_RULE = (

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -365,6 +366,36 @@ def test_the_schema_says_which_strings_may_not_be_blank(client: TestClient):
         if p["name"] == "after"
     )
     assert after["schema"]["anyOf"][0]["minLength"] == 1
+
+
+def test_the_schema_says_what_a_filter_is(client: TestClient):
+    """Every filter the schema admits but one (mixed bound types, non-finite numbers and
+    64-bit overflow are the validator's) is accepted, and what it refuses is refused."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    schema = schemas["SearchRequest"]["properties"]["filter"]
+    accepted: list[Any] = [
+        None,
+        {"topic": "food"},
+        {"year": [2023, 2024], "new": True},
+        {"year": {"gte": 2020, "lt": 2025}, "date": {"lte": "2024-12-31"}},
+    ]
+    refused: list[Any] = [
+        {},
+        {"topic": []},
+        {"topic": None},
+        {"topic": [[1]]},
+        {"year": {}},
+        {"year": {"ne": 1}},
+        {"year": {"gt": True}},
+        {'a"b': 1},
+        {"": 1},
+    ]
+    for given in accepted + refused:
+        valid = jsonschema.Draft202012Validator(schema).is_valid(given)
+        response = client.post("/v1/search", json={"query": "q", "filter": given})
+        assert valid is (given in accepted), given
+        assert (response.status_code == 200) is valid, (given, response.text)
 
 
 def test_app_factory_loads_nothing_at_import(make_app: Callable[..., FastAPI]):
