@@ -6,6 +6,7 @@ index and the token store use as their id, and its first-stage vector as a float
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS documents (
     text TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
     vector BLOB,
-    expansion TEXT NOT NULL DEFAULT ''
+    expansion TEXT NOT NULL DEFAULT '',
+    text_hash INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -94,7 +96,11 @@ class DocStore:
                 self._conn.executescript(_SCHEMA)
                 self._add_missing_token_columns()
                 self._conn.commit()
+                self._add_text_hashes()
                 self._add_lexical_index()
+        self.finds_texts = self._table_exists(TEXT_HASH_INDEX)
+        """Whether documents can be found by their text (:meth:`keys_for_texts`): docstores
+        written before gain that on their first writable open."""
         self.has_lexical = self._table_exists(LEXICAL_TABLE)
         """Whether the full-text index exists (docstores written before it gain it on their
         first writable open; an SQLite built without FTS5 has none)."""
@@ -150,6 +156,28 @@ class DocStore:
                 for key, doc_id, text, metadata in rows
             ]
             self._conn.executemany("UPDATE documents SET expansion = ? WHERE key = ?", filled)
+
+    def _add_text_hashes(self) -> None:
+        """Index documents by a hash of the text the encoders read (:func:`text_hash`), and
+        hash those a docstore written before stores."""
+        if self._table_exists(TEXT_HASH_INDEX):
+            return
+        with self._lock, self._conn:  # one transaction: all of it or nothing
+            if "text_hash" not in self._columns("documents"):
+                self._conn.execute("ALTER TABLE documents ADD COLUMN text_hash INTEGER")
+            rows = self._conn.execute(
+                "SELECT key, title, text FROM documents WHERE text_hash IS NULL"
+            ).fetchall()
+            if rows:
+                log.info("%s: hashing the texts of %d stored documents", self.path, len(rows))
+            self._conn.executemany(
+                "UPDATE documents SET text_hash = ? WHERE key = ?",
+                (
+                    (text_hash(Document("", text, title).full_text), key)
+                    for key, title, text in rows
+                ),
+            )
+            self._conn.execute(f"CREATE INDEX {TEXT_HASH_INDEX} ON documents(text_hash)")
 
     def _add_lexical_index(self) -> None:
         """Create the full-text index and its triggers, indexing what is stored already (and
@@ -248,9 +276,18 @@ class DocStore:
                     self._delete_keys([int(row[0])])
                 blob = None if vectors is None else _to_blob(vectors[i])
                 cursor = self._conn.execute(
-                    "INSERT INTO documents (doc_id, title, text, metadata, vector, expansion)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata), blob, _expansion(doc)),
+                    "INSERT INTO documents"
+                    " (doc_id, title, text, metadata, vector, expansion, text_hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        doc.id,
+                        doc.title,
+                        doc.text,
+                        json.dumps(doc.metadata),
+                        blob,
+                        _expansion(doc),
+                        text_hash(doc.full_text),
+                    ),
                 )
                 key = int(cursor.lastrowid or 0)
                 new_keys.append(key)
@@ -384,6 +421,19 @@ class DocStore:
                 f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?", (doc_id,)
             ).fetchone()
         return _stored_document(row) if row is not None else None
+
+    def keys_for_texts(self, texts: Sequence[str]) -> list[int | None]:
+        """By position: the key of a document whose :attr:`~Document.full_text` is exactly
+        that text (any one, where several are), or None (none, or a docstore that cannot
+        find texts yet: see :attr:`finds_texts`)."""
+        if not self.finds_texts or not texts:
+            return [None] * len(texts)
+        hashes = [text_hash(text) for text in texts]
+        rows = self._select_in(
+            "SELECT key, title, text FROM documents WHERE text_hash IN (?...)", sorted(set(hashes))
+        )
+        by_text = {Document("", text, title).full_text: int(key) for key, title, text in rows}
+        return [by_text.get(text) for text in texts]
 
     def keys_for_ids(self, doc_ids: Iterable[str]) -> dict[str, int]:
         rows = self._select_in(
@@ -523,6 +573,19 @@ def _stored_document(row: tuple[Any, ...]) -> StoredDocument:
     """A ``_DOCUMENT_COLUMNS`` row as a :class:`StoredDocument`."""
     key, doc_id, title, text, metadata = row
     return StoredDocument(int(key), Document(doc_id, text, title, json.loads(metadata)))
+
+
+TEXT_HASH_INDEX = "documents_text_hash"
+
+
+def text_hash(text: str) -> int:
+    """A signed 64-bit hash of a text (BLAKE2b), which SQLite stores as an integer.
+
+    >>> text_hash("A loupe magnifies.") == text_hash("A loupe magnifies."), text_hash("")
+    (True, -1970711489451281740)
+    """
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _expansion(document: Document) -> str:

@@ -308,6 +308,16 @@ class LiveIndex(FirstStageSearch):
 
         return unchanged_encodings(self.reader.docstore, documents, matrices)
 
+    def matrices_for_texts(self, texts: Sequence[str], fingerprint: str) -> list[np.ndarray | None]:
+        """By position: the token matrix the re-ranker with ``fingerprint`` stored for a
+        document whose full text is exactly that text, or None."""
+        keys = self.reader.docstore.keys_for_texts(texts)
+        known = [k for k in keys if k is not None]
+        if not known:
+            return [None] * len(texts)
+        found = iter(self.reader.token_matrices(known, fingerprint))
+        return [next(found) if k is not None else None for k in keys]
+
     def delete(self, doc_id: str) -> bool:
         """Delete a document by id; False if there was none."""
         return bool(self.delete_many([doc_id]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,10 @@ from models.encoder import TextEncoder, TokenBatch
 from models.late_interaction import LateInteractionModel
 from models.reranker import regroup
 from models.scoring import window_tokens_read
+
+StoredMatrices = Callable[[list[str]], list[np.ndarray | None]]
+"""By position, the ``(tokens, dim')`` matrix an index stored for a document with exactly
+that text, computed by the same model (None where it holds none)."""
 
 
 class LateInteractionReranker:
@@ -104,16 +108,18 @@ class LateInteractionReranker:
         queries: Sequence[str],
         documents: Sequence[Sequence[str]],
         query_tokens: Sequence[torch.Tensor | None] | None = None,
+        stored: StoredMatrices | None = None,
     ) -> tuple[list[np.ndarray], list[int]]:
         """:meth:`score_many`, and how many tokens of each query's documents were read (special
         tokens counted once a document, as ``count_tokens`` at ``max_document_tokens``
         counts them), from the documents' matrices: no second pass of the tokenizer.
         ``query_tokens``: query matrices ``(q_tokens, dim')`` already at hand (None where
-        not), as :meth:`score_stored_many` takes them."""
+        not), as :meth:`score_stored_many` takes them. ``stored``: see
+        :meth:`document_matrices`."""
         if len(queries) != len(documents):
             raise ValueError("one document list per query is required")
         flat = [text for docs in documents for text in docs]
-        grouped = regroup(self.document_matrices(flat), [len(d) for d in documents])
+        grouped = regroup(self.document_matrices(flat, stored), [len(d) for d in documents])
         config = self.model.config
         tokens = [
             sum(
@@ -124,18 +130,33 @@ class LateInteractionReranker:
         ]
         return self.score_stored_many(queries, grouped, query_tokens), tokens
 
-    def document_matrices(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token matrices of the texts, from the document cache where it has them."""
+    def document_matrices(
+        self, texts: Sequence[str], stored: StoredMatrices | None = None
+    ) -> list[np.ndarray]:
+        """Token matrices of the texts: from the document cache where it has them, else from
+        ``stored`` (an index's matrices of documents with exactly these texts, computed by
+        this model; the service's engine gives its index's), else encoded. What was not
+        cached is kept there."""
         fingerprint = self.model.fingerprint
-        if self.cache is None or fingerprint is None:
+        if fingerprint is None:
             return self.model.document_matrices(texts, self.batch_size) if texts else []
         keys = [document_key(fingerprint, text) for text in texts]
-        found: list[np.ndarray | None] = [self.cache.get(key) for key in keys]
-        missing = [i for i, m in enumerate(found) if m is None]
+        found: list[np.ndarray | None] = [
+            self.cache.get(key) if self.cache is not None else None for key in keys
+        ]
+        uncached = [i for i, m in enumerate(found) if m is None]
+        if uncached and stored is not None:
+            for i, matrix in zip(uncached, stored([texts[i] for i in uncached]), strict=True):
+                found[i] = matrix
+        missing = [i for i in uncached if found[i] is None]
         if missing:
             fresh = self.model.document_matrices([texts[i] for i in missing], self.batch_size)
             for i, matrix in zip(missing, fresh, strict=True):
                 found[i] = matrix
+        if self.cache is not None:
+            for i in uncached:
+                matrix = found[i]
+                assert matrix is not None
                 self.cache.put(keys[i], matrix)
         return [m for m in found if m is not None]
 

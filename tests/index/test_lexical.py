@@ -137,3 +137,22 @@ def test_a_docstore_indexed_before_doc2query_queries_is_reindexed_on_open(
         assert found(store, "feline") == ["a"]
         store.upsert([Document("c", "Replaced.")])
         integrity_checked(store)
+
+
+def test_a_docstore_written_before_text_hashes_finds_texts_after_a_writable_open(
+    tmp_path: Path,
+) -> None:
+    """Read-only, an old docstore finds no text (its documents are simply encoded); its
+    first writable open hashes what it stores, and every later write is hashed too."""
+    path = docstore_of_old(tmp_path / "old.sqlite", PLAIN)
+    wanted = [PLAIN[1].full_text, PLAIN[1].text, PLAIN[0].text, "never stored"]
+    with DocStore(path, read_only=True) as old:
+        assert not old.finds_texts and old.keys_for_texts(wanted) == [None] * 4
+    with DocStore(path) as store:
+        assert store.finds_texts
+        keys = store.keys_for_ids(d.id for d in PLAIN)
+        assert store.keys_for_texts(wanted) == [keys["b"], None, keys["a"], None]
+        (new_key,), _ = store.upsert([Document("d", "Written after.", title="New")])
+        assert store.keys_for_texts(["New Written after.", "Written after."]) == [new_key, None]
+        store.delete("a")
+        assert store.keys_for_texts([PLAIN[0].text]) == [None]

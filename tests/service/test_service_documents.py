@@ -688,6 +688,45 @@ def shared_encoder_reranker(encoder: Any, folder: Path) -> Any:
     )
 
 
+def test_rerank_scores_indexed_documents_from_their_stored_matrices(
+    make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
+) -> None:
+    """A document sent to /v1/rerank that the index holds (the same full text) is not
+    encoded again: it scores as /v1/search scores it; the others are encoded."""
+    from models.array_cache import ArrayCache
+
+    reranker = shared_encoder_reranker(tiny_models[0], tmp_path)
+    client = make_client(reranker=reranker)
+    texts = [d["text"] for d in CORPUS]
+    titled = {"id": "titled", "title": "Lenses", "text": "A hand lens magnifies."}
+    add(client, [*CORPUS[:3], titled])  # the titled one's full text is another
+    monkeypatch.setattr(reranker, "cache", ArrayCache(1 << 20))  # empty: the index alone
+    encoded: list[str] = []
+    real = reranker.model.document_matrices
+
+    def document_matrices(batch: list[str], *args: Any, **kwargs: Any) -> Any:
+        encoded.extend(batch)
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(reranker.model, "document_matrices", document_matrices)
+    banana_full = "Fruit Bananas are yellow fruit."  # title and text, as indexed
+    sent = [*texts, titled["text"], banana_full]
+    response = client.post("/v1/rerank", json={"query": "magnifying lens", "documents": sent})
+    assert response.status_code == 200, response.text
+    # banana's text without its title, and what the index lacks, are encoded
+    assert encoded == [texts[1], *texts[3:], titled["text"]]
+    reranked = {sent[r["index"]]: r["relevance_score"] for r in response.json()["results"]}
+    hits = search(client, candidates=4, top_n=4)["results"]
+    assert {h["id"] for h in hits} == {*(d["id"] for d in CORPUS[:3]), "titled"}
+    for hit in hits:
+        if hit["id"] != "titled":
+            full = f"{hit['title']} {hit['text']}" if hit.get("title") else hit["text"]
+            assert reranked[full] == pytest.approx(hit["score"], abs=1e-6)
+    encoded.clear()  # sent again: every matrix from the document cache now
+    client.post("/v1/rerank", json={"query": "magnifying lens", "documents": sent})
+    assert encoded == []
+
+
 def test_search_runs_the_transformer_once_when_the_reranker_shares_the_encoder(
     make_client: Callable[..., TestClient], tiny_models, tmp_path, monkeypatch
 ):
