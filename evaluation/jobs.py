@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What ``loupe eval`` does; exactly one of ``run``, ``candidates`` and ``index``.
-    Without ``qrels``, every query is ranked and the run written, with no metrics."""
+    """What ``loupe eval`` does: score ``run``; re-rank ``candidates`` (their texts from
+    ``corpus``, or from ``index``, which also gives its stored token matrices); or retrieve
+    from ``index``. Without ``qrels``, every query is ranked and the run written, with no
+    metrics."""
 
     queries: Path
     out: Path
@@ -60,10 +62,16 @@ class EvalConfig:
 
     def validate(self) -> None:
         modes = [x for x in (self.run, self.candidates, self.index) if x is not None]
-        if len(modes) != 1:
-            raise ValueError("give exactly one of --run, --candidates (with --corpus) and --index")
-        if self.candidates is not None and self.corpus is None:
-            raise ValueError("--candidates needs --corpus to read the passages' texts")
+        together = self.candidates is not None and self.index is not None
+        if len(modes) != 1 and not (together and self.run is None):
+            raise ValueError(
+                "give exactly one of --run, --candidates (with --corpus or --index) and --index"
+            )
+        if self.candidates is not None and (self.corpus is None) == (self.index is None):
+            raise ValueError(
+                "--candidates needs the passages' texts: --corpus (encoded), or --index "
+                "(scored from its token store where it has their matrices)"
+            )
         if self.depth < 1 or self.rerank_depth < 1:
             raise ValueError("depths must be at least 1")
         if self.qrels is None:
@@ -107,18 +115,29 @@ def run_eval(config: EvalConfig, reranker: Reranker | None = None) -> EvalResult
         run = read_run(config.run)
         name = config.name or config.run.stem
     elif config.candidates is not None:
-        assert config.corpus is not None
         if reranker is None:
             raise ValueError("re-ranking candidates needs a re-ranker")
         candidates = read_run(config.candidates)
-        run, timings = rerank_run(
-            reranker,
-            evaluated,
-            candidates,
-            config.corpus,
-            config.rerank_depth,
-            config.show_progress,
-        )
+        if config.index is not None:
+            run, timings = rerank_run_from_index(
+                reranker,
+                evaluated,
+                candidates,
+                config.index,
+                config.rerank_depth,
+                config.show_progress,
+                config.qdrant,
+            )
+        else:
+            assert config.corpus is not None
+            run, timings = rerank_run(
+                reranker,
+                evaluated,
+                candidates,
+                config.corpus,
+                config.rerank_depth,
+                config.show_progress,
+            )
         name = config.name or f"{config.candidates.stem}>>{reranker.name}"
     else:
         assert config.index is not None
@@ -190,6 +209,57 @@ def rerank_run(
         "rerank_seconds": elapsed,
         "rerank_ms_per_query": 1000 * elapsed / max(len(queries), 1),
         "rerank_depth": float(depth),
+    }
+
+
+def rerank_run_from_index(
+    reranker: Reranker,
+    queries: dict[str, str],
+    candidates: Run,
+    index: Path,
+    depth: int,
+    show_progress: bool,
+    qdrant: QdrantTarget | None = None,
+) -> tuple[Run, dict[str, float]]:
+    """:func:`rerank_run` with the candidates' texts, and their token matrices where the
+    re-ranker stored them, from an index of their corpus: what the store holds is not
+    encoded again."""
+    from index.rerank import rerank_hits_many, token_store_warning
+    from index.searcher import Hit, IndexReader
+
+    top = {q: ranked(candidates.get(q, {}), depth) for q in queries}
+    needed = sorted({d for docs in top.values() for d, _ in docs})
+    reader = IndexReader.open(index, read_only=True, qdrant=qdrant)
+    try:
+        keys = reader.docstore.keys_for_ids(needed)
+        missing = [d for d in needed if d not in keys]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} candidate documents are not in the index {index}, "
+                f"e.g. {missing[0]!r}"
+            )
+        documents = reader.docstore.get_by_keys(keys.values())
+        mismatch = token_store_warning(reranker, reader)
+        if mismatch is not None:
+            log.warning("index %s: %s", index, mismatch)
+        run: Run = {}
+        stored: list[float] = []
+        started = time.perf_counter()
+        for qid in tqdm(list(queries), desc="re-ranking", unit="query", disable=not show_progress):
+            hits = [Hit(keys[d], score, documents[keys[d]]) for d, score in top[qid]]
+            if not hits:
+                run[qid] = {}
+                continue
+            scores = rerank_hits_many(reranker, reader, [queries[qid]], [hits], stored)[0]
+            run[qid] = {h.document.id: float(s) for h, s in zip(hits, scores, strict=True)}
+        elapsed = time.perf_counter() - started
+    finally:
+        reader.close()
+    return run, {
+        "rerank_seconds": elapsed,
+        "rerank_ms_per_query": 1000 * elapsed / max(len(queries), 1),
+        "rerank_depth": float(depth),
+        "token_store_hit_rate": sum(stored) / max(1, len(stored)),
     }
 
 

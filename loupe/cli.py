@@ -408,13 +408,22 @@ def evaluate(
     ] = None,
     candidates: Annotated[
         Path | None,
-        typer.Option(help="TREC run to re-rank (needs --corpus)", envvar=env("candidates")),
+        typer.Option(
+            help="TREC run to re-rank: its passages' texts from --corpus (encoded), or from "
+            "--index (scored from its token store where it holds their matrices)",
+            envvar=env("candidates"),
+        ),
     ] = None,
     corpus: Annotated[
         Path | None, typer.Option(help="corpus holding the candidates' texts", envvar=env("corpus"))
     ] = None,
     index: Annotated[
-        Path | None, typer.Option(help="retrieve from this index folder", envvar=env("index"))
+        Path | None,
+        typer.Option(
+            help="retrieve from this index folder (or, with --candidates, read their texts "
+            "and stored token matrices there)",
+            envvar=env("index"),
+        ),
     ] = None,
     reranker: Annotated[
         str | None,
