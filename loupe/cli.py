@@ -80,7 +80,10 @@ app.add_typer(export_app, name="export")
 @user_errors
 def index_build(
     corpus: Annotated[
-        Path, typer.Option(help="corpus file (tsv, jsonl) or BEIR folder", envvar=env("corpus"))
+        Path,
+        typer.Option(
+            help="corpus file (tsv, jsonl, csv, parquet) or BEIR folder", envvar=env("corpus")
+        ),
     ],
     out: Annotated[Path, typer.Option(help="index folder to write", envvar=env("out"))],
     model: Annotated[

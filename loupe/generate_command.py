@@ -58,7 +58,10 @@ def build_generator(
 
 def generate(
     corpus: Annotated[
-        Path, typer.Option(help="corpus file (tsv, jsonl) or BEIR folder", envvar=env("corpus"))
+        Path,
+        typer.Option(
+            help="corpus file (tsv, jsonl, csv, parquet) or BEIR folder", envvar=env("corpus")
+        ),
     ],
     out: Annotated[
         Path,

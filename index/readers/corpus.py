@@ -1,4 +1,5 @@
-"""Corpus readers: MS MARCO collection.tsv, BEIR folders / corpus.jsonl, plain JSONL."""
+"""Corpus readers: MS MARCO collection.tsv, BEIR folders / corpus.jsonl, plain JSONL, CSV
+with a header row, Parquet (see index/readers/tabular.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from index.errors import MalformedInputError
 from index.readers._lines import json_objects, numbered_lines, require_str, split_fields
 from index.readers.ir_datasets_adapter import PREFIX, irds_documents
+from index.readers.tabular import read_csv, read_parquet
 from index.records import Document
 
 
@@ -16,6 +18,8 @@ class CorpusFormat(StrEnum):
     auto = "auto"
     tsv = "tsv"  # MS MARCO collection.tsv: id<TAB>text[<TAB>title]
     jsonl = "jsonl"  # BEIR corpus.jsonl or plain JSONL: _id|id, text, title?, metadata?
+    csv = "csv"  # a header row naming _id|id, text, title?, metadata?, other columns
+    parquet = "parquet"  # the same columns, typed
 
 
 def corpus_file(path: str | Path) -> Path:
@@ -37,8 +41,13 @@ def detect_format(path: Path) -> CorpusFormat:
         return CorpusFormat.jsonl
     if name.endswith((".tsv", ".txt")):
         return CorpusFormat.tsv
+    if name.endswith(".csv"):
+        return CorpusFormat.csv
+    if name.endswith((".parquet", ".pq")):
+        return CorpusFormat.parquet
     raise ValueError(
-        f"cannot tell the format of {path}: name it *.tsv or *.jsonl, or pass a format"
+        f"cannot tell the format of {path}: name it *.tsv, *.jsonl, *.csv or *.parquet, "
+        "or pass a format"
     )
 
 
@@ -54,7 +63,12 @@ def read_corpus(path: str | Path, fmt: CorpusFormat = CorpusFormat.auto) -> Iter
     file = corpus_file(path)
     fmt = detect_format(file) if fmt == CorpusFormat.auto else fmt
     seen: set[str] = set()
-    reader = _read_jsonl if fmt == CorpusFormat.jsonl else _read_tsv
+    reader = {
+        CorpusFormat.jsonl: _read_jsonl,
+        CorpusFormat.tsv: _read_tsv,
+        CorpusFormat.csv: read_csv,
+        CorpusFormat.parquet: read_parquet,
+    }[fmt]
     for line_no, doc in reader(file):
         if doc.id in seen:
             raise MalformedInputError(file, line_no, f"duplicate document id {doc.id!r}")
