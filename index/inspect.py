@@ -37,6 +37,9 @@ class IndexInfo:
     """Vectors of deleted documents the saved vector index may still hold (hidden in searches;
     an HNSW index keeps them until ``loupe index reindex``)."""
     full_text: bool
+    finds_texts: bool
+    """Whether ``/v1/rerank`` can find a sent text among the documents, to score it from its
+    stored matrix (docstores written before gain it on their first writable open)."""
     token_store: dict[str, Any] | None
     """The token store's re-ranker, dtype, dimension, windows, tokens and sizes; None without."""
     bm25: bool
@@ -59,6 +62,10 @@ class IndexInfo:
             ("docstore", "SQLite" + _size(self.docstore_bytes)),
             ("hidden vectors", f"{self.hidden_vectors} (of deleted documents)"),
             ("full-text index", "yes" if self.full_text else "no"),
+            (
+                "texts findable",
+                "yes" if self.finds_texts else "no (open the index once writable to add)",
+            ),
             ("bm25 index", "yes" if self.bm25 else "no"),
         ]
         if self.token_store is None:
@@ -92,6 +99,7 @@ def index_info(
     with DocStore(docstore_path, read_only=True) as docstore:
         documents = len(docstore)
         full_text = docstore.has_lexical
+        finds_texts = docstore.finds_texts
         hidden_vectors = len(docstore.removed_vector_keys())
     # the database with its write-ahead log and shared-memory files
     docstore_bytes = sum(p.stat().st_size for p in folder.glob(f"{manifest.docstore_file}*"))
@@ -126,6 +134,7 @@ def index_info(
         docstore_bytes=docstore_bytes,
         hidden_vectors=hidden_vectors,
         full_text=full_text,
+        finds_texts=finds_texts,
         token_store=_token_store_info(folder, manifest),
         bm25=manifest.bm25_dir is not None,
         checksum_ok=checksum_ok,

@@ -45,6 +45,7 @@ def test_info_describes_a_built_index_and_checks_its_vectors(
         4,
     )
     assert info.vectors == "faiss Flat" and info.checksum_ok is True and info.bm25
+    assert info.finds_texts and "texts findable: yes" in info.lines()
     assert info.vectors_bytes == (out / manifest.vectors_file).stat().st_size
     assert info.token_store is not None
     assert info.token_store["documents"] == 4 and info.token_store["dim"] == 8
