@@ -68,6 +68,14 @@ def serve(
     api_key: Annotated[
         str | None, _option("api_key", "require `Authorization: Bearer KEY` on /v1 and /v2")
     ] = None,
+    read_api_key: Annotated[
+        str | None,
+        _option(
+            "read_api_key",
+            "keys (comma-separated) that may search, re-rank and embed but not change "
+            "documents (403): for web pages",
+        ),
+    ] = None,
     cors_origins: Annotated[
         str | None,
         _option(
@@ -147,6 +155,7 @@ def serve(
         "reranker": reranker,
         "generator": generator,
         "api_key": api_key,
+        "read_api_key": read_api_key,
         "cors_origins": cors_origins,
         "device": device,
         "qdrant_url": qdrant_url,

@@ -60,9 +60,9 @@ def create_app(
         app.include_router(router)
     # Added last = outermost: metrics see every answer, auth runs before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    api_keys = settings.api_keys()
-    if api_keys:
-        app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)
+    api_keys, read_api_keys = settings.api_keys(), settings.read_api_keys()
+    if api_keys or read_api_keys:
+        app.add_middleware(ApiKeyMiddleware, api_keys=api_keys, read_api_keys=read_api_keys)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
     origins = settings.cors_origin_list()
     if origins:

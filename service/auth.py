@@ -2,7 +2,9 @@
 ``/rerank`` and ``/embed`` (TEI's paths).
 
 Checked in ASGI middleware, before the body is read, so an unauthenticated request gets 401
-whatever its body. ``/health``, ``/ready``, ``/metrics`` and ``/docs`` stay open.
+whatever its body. ``/health``, ``/ready``, ``/metrics`` and ``/docs`` stay open. A read key
+(``--read-api-key``) may call every protected route but those that change documents, which
+answer it 403: a key for a web page or a search front end, which cannot empty the index.
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ def is_protected(path: str) -> bool:
     [True, True, True, False, False]
     """
     return path.startswith(PROTECTED_PREFIXES) or path in PROTECTED_PATHS
+
+
+def changes_documents(method: str, path: str) -> bool:
+    """Whether a request writes documents (adds, replaces or deletes them).
+
+    >>> [changes_documents(m, p) for m, p in (("POST", "/v1/documents"),
+    ...  ("POST", "/v1/documents/delete"), ("DELETE", "/v1/documents/a/b"),
+    ...  ("GET", "/v1/documents/a"), ("POST", "/v1/search"), ("POST", "/v1/documents/"))]
+    [True, True, True, False, False, True]
+    """
+    if method == "DELETE":
+        return path.startswith("/v1/documents/")
+    return method == "POST" and path.rstrip("/") in ("/v1/documents", "/v1/documents/delete")
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -56,20 +71,32 @@ def key_matches(token: str | None, api_keys: Sequence[str]) -> bool:
 
 
 class ApiKeyMiddleware:
-    """Answers 401 on protected paths unless the Bearer token is one of ``api_keys``."""
+    """Answers 401 on protected paths unless the Bearer token is one of ``api_keys`` or
+    ``read_api_keys``, and 403 to a read key on a route that changes documents."""
 
-    def __init__(self, app: ASGIApp, api_keys: Sequence[str]):
-        if not api_keys:
+    def __init__(self, app: ASGIApp, api_keys: Sequence[str], read_api_keys: Sequence[str] = ()):
+        if not api_keys and not read_api_keys:
             raise ValueError("give at least one API key")
         self.app = app
         self.api_keys = tuple(api_keys)
+        self.read_api_keys = tuple(read_api_keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and is_protected(str(scope.get("path", ""))):
+        path = str(scope.get("path", ""))
+        if scope["type"] == "http" and is_protected(path):
             headers = dict(scope.get("headers") or [])
             raw = headers.get(b"authorization")
             token = bearer_token(raw.decode("latin-1") if raw else None)
-            if not key_matches(token, self.api_keys):
+            full = key_matches(token, self.api_keys)
+            if not full and key_matches(token, self.read_api_keys):
+                if changes_documents(str(scope.get("method", "")), path):
+                    response = error_response(
+                        403, "forbidden", "this API key may read, not change documents"
+                    )
+                    await response(scope, receive, send)
+                    return
+                full = True
+            if not full:
                 message = (
                     "missing API key: send 'Authorization: Bearer <key>'"
                     if token is None

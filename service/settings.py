@@ -71,6 +71,11 @@ class ServiceSettings(BaseSettings):
     keys separated by commas are each accepted: to rotate a key, serve the old and the new
     one, move the clients over, then drop the old."""
 
+    read_api_key: SecretStr | None = None
+    """Keys (comma-separated) that may search, re-rank, embed, generate and read documents,
+    but not add, replace or delete them (403): for web pages and search front ends. Setting
+    only these turns authentication on with no key that may write."""
+
     cors_origins: str | None = None
     """Origins (``https://app.example.com``, comma-separated, or ``*``) whose web pages may
     call the API from a browser; none: no CORS headers, as for any server-side client."""
@@ -140,10 +145,23 @@ class ServiceSettings(BaseSettings):
         return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
     def api_keys(self) -> tuple[str, ...]:
-        """The keys a request may present (none: auth is off).
+        """The keys that may call every protected route (none, nor read keys: auth is off).
 
         >>> ServiceSettings(api_key=" old-key, new-key ,").api_keys()
         ('old-key', 'new-key')
         """
-        value = self.api_key_value() or ""
-        return tuple(key.strip() for key in value.split(",") if key.strip())
+        return _keys(self.api_key)
+
+    def read_api_keys(self) -> tuple[str, ...]:
+        """The keys that may call every protected route but document writes.
+
+        >>> ServiceSettings(read_api_key="page-key").read_api_keys()
+        ('page-key',)
+        """
+        return _keys(self.read_api_key)
+
+
+def _keys(secret: SecretStr | None) -> tuple[str, ...]:
+    """Comma-separated keys, stripped, empty ones dropped."""
+    value = secret.get_secret_value() if secret is not None else ""
+    return tuple(key.strip() for key in value.split(",") if key.strip())

@@ -43,6 +43,39 @@ def test_several_keys_are_each_accepted_while_one_rotates(
         assert_error(refused, 401, "unauthorized")
 
 
+def test_a_read_key_reads_but_cannot_change_documents(make_client: Callable[..., TestClient]):
+    client = make_client(api_key="admin", read_api_key="page-a,page-b")
+    admin, page = ({"Authorization": f"Bearer {key}"} for key in ("admin", "page-b"))
+    docs = {"documents": [{"id": "d/1", "text": "A loupe magnifies."}]}
+    assert client.post("/v1/documents", json=docs, headers=admin).status_code == 200
+    reads = [
+        client.post("/v1/search", json={"query": "loupe"}, headers=page),
+        client.post("/v1/rerank", json=RERANK, headers=page),
+        client.post("/v1/embed", json={"input": ["x"]}, headers=page),
+        client.get("/v1/documents/d/1", headers=page),
+        client.get("/v1/documents", headers=page),
+        client.get("/v1/models", headers=page),
+    ]
+    assert [r.status_code for r in reads] == [200] * len(reads)
+    writes = [
+        client.post("/v1/documents", json=docs, headers=page),
+        client.post("/v1/documents/", json=docs, headers=page),
+        client.post("/v1/documents/delete", json={"ids": ["d/1"]}, headers=page),
+        client.delete("/v1/documents/d/1", headers=page),
+    ]
+    for refused in writes:
+        assert "may read" in assert_error(refused, 403, "forbidden")["message"]
+    assert client.get("/v1/documents/d/1", headers=admin).status_code == 200  # nothing changed
+    assert client.delete("/v1/documents/d/1", headers=admin).status_code == 200
+    assert_error(client.post("/v1/search", json={"query": "q"}), 401)
+    # read keys alone: authentication on, and no key may write
+    only_reads = make_client(read_api_key="page")
+    assert_error(only_reads.post("/v1/rerank", json=RERANK), 401)
+    bearer = {"Authorization": "Bearer page"}
+    assert only_reads.post("/v1/rerank", json=RERANK, headers=bearer).status_code == 200
+    assert_error(only_reads.post("/v1/documents", json=docs, headers=bearer), 403, "forbidden")
+
+
 def test_browsers_on_allowed_origins_may_call_with_a_key(make_client: Callable[..., TestClient]):
     client = make_client(api_key="secret", cors_origins="https://app.example")
     allowed = {"Origin": "https://app.example"}
