@@ -14,7 +14,9 @@ async def rerank_voyage(body: VoyageRerankRequest, runtime: Runtime) -> VoyageRe
     """Every document scored against the query, best first, the top ``top_k``:
     ``relevance_score`` as Loupe's other re-rank answers give it (a probability where the
     re-ranker is calibrated). With ``truncation`` (Voyage's default) documents are cut to
-    what the re-ranker reads; without, one over ``max_text_chars`` is refused (413)."""
+    what the re-ranker reads; without, one longer than that is refused (413), as Voyage
+    refuses one over its context. The query is read to the re-ranker's query length
+    either way."""
     outcome = await rerank_texts(
         runtime,
         body.query,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.helpers import assert_error, wait_ready
+from tests.service.helpers import assert_error, service_state, wait_ready
 
 DOCS = [
     "The loupe is a small magnifying glass used by jewellers.",
@@ -72,6 +72,17 @@ def test_voyage_bodies_get_voyage_answers(client: TestClient):
         "/v1/rerank", json={**body, "documents": [long_text], "truncation": False}
     )
     assert "truncation" in assert_error(refused, 413, "text_too_long")["message"]
+    # under max_text_chars, but longer than the re-ranker reads: refused too without cutting
+    engine = service_state(client).runtime.engine
+    limit = engine.rerank_max_length
+    over = "loupe " * (limit + 10)
+    not_cut = {**body, "documents": [over, "short"], "truncation": False}
+    message = assert_error(client.post("/v1/rerank", json=not_cut), 413, "text_too_long")
+    assert f"1 of the documents are longer than the {limit} tokens" in message["message"]
+    at_the_limit = engine.truncate([over], limit)[0][0]  # exactly what the re-ranker reads
+    within = {**body, "documents": [at_the_limit, "short"], "truncation": False}
+    assert client.post("/v1/rerank", json=within).status_code == 200
+    assert client.post("/v1/rerank", json={**not_cut, "truncation": True}).status_code == 200
     bad = assert_error(client.post("/v1/rerank", json={**body, "top_k": 0}), 422)
     assert bad["message"].startswith("top_k:")
     mixed = client.post("/v1/rerank", json={**body, "top_n": 2})  # top_n is Cohere's
@@ -386,6 +397,9 @@ def test_tei_rerank_truncates_only_when_asked(client: TestClient) -> None:
     body = {"query": "lens", "texts": [long_text, "short"]}
     refused = client.post("/rerank", json=body)
     assert "truncate" in assert_error(refused, 413)["message"]
+    limit = service_state(client).runtime.engine.rerank_max_length
+    over = {"query": "lens", "texts": ["magnifier " * (limit + 10), "short"]}
+    assert "truncate" in assert_error(client.post("/rerank", json=over), 413)["message"]
     for direction in ("right", "Left"):
         asked = {**body, "truncate": True, "truncation_direction": direction}
         cut = client.post("/rerank", json=asked)
