@@ -28,6 +28,8 @@ from index.records import Document
 ID_COLUMNS = ("_id", "id", "docid", "doc_id")
 TEXT_COLUMNS = ("text", "contents")
 PARQUET_BATCH = 4096
+CSV_FIELD_LIMIT = 2**31 - 1
+"""Longest CSV field read (the csv module's default is 128 KiB, less than a long paper)."""
 _TEXT_COLUMNS = {*ID_COLUMNS, *TEXT_COLUMNS, "title", "metadata"}
 """Columns read as they are written, never as numbers."""
 
@@ -120,6 +122,8 @@ def csv_value(text: str) -> str | int | float:
 
 def read_csv(path: Path) -> Iterator[tuple[int, Document]]:
     """``(line, document)`` for each row of a CSV file with a header row (``*.csv.gz`` too)."""
+    # a document may be longer than the csv module's default field limit (128 KiB)
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     with open_bytes(path) as raw:
         reader = csv.DictReader(_decoded_lines(path, raw))
         try:

@@ -55,6 +55,14 @@ def test_a_bad_csv_row_is_named(tmp_path: Path, rows: str, line: int, reason: st
     assert caught.value.line == line and caught.value.path == str(path)
 
 
+def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    long_text = "word " * 60_000  # 300 KB, over csv's 128 KiB default
+    path.write_text(f"id,text\nd1,{long_text}\n")
+    (document,) = read_corpus(path)
+    assert document.text == long_text
+
+
 def test_a_csv_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_bytes(b"id,text\nd1,fine\nd2,caf\xe9\n")
