@@ -87,16 +87,16 @@ class ApiKeyMiddleware:
             headers = dict(scope.get("headers") or [])
             raw = headers.get(b"authorization")
             token = bearer_token(raw.decode("latin-1") if raw else None)
-            full = key_matches(token, self.api_keys)
-            if not full and key_matches(token, self.read_api_keys):
+            allowed = key_matches(token, self.api_keys)
+            if not allowed and key_matches(token, self.read_api_keys):
                 if changes_documents(str(scope.get("method", "")), path):
                     response = error_response(
                         403, "forbidden", "this API key may read, not change documents"
                     )
                     await response(scope, receive, send)
                     return
-                full = True
-            if not full:
+                allowed = True
+            if not allowed:
                 message = (
                     "missing API key: send 'Authorization: Bearer <key>'"
                     if token is None
