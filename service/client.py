@@ -102,10 +102,12 @@ class _Calls:
         min_relevance_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
         first_stage: str = "dense",
+        offset: int = 0,
     ) -> _Call:
         body = {
             "query": query,
             "top_n": top_n,
+            "offset": offset or None,
             "candidates": candidates,
             "rerank": rerank,
             "return_documents": return_documents,
@@ -250,11 +252,13 @@ class LoupeClient:
         min_relevance_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
         first_stage: str = "dense",
+        offset: int = 0,
     ) -> SearchResponse:
         """Searches the index: ``candidates`` first-stage hits (``first_stage``: dense,
-        lexical or hybrid), re-ranked, top ``top_n`` (only those with ``relevance_score >=
-        min_relevance_score`` when it is given; only documents whose metadata matches
-        ``filter``, ``{"field": value | [values] | {"gte": low, "lt": high}}``)."""
+        lexical or hybrid), re-ranked, top ``top_n`` after the first ``offset`` (only those
+        with ``relevance_score >= min_relevance_score`` when it is given; only documents
+        whose metadata matches ``filter``, ``{"field": value | [values] | {"gte": low,
+        "lt": high}}``)."""
         call = _Calls.search(
             query,
             top_n,
@@ -264,6 +268,7 @@ class LoupeClient:
             min_relevance_score,
             filter,
             first_stage,
+            offset,
         )
         return self._do(call, SearchResponse)
 
@@ -405,6 +410,7 @@ class AsyncLoupeClient:
         min_relevance_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
         first_stage: str = "dense",
+        offset: int = 0,
     ) -> SearchResponse:
         call = _Calls.search(
             query,
@@ -415,6 +421,7 @@ class AsyncLoupeClient:
             min_relevance_score,
             filter,
             first_stage,
+            offset,
         )
         return await self._do(call, SearchResponse)
 

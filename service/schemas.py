@@ -308,6 +308,9 @@ class RerankResponse(BaseModel):
 class SearchRequest(_Request):
     query: NonBlank
     top_n: int = Field(10, ge=1, description="hits to return")
+    offset: int = Field(
+        0, ge=0, description="hits to skip first, for the next page (offset + top_n ranked)"
+    )
     candidates: int = Field(100, ge=1, description="first-stage depth (re-ranked when rerank)")
     rerank: bool = Field(True, description="re-score the candidates with the re-ranker")
     return_documents: bool = Field(True, description="include text, title and metadata")

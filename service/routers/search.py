@@ -36,14 +36,16 @@ def _ms(seconds: float) -> float:
     summary="Search the index and re-rank the candidates",
 )
 async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -> SearchResponse:
-    """Top ``top_n`` of ``candidates`` first-stage hits, re-scored when ``rerank``; with
+    """Top ``top_n`` of ``candidates`` first-stage hits, re-scored when ``rerank`` (after
+    the first ``offset``: the next page; a page past the candidates is empty); with
     ``filter``, drawn only from documents whose metadata matches it; with
     ``min_relevance_score``, only those a calibrated re-ranker finds at least that likely
     to be relevant."""
     started = time.perf_counter()
     settings = runtime.settings
     check_lengths([body.query], settings, "query")
-    for name, value in (("top_n", body.top_n), ("candidates", body.candidates)):
+    pages = (("top_n", body.top_n), ("offset + top_n", body.offset + body.top_n))
+    for name, value in (*pages, ("candidates", body.candidates)):
         if value > settings.max_top_n:
             raise ApiError(
                 413, f"{name}={value}; the limit is {settings.max_top_n}", error_type="too_many"
@@ -65,7 +67,7 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
         )
     job = SearchJob(
         body.query,
-        body.top_n,
+        body.offset + body.top_n,
         body.candidates,
         body.rerank,
         metadata_filter(body.filter),
@@ -79,7 +81,7 @@ async def search(body: SearchRequest, runtime: Runtime = Depends(get_runtime)) -
         hit
         for hit in outcome.hits
         if threshold is None or (hit.relevance is not None and hit.relevance >= threshold)
-    ]
+    ][body.offset :]
     results = [
         SearchHit(
             id=hit.document.id,

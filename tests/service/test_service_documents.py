@@ -500,6 +500,25 @@ def test_delete_many_by_ids_and_by_filter(client: TestClient):
         assert_error(delete(bad), 422, "invalid_request")
 
 
+def test_search_pages_with_offset(client: TestClient):
+    add(client)
+    whole = [h["id"] for h in search(client, top_n=5, candidates=5)["results"]]
+    assert len(whole) == 5
+    pages = [
+        [h["id"] for h in search(client, top_n=2, offset=offset, candidates=5)["results"]]
+        for offset in (0, 2, 4, 6)
+    ]
+    assert pages == [whole[:2], whole[2:4], whole[4:], []]
+    from service.client import _Calls
+
+    sent = _Calls.search("q", 2, 5, True, True, offset=2).json  # the Python client's body
+    assert sent is not None and sent["offset"] == 2
+    assert "offset" not in (_Calls.search("q", 2, 5, True, True).json or {})
+    too_far = client.post("/v1/search", json={"query": "q", "top_n": 10, "offset": 995})
+    assert "offset + top_n" in assert_error(too_far, 413, "too_many")["message"]
+    assert_error(client.post("/v1/search", json={"query": "q", "offset": -1}), 422)
+
+
 def test_search_filtered_by_metadata(client: TestClient):
     add(
         client,
