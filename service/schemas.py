@@ -464,7 +464,11 @@ class EmbedRequest(_Request):
     user: str | None = None
     task: str | None = None
     normalized: bool | None = None
-    embedding_type: Literal["float"] | None = None
+    embedding_type: Literal["float", "base64", "binary", "ubinary"] | None = Field(
+        None,
+        description="Jina's: base64 is encoding_format's; binary and ubinary are the signs as "
+        "bits, 8 to a byte, first dimension highest (binary: minus 128), as Cohere's",
+    )
 
     def texts(self) -> list[str]:
         items = [self.input] if isinstance(self.input, str) else self.input
@@ -548,7 +552,7 @@ class CohereEmbedResponse(BaseModel):
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str
+    embedding: list[float] | list[int] | str
 
 
 class EmbedResponse(BaseModel):

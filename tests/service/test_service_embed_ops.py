@@ -42,6 +42,27 @@ def test_embed_base64(client: TestClient):
     np.testing.assert_allclose(decoded, floats, atol=1e-6)
 
 
+def test_embed_takes_jinas_embedding_types(client: TestClient):
+    floats = np.asarray(
+        client.post("/v1/embed", json={"input": ["x"]}).json()["data"][0]["embedding"]
+    )
+
+    def embedded(kind: str) -> Any:
+        answer = client.post("/v1/embed", json={"input": ["x"], "embedding_type": kind})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"][0]["embedding"]
+
+    ubinary, binary = embedded("ubinary"), embedded("binary")
+    assert all(isinstance(b, int) for b in ubinary) and len(ubinary) == -(-len(floats) // 8)
+    bits = np.unpackbits(np.asarray(ubinary, dtype=np.uint8))[: len(floats)]
+    np.testing.assert_array_equal(bits, (floats > 0).astype(np.uint8))
+    np.testing.assert_array_equal(binary, np.asarray(ubinary) - 128)
+    decoded = np.frombuffer(base64.b64decode(embedded("base64")), "<f4")
+    np.testing.assert_allclose(decoded, floats, atol=1e-6)
+    np.testing.assert_allclose(embedded("float"), floats, atol=1e-6)
+    assert_error(client.post("/v1/embed", json={"input": ["x"], "embedding_type": "int4"}), 422)
+
+
 def test_embed_bad_inputs(client: TestClient, tiny_models):
     post = lambda body: client.post("/v1/embed", json=body)  # noqa: E731
     assert_error(post({"input": []}), 422, "invalid_request")
