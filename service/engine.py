@@ -654,6 +654,12 @@ class Engine:
     def add_documents(self, documents: Sequence[Document]) -> list[int]:
         return self.add_documents_many([documents])[0]
 
+    def documents_by_id(self, doc_ids: Sequence[str]) -> dict[str, Document]:
+        """The stored documents with these ids (those there are)."""
+        keys = self.index.docstore.keys_for_ids(doc_ids)
+        stored = self.index.docstore.get_by_keys(keys.values())
+        return {doc_id: stored[key] for doc_id, key in keys.items() if key in stored}
+
     def get_document(self, doc_id: str) -> Document | None:
         """The stored document with this id, or None."""
         stored = self.index.docstore.get(doc_id)

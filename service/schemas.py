@@ -141,11 +141,17 @@ class ErrorResponse(BaseModel):
 
 
 class RerankDocumentIn(BaseModel):
-    """A document given as an object: ``{"text": ...}`` (other fields kept for rank_fields)."""
+    """A document given as an object: ``{"text": ...}`` (other fields kept for rank_fields),
+    or ``{"id": ...}`` alone, naming a document the index holds."""
 
     model_config = ConfigDict(extra="allow")
 
     text: str | None = None
+    id: str | None = Field(
+        None,
+        description="without 'text' (and rank_fields): a document of the index, scored as "
+        "its title and text, from its stored matrices",
+    )
 
 
 class RerankRequest(_Request):
@@ -153,7 +159,8 @@ class RerankRequest(_Request):
 
     query: NonBlank = Field(description="the search query")
     documents: list[str | RerankDocumentIn] = Field(
-        description="texts, or objects with a 'text' field", min_length=1
+        description="texts, or objects with a 'text' field (or an 'id' the index holds)",
+        min_length=1,
     )
     top_n: int | None = Field(None, ge=1, description="results to return (default: all)")
     return_documents: bool = Field(False, description="echo each document's text")

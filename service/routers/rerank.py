@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Annotated, Any
@@ -48,7 +49,9 @@ def document_text(
             raise ApiError(422, f"documents.{index}: has none of the rank_fields {rank_fields}")
         return "\n".join(parts)
     if document.text is None:
-        raise ApiError(422, f"documents.{index}: an object document needs a 'text' field")
+        raise ApiError(
+            422, f"documents.{index}: an object document needs a 'text' field (or an 'id')"
+        )
     return document.text
 
 
@@ -108,7 +111,11 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
     started = time.perf_counter()
     settings = runtime.settings
     check_count(len(body.documents), settings)
-    texts = [document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
+    indexed = await indexed_texts(body, runtime.engine)
+    texts = [
+        indexed[i] if i in indexed else document_text(d, i, body.rank_fields)
+        for i, d in enumerate(body.documents)
+    ]
     check_lengths([body.query], settings, "query")
     if body.max_tokens_per_doc is None:
         check_lengths(texts, settings, "documents", hint="; pass max_tokens_per_doc to truncate")
@@ -152,6 +159,27 @@ async def rerank(body: RerankRequest, runtime: Runtime = Depends(get_runtime)) -
         meta=meta,
         usage=Usage(total_tokens=outcome.total_tokens),
     )
+
+
+async def indexed_texts(body: RerankRequest, engine: Engine) -> dict[int, str]:
+    """By position: the full texts of documents given as ``{"id": ...}`` alone (no text, no
+    rank_fields), read from the index; 422 naming one it does not hold."""
+    if body.rank_fields:
+        return {}
+    wanted = {
+        i: d.id
+        for i, d in enumerate(body.documents)
+        if isinstance(d, RerankDocumentIn) and d.text is None and d.id is not None
+    }
+    if not wanted:
+        return {}
+    found = await asyncio.to_thread(engine.documents_by_id, sorted(set(wanted.values())))
+    for i, doc_id in wanted.items():
+        if doc_id not in found:
+            raise ApiError(
+                422, f"documents.{i}: no 'text', and the index holds no document {doc_id!r}"
+            )
+    return {i: found[doc_id].full_text for i, doc_id in wanted.items()}
 
 
 def document_token_limit(body: RerankRequest, engine: Engine) -> int | None:

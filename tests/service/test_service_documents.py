@@ -500,6 +500,22 @@ def test_delete_many_by_ids_and_by_filter(client: TestClient):
         assert_error(delete(bad), 422, "invalid_request")
 
 
+def test_rerank_takes_indexed_documents_by_id(client: TestClient):
+    add(client)
+    full = {d["id"]: f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in CORPUS}
+    by_id = [{"id": "loupe"}, "A plain text.", {"id": "banana"}]
+    by_text = [full["loupe"], "A plain text.", full["banana"]]
+    body = {"query": "magnifying lens", "return_documents": True}
+    answers = [client.post("/v1/rerank", json={**body, "documents": d}) for d in (by_id, by_text)]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    ids, texts = (a.json()["results"] for a in answers)
+    assert ids == texts  # the same order, scores and echoed texts
+    missing = client.post("/v1/rerank", json={**body, "documents": [{"id": "nope"}, "x"]})
+    assert "documents.0: no 'text'" in assert_error(missing, 422)["message"]
+    with_text = [{"id": "nope", "text": "its own text"}]  # a text given is the text scored
+    assert client.post("/v1/rerank", json={**body, "documents": with_text}).status_code == 200
+
+
 def test_search_pages_with_offset(client: TestClient):
     add(client)
     whole = [h["id"] for h in search(client, top_n=5, candidates=5)["results"]]
