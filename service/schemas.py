@@ -147,7 +147,7 @@ class RerankDocumentIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     text: str | None = None
-    id: str | None = Field(
+    id: str | int | None = Field(
         None,
         description="without 'text' (and rank_fields): a document of the index, scored as "
         "its title and text, from its stored matrices",

@@ -167,7 +167,7 @@ async def indexed_texts(body: RerankRequest, engine: Engine) -> dict[int, str]:
     if body.rank_fields:
         return {}
     wanted = {
-        i: d.id
+        i: str(d.id)
         for i, d in enumerate(body.documents)
         if isinstance(d, RerankDocumentIn) and d.text is None and d.id is not None
     }

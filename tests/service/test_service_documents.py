@@ -512,8 +512,9 @@ def test_rerank_takes_indexed_documents_by_id(client: TestClient):
     assert ids == texts  # the same order, scores and echoed texts
     missing = client.post("/v1/rerank", json={**body, "documents": [{"id": "nope"}, "x"]})
     assert "documents.0: no 'text'" in assert_error(missing, 422)["message"]
-    with_text = [{"id": "nope", "text": "its own text"}]  # a text given is the text scored
-    assert client.post("/v1/rerank", json={**body, "documents": with_text}).status_code == 200
+    with_text = [{"id": "nope", "text": "its own text"}, {"id": 7, "text": "a number id"}]
+    answer = client.post("/v1/rerank", json={**body, "documents": with_text})
+    assert answer.status_code == 200, answer.text  # a text given is the text scored
 
 
 def test_search_pages_with_offset(client: TestClient):
