@@ -83,7 +83,17 @@ async def embed_tei(
         )
     check_count(len(texts), settings, "inputs")
     if not body.truncate:
-        check_lengths(texts, settings, "inputs", hint="; pass truncate: true to cut them")
+        hint = "; pass truncate: true to cut them"
+        check_lengths(texts, settings, "inputs", hint=hint)
+        # as TEI refuses an input over its model's length
+        limit = engine.text_token_limit
+        _, over = await runtime.run(engine.truncate, texts, limit)
+        if over:
+            raise ApiError(
+                413,
+                f"{over} of the inputs are longer than the {limit} tokens the encoder reads{hint}",
+                error_type="text_too_long",
+            )
     elif body.truncation_direction.lower() == "left":
         # keep each text's last tokens; the encoder then cuts nothing more (on the model
         # thread: the tokenizer is not shared across threads)

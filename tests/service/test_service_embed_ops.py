@@ -452,9 +452,15 @@ def test_tei_embed_answers_a_list_of_vectors(make_client, tmp_path) -> None:
         in assert_error(client.post("/embed", json={"inputs": long_text}), 413)["message"]
     )
     assert client.post("/embed", json={"inputs": long_text, "truncate": True}).status_code == 200
+    # under max_text_chars but over the encoder's tokens: refused too unless truncate
+    engine = service_state(client).runtime.engine
+    over = "word " * (engine.text_token_limit + 5)
+    message = assert_error(client.post("/embed", json={"inputs": [over, "x"]}), 413)["message"]
+    assert f"1 of the inputs are longer than the {engine.text_token_limit} tokens" in message
+    at_the_limit = engine.truncate([over], engine.text_token_limit)[0][0]
+    assert client.post("/embed", json={"inputs": at_the_limit}).status_code == 200
     # truncation from the left keeps a text's end: as if only its end had been sent
     head, tail = "loupe lens magnifier " * 200, "banana fruit potassium " * 200
-    engine = service_state(client).runtime.engine
     kept_tail = engine.truncate([head + tail], engine.text_token_limit, keep_end=True)[0][0]
     assert tail.endswith(kept_tail) and len(kept_tail) < len(tail)
     left, right, alone = (
