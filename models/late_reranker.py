@@ -14,9 +14,10 @@ from models.late_interaction import LateInteractionModel
 from models.reranker import regroup
 from models.scoring import window_tokens_read
 
-StoredMatrices = Callable[[list[str]], list[np.ndarray | None]]
-"""By position, the ``(tokens, dim')`` matrix an index stored for a document with exactly
-that text, computed by the same model (None where it holds none)."""
+StoredMatrices = Callable[[list[str], str], list[np.ndarray | None]]
+"""``(texts, fingerprint)``: by position, the ``(tokens, dim')`` matrix an index stored for a
+document with exactly that text, computed by the model with that fingerprint (None where it
+holds none)."""
 
 
 class LateInteractionReranker:
@@ -146,7 +147,8 @@ class LateInteractionReranker:
         ]
         uncached = [i for i, m in enumerate(found) if m is None]
         if uncached and stored is not None:
-            for i, matrix in zip(uncached, stored([texts[i] for i in uncached]), strict=True):
+            held = stored([texts[i] for i in uncached], fingerprint)
+            for i, matrix in zip(uncached, held, strict=True):
                 found[i] = matrix
         missing = [i for i in uncached if found[i] is None]
         if missing:

@@ -343,7 +343,11 @@ class Engine:
         if isinstance(self.reranker, LateInteractionReranker):
             # it counts the tokens it read from the documents' matrices
             scores, document_tokens = self.reranker.score_many_counted(
-                queries, prepared, self._rerank_query_matrices(queries), self._stored_matrices
+                queries,
+                prepared,
+                self._rerank_query_matrices(queries),
+                # an indexed document is scored as /v1/search scores it, not encoded again
+                self.index.matrices_for_texts,
             )
         else:
             scores = self.reranker.score_many(queries, prepared)
@@ -359,17 +363,6 @@ class Engine:
                 queries, scores, document_tokens, truncated, strict=True
             )
         ]
-
-    def _stored_matrices(self, texts: list[str]) -> list[np.ndarray | None]:
-        """The matrices the index stored for documents with exactly these texts, where the
-        re-ranker that computed them is this one: a document sent to ``/v1/rerank`` that the
-        index holds is scored as ``/v1/search`` scores it, without encoding it."""
-        reranker = self.reranker
-        assert isinstance(reranker, LateInteractionReranker)
-        fingerprint = reranker.model.fingerprint
-        if fingerprint is None:
-            return [None] * len(texts)
-        return self.index.matrices_for_texts(texts, fingerprint)
 
     def _rerank_query_matrices(self, queries: list[str]) -> list[torch.Tensor | None] | None:
         """The late-interaction re-ranker's query matrices from the query cache, which a
