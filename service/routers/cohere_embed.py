@@ -11,13 +11,7 @@ from fastapi import APIRouter, Depends
 from service.deps import get_runtime, submit
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
-from service.routers.embed_encoding import (
-    encode_base64,
-    to_binary,
-    to_int8,
-    to_ubinary,
-    to_uint8,
-)
+from service.routers.embed_encoding import encode_as
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
 from service.schemas import (
@@ -91,14 +85,8 @@ async def embed_cohere(
             meta=meta,
         )
     kinds = set(body.embedding_types or ("float",))
-    vectors = outcome.vectors
-    by_type = CohereEmbeddingsByType(
-        float_=vectors.tolist() if "float" in kinds else None,
-        base64=[encode_base64(v) for v in vectors] if "base64" in kinds else None,
-        int8=to_int8(vectors).tolist() if "int8" in kinds else None,
-        uint8=to_uint8(vectors).tolist() if "uint8" in kinds else None,
-        binary=to_binary(vectors).tolist() if "binary" in kinds else None,
-        ubinary=to_ubinary(vectors).tolist() if "ubinary" in kinds else None,
+    by_type = CohereEmbeddingsByType.model_validate(
+        {kind: encode_as(outcome.vectors, kind) for kind in kinds}
     )
     return CohereEmbedResponse(
         id=response_id,

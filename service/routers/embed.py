@@ -13,7 +13,7 @@ from service.deps import get_runtime, submit
 from service.errors import ApiError
 from service.limits import check_count, check_lengths
 from service.routers.cohere_embed import embed_cohere
-from service.routers.embed_encoding import encode_base64, to_binary, to_ubinary
+from service.routers.embed_encoding import encode_as
 from service.routers.responses import MODEL_ERRORS
 from service.runtime import Runtime
 from service.schemas import (
@@ -91,16 +91,7 @@ async def embed(body: EmbedRequest, runtime: Runtime = Depends(get_runtime)) -> 
         runtime.embed, texts, engine.estimate_tokens(texts), settings.request_timeout_s
     )
     outcome = done.value
-    form = body.embedding_type or body.encoding_format
-    embeddings: list[list[float]] | list[list[int]] | list[str]
-    if form == "base64":
-        embeddings = [encode_base64(v) for v in outcome.vectors]
-    elif form == "binary":
-        embeddings = to_binary(outcome.vectors).tolist()
-    elif form == "ubinary":
-        embeddings = to_ubinary(outcome.vectors).tolist()
-    else:
-        embeddings = outcome.vectors.tolist()
+    embeddings = encode_as(outcome.vectors, body.embedding_type or body.encoding_format)
     data = [Embedding(index=i, embedding=e) for i, e in enumerate(embeddings)]
     usage = Usage(total_tokens=outcome.total_tokens, prompt_tokens=outcome.total_tokens)
     return EmbedResponse(model=engine.encoder_name, data=data, usage=usage)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,3 +82,26 @@ def to_binary(vectors: np.ndarray) -> np.ndarray:
     [[45, 0]]
     """
     return (to_ubinary(vectors).astype(np.int16) - 128).astype(np.int8)
+
+
+_FORMS: dict[str, Callable[[np.ndarray], list[Any]]] = {
+    "float": lambda vectors: vectors.tolist(),
+    "base64": lambda vectors: [encode_base64(v) for v in vectors],
+    "int8": lambda vectors: to_int8(vectors).tolist(),
+    "uint8": lambda vectors: to_uint8(vectors).tolist(),
+    "binary": lambda vectors: to_binary(vectors).tolist(),
+    "ubinary": lambda vectors: to_ubinary(vectors).tolist(),
+}
+
+
+FORMS = tuple(_FORMS)
+"""The forms :func:`encode_as` writes (the request schemas' ``embedding_types`` list them)."""
+
+
+def encode_as(vectors: np.ndarray, form: str) -> list[Any]:
+    """``(n, dim)`` unit vectors in one of :data:`FORMS`, one JSON value per vector.
+
+    >>> encode_as(np.array([[0.6, -0.8]]), "ubinary"), encode_as(np.array([[1.0]]), "base64")
+    ([[128]], ['AACAPw=='])
+    """
+    return _FORMS[form](vectors)

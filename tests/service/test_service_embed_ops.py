@@ -42,6 +42,18 @@ def test_embed_base64(client: TestClient):
     np.testing.assert_allclose(decoded, floats, atol=1e-6)
 
 
+def test_every_embedding_type_the_schemas_take_is_written() -> None:
+    from typing import get_args
+
+    from service.routers.embed_encoding import FORMS
+    from service.schemas import CohereEmbeddingType, EmbedRequest
+
+    assert set(get_args(CohereEmbeddingType)) == set(FORMS)
+    jina = EmbedRequest.model_fields["embedding_type"].annotation
+    jina_forms = {a for t in get_args(jina) for a in get_args(t)}
+    assert "ubinary" in jina_forms and jina_forms <= set(FORMS)
+
+
 def test_embed_takes_jinas_embedding_types(client: TestClient):
     floats = np.asarray(
         client.post("/v1/embed", json={"input": ["x"]}).json()["data"][0]["embedding"]
