@@ -435,6 +435,14 @@ class DocStore:
         by_text = {Document("", text, title).full_text: int(key) for key, title, text in rows}
         return [by_text.get(text) for text in texts]
 
+    def get_by_ids(self, doc_ids: Iterable[str]) -> dict[str, StoredDocument]:
+        """Stored documents (with their keys) for the ids that exist, in one query."""
+        rows = self._select_in(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id IN (?...)",
+            sorted(set(doc_ids)),
+        )
+        return {stored.document.id: stored for stored in map(_stored_document, rows)}
+
     def keys_for_ids(self, doc_ids: Iterable[str]) -> dict[str, int]:
         rows = self._select_in(
             "SELECT doc_id, key FROM documents WHERE doc_id IN (?...)", list(doc_ids)

@@ -33,14 +33,13 @@ def unchanged_encodings(
     """By position in ``documents``: the encodings ``docstore`` keeps for those stored under
     the same id with the same text for the re-ranker and for the first stage. With
     ``matrices``, a document whose matrix it cannot give is left out (it must be encoded)."""
-    keys = docstore.keys_for_ids(d.id for d in documents)
-    stored = docstore.get_by_keys(keys.values())
+    stored = docstore.get_by_ids(d.id for d in documents)
     same = {
-        i: keys[d.id]
+        i: old.key
         for i, d in enumerate(documents)
-        if d.id in keys
-        and (old := stored.get(keys[d.id])) is not None
-        and (old.full_text, old.first_stage_text) == (d.full_text, d.first_stage_text)
+        if (old := stored.get(d.id)) is not None
+        and (old.document.full_text, old.document.first_stage_text)
+        == (d.full_text, d.first_stage_text)
     }
     if not same:
         return {}
@@ -169,19 +168,15 @@ class PreviousGeneration:
         stored under the same id with the same text (the generator's input)."""
         if self.expanded_up_to is None:
             return {}
-        keys = self.docstore.keys_for_ids(d.id for d in documents)
-        up_to = self.expanded_up_to
-        built = {
-            i: keys[d.id] for i, d in enumerate(documents) if keys.get(d.id, up_to + 1) <= up_to
-        }
-        stored = self.docstore.get_by_keys(built.values())
+        stored = self.docstore.get_by_ids(d.id for d in documents)
         found: dict[int, list[str]] = {}
-        for i, key in built.items():
-            old = stored.get(key)
-            queries = old.metadata.get(EXPANSION_KEY) if old is not None else None
+        for i, document in enumerate(documents):
+            old = stored.get(document.id)
+            if old is None or old.key > self.expanded_up_to:
+                continue  # not stored, or written over HTTP since the build
+            queries = old.document.metadata.get(EXPANSION_KEY)
             if (
-                old is not None
-                and old.full_text == documents[i].full_text
+                old.document.full_text == document.full_text
                 and isinstance(queries, list)
                 and all(isinstance(q, str) for q in queries)
             ):

@@ -649,9 +649,8 @@ class Engine:
 
     def documents_by_id(self, doc_ids: Sequence[str]) -> dict[str, Document]:
         """The stored documents with these ids (those there are)."""
-        keys = self.index.docstore.keys_for_ids(doc_ids)
-        stored = self.index.docstore.get_by_keys(keys.values())
-        return {doc_id: stored[key] for doc_id, key in keys.items() if key in stored}
+        stored = self.index.docstore.get_by_ids(doc_ids)
+        return {doc_id: found.document for doc_id, found in stored.items()}
 
     def get_document(self, doc_id: str) -> Document | None:
         """The stored document with this id, or None."""
