@@ -20,7 +20,7 @@ from index.qdrant_index import QdrantTarget
 from index.readers.corpus import read_corpus
 from index.readers.queries import read_queries
 from index.readers.trec import Run, ranked, read_qrels, read_run, write_run
-from index.searcher import Searcher
+from index.searcher import Hit, IndexReader, Searcher
 from index.vector_index import ApproximateSearch
 from models.registry import reranker_encoders
 from models.reranker import Reranker
@@ -224,37 +224,50 @@ def rerank_run_from_index(
     """:func:`rerank_run` with the candidates' texts, and their token matrices where the
     re-ranker stored them, from an index of their corpus: what the store holds is not
     encoded again."""
-    from index.rerank import rerank_hits_many, token_store_warning
-    from index.searcher import Hit, IndexReader
-
     top = {q: ranked(candidates.get(q, {}), depth) for q in queries}
     needed = sorted({d for docs in top.values() for d, _ in docs})
     reader = IndexReader.open(index, read_only=True, qdrant=qdrant)
     try:
-        keys = reader.docstore.keys_for_ids(needed)
-        missing = [d for d in needed if d not in keys]
+        stored = reader.docstore.get_by_ids(needed)
+        missing = [d for d in needed if d not in stored]
         if missing:
             raise ValueError(
                 f"{len(missing)} candidate documents are not in the index {index}, "
                 f"e.g. {missing[0]!r}"
             )
-        documents = reader.docstore.get_by_keys(keys.values())
-        mismatch = token_store_warning(reranker, reader)
-        if mismatch is not None:
-            log.warning("index %s: %s", index, mismatch)
-        run: Run = {}
-        stored: list[float] = []
-        started = time.perf_counter()
-        for qid in tqdm(list(queries), desc="re-ranking", unit="query", disable=not show_progress):
-            hits = [Hit(keys[d], score, documents[keys[d]]) for d, score in top[qid]]
-            if not hits:
-                run[qid] = {}
-                continue
-            scores = rerank_hits_many(reranker, reader, [queries[qid]], [hits], stored)[0]
-            run[qid] = {h.document.id: float(s) for h, s in zip(hits, scores, strict=True)}
-        elapsed = time.perf_counter() - started
+        hits = {
+            qid: [Hit(stored[d].key, score, stored[d].document) for d, score in top[qid]]
+            for qid in queries
+        }
+        return rerank_hits_run(reranker, reader, queries, hits, depth, show_progress)
     finally:
         reader.close()
+
+
+def rerank_hits_run(
+    reranker: Reranker,
+    reader: IndexReader,
+    queries: dict[str, str],
+    hits: dict[str, list[Hit]],
+    depth: int,
+    show_progress: bool,
+) -> tuple[Run, dict[str, float]]:
+    """Each query's ``hits`` (its top ``depth`` already) re-scored, from the index's token
+    store where it holds their matrices; the run and the re-ranking timings, with the share
+    of hits the store served."""
+    from index.rerank import rerank_hits_many, token_store_warning
+
+    mismatch = token_store_warning(reranker, reader)
+    if mismatch is not None:
+        log.warning("index %s: %s", reader.folder, mismatch)
+    run: Run = {}
+    stored: list[float] = []
+    started = time.perf_counter()
+    for qid in tqdm(list(queries), desc="re-ranking", unit="query", disable=not show_progress):
+        top = hits[qid]
+        scores = rerank_hits_many(reranker, reader, [queries[qid]], [top], hit_rates=stored)[0]
+        run[qid] = {h.document.id: float(s) for h, s in zip(top, scores, strict=True)}
+    elapsed = time.perf_counter() - started
     return run, {
         "rerank_seconds": elapsed,
         "rerank_ms_per_query": 1000 * elapsed / max(len(queries), 1),
@@ -294,8 +307,6 @@ def retrieve_run(
     ``runtimes``. ``qdrant``: where an index's Qdrant collection is (default: as its
     manifest says). ``approximate``: how far an approximate index searches.
     """
-    from index.rerank import rerank_hits_many, token_store_warning
-
     searcher = Searcher.open(index, device=device, qdrant=qdrant, approximate=approximate)
     if runtime is not None:
         chosen = apply_runtimes([searcher.encoder], runtime)
@@ -310,29 +321,12 @@ def retrieve_run(
         timings = {"retrieve_seconds": elapsed, "retrieve_ms_per_query": 1000 * elapsed / len(ids)}
         if reranker is None:
             return run, timings
-        mismatch = token_store_warning(reranker, searcher.reader)
-        if mismatch is not None:
-            log.warning("index %s: %s", index, mismatch)
-        stored: list[float] = []
-        started = time.perf_counter()
-        for qid, row in tqdm(
-            list(zip(ids, hits, strict=True)),
-            desc="re-ranking",
-            unit="query",
-            disable=not show_progress,
-        ):
-            top = row[:rerank_depth]
-            scores = rerank_hits_many(
-                reranker, searcher.reader, [queries[qid]], [top], hit_rates=stored
-            )[0]
-            run[qid] = {h.document.id: float(s) for h, s in zip(top, scores, strict=True)}
-        elapsed = time.perf_counter() - started
-        timings |= {
-            "rerank_seconds": elapsed,
-            "rerank_ms_per_query": 1000 * elapsed / len(ids),
-            "rerank_depth": float(rerank_depth),
-            "token_store_hit_rate": sum(stored) / max(1, len(stored)),
-        }
+        top = {qid: row[:rerank_depth] for qid, row in zip(ids, hits, strict=True)}
+        reranked, rerank_timings = rerank_hits_run(
+            reranker, searcher.reader, queries, top, rerank_depth, show_progress
+        )
+        run |= reranked
+        timings |= rerank_timings
         return run, timings
     finally:
         searcher.reader.close()
