@@ -165,18 +165,19 @@ class DocStore:
         with self._lock, self._conn:  # one transaction: all of it or nothing
             if "text_hash" not in self._columns("documents"):
                 self._conn.execute("ALTER TABLE documents ADD COLUMN text_hash INTEGER")
-            rows = self._conn.execute(
-                "SELECT key, title, text FROM documents WHERE text_hash IS NULL"
-            ).fetchall()
-            if rows:
-                log.info("%s: hashing the texts of %d stored documents", self.path, len(rows))
-            self._conn.executemany(
-                "UPDATE documents SET text_hash = ? WHERE key = ?",
-                (
-                    (text_hash(Document("", text, title).full_text), key)
-                    for key, title, text in rows
-                ),
-            )
+            last = 0
+            while rows := self._conn.execute(  # a batch at a time: a corpus may not fit memory
+                "SELECT key, title, text FROM documents WHERE key > ? AND text_hash IS NULL"
+                " ORDER BY key LIMIT ?",
+                (last, HASH_BATCH),
+            ).fetchall():
+                if not last:
+                    log.info("%s: hashing the texts of the stored documents", self.path)
+                self._conn.executemany(
+                    "UPDATE documents SET text_hash = ? WHERE key = ?",
+                    [(text_hash(Document("", t, title).full_text), k) for k, title, t in rows],
+                )
+                last = int(rows[-1][0])
             self._conn.execute(f"CREATE INDEX {TEXT_HASH_INDEX} ON documents(text_hash)")
 
     def _add_lexical_index(self) -> None:
@@ -584,6 +585,8 @@ def _stored_document(row: tuple[Any, ...]) -> StoredDocument:
 
 
 TEXT_HASH_INDEX = "documents_text_hash"
+HASH_BATCH = 10_000
+"""Documents whose texts an older docstore's first writable open hashes at a time."""
 
 
 def text_hash(text: str) -> int:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from index.docstore import DocStore
 from index.lexical import LEXICAL_TABLE
@@ -139,11 +140,16 @@ def test_a_docstore_indexed_before_doc2query_queries_is_reindexed_on_open(
         integrity_checked(store)
 
 
+@pytest.mark.parametrize("batch", [10_000, 2], ids=["one batch", "batches of 2"])
 def test_a_docstore_written_before_text_hashes_finds_texts_after_a_writable_open(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
     """Read-only, an old docstore finds no text (its documents are simply encoded); its
-    first writable open hashes what it stores, and every later write is hashed too."""
+    first writable open hashes what it stores (a batch at a time), and every later write is
+    hashed too."""
+    import index.docstore
+
+    monkeypatch.setattr(index.docstore, "HASH_BATCH", batch)
     path = docstore_of_old(tmp_path / "old.sqlite", PLAIN)
     wanted = [PLAIN[1].full_text, PLAIN[1].text, PLAIN[0].text, "never stored"]
     with DocStore(path, read_only=True) as old:
@@ -152,6 +158,8 @@ def test_a_docstore_written_before_text_hashes_finds_texts_after_a_writable_open
         assert store.finds_texts
         keys = store.keys_for_ids(d.id for d in PLAIN)
         assert store.keys_for_texts(wanted) == [keys["b"], None, keys["a"], None]
+        every = [d.full_text for d in PLAIN]
+        assert store.keys_for_texts(every) == [keys[d.id] for d in PLAIN]
         (new_key,), _ = store.upsert([Document("d", "Written after.", title="New")])
         assert store.keys_for_texts(["New Written after.", "Written after."]) == [new_key, None]
         store.delete("a")
